@@ -1,5 +1,5 @@
 /** Hashing on node:crypto (OpenSSL, SHA-NI): the fast path for bulk data. */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, createHmac, type Hash } from 'node:crypto';
 
 export type { Hash };
 
@@ -22,4 +22,8 @@ export function blake2b512(data: Uint8Array | string): Buffer {
 /** A streaming hash object (update/digest), e.g. 'sha256' or 'blake2b512'. */
 export function createHasher(alg: 'sha256' | 'sha512' | 'blake2b512'): Hash {
   return createHash(alg);
+}
+
+export function hmacSha256(key: Uint8Array, data: Uint8Array | string): Buffer {
+  return createHmac('sha256', key).update(data).digest();
 }

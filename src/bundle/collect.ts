@@ -1,0 +1,102 @@
+/** Collects the files to pack from a file or directory, refusing anything unsafe. */
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, join, sep } from 'node:path';
+import { MlicError, fromFsError } from '../errors.js';
+import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
+
+export interface SourceFile {
+  /** absolute real path to read */
+  abs: string;
+  /** POSIX relative path recorded in the manifest */
+  rel: string;
+  size: number;
+  component?: string;
+}
+
+export interface InputRoot {
+  path: string;
+  /** prefix for the relative paths (component bundles), '' for none */
+  prefix: string;
+  component?: string;
+}
+
+export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
+  const out: SourceFile[] = [];
+  for (const r of roots) out.push(...(await collectOne(r)));
+  const seen = new Set<string>();
+  for (const f of out) {
+    if (seen.has(f.rel)) throw new MlicError('USAGE', `two inputs map to the same path in the bundle: ${f.rel}`);
+    seen.add(f.rel);
+  }
+  if (out.length > MAX_FILES) throw new MlicError('USAGE', `too many files (${out.length}; at most ${MAX_FILES})`);
+  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+}
+
+async function collectOne(root: InputRoot): Promise<SourceFile[]> {
+  let st;
+  try {
+    st = await stat(root.path);
+  } catch (e) {
+    throw fromFsError(e, root.path);
+  }
+  const withPrefix = (rel: string) => (root.prefix ? `${root.prefix}/${rel}` : rel);
+  const comp = root.component !== undefined ? { component: root.component } : {};
+  if (st.isFile()) {
+    const rel = withPrefix(basename(root.path));
+    checkRel(rel, root.path);
+    return [{ abs: await realpath(root.path), rel, size: st.size, ...comp }];
+  }
+  if (!st.isDirectory()) throw new MlicError('USAGE', `${root.path}: not a regular file or directory`);
+  const rootReal = await realpath(root.path);
+  const files: SourceFile[] = [];
+  const walk = async (dirAbs: string, dirRel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(dirAbs)).sort();
+    } catch (e) {
+      throw fromFsError(e, dirAbs);
+    }
+    for (const name of names) {
+      const abs = join(dirAbs, name);
+      const rel = dirRel ? `${dirRel}/${name}` : name;
+      const shown = join(root.path, rel);
+      let l;
+      try {
+        l = await lstat(abs);
+      } catch (e) {
+        throw fromFsError(e, shown);
+      }
+      if (l.isSymbolicLink()) {
+        let target: string;
+        try {
+          target = await realpath(abs);
+        } catch (e) {
+          throw new MlicError('IO_UNSAFE_PATH', `${shown}: symbolic link points nowhere`, { cause: e });
+        }
+        if (!target.startsWith(rootReal + sep))
+          throw new MlicError('IO_UNSAFE_PATH', `${shown}: symbolic link points outside the model directory (${target})`, {
+            hint: 'copy the file into the directory, or pack the directory the link points into',
+          });
+        const ts = await stat(target);
+        if (!ts.isFile()) throw new MlicError('IO_UNSAFE_PATH', `${shown}: symbolic link to a directory or special file is not supported`);
+        checkRel(withPrefix(rel), shown);
+        files.push({ abs: target, rel: withPrefix(rel), size: ts.size, ...comp });
+      } else if (l.isDirectory()) {
+        await walk(abs, rel);
+      } else if (l.isFile()) {
+        checkRel(withPrefix(rel), shown);
+        files.push({ abs, rel: withPrefix(rel), size: l.size, ...comp });
+      } else {
+        throw new MlicError('USAGE', `${shown}: not a regular file (device, socket or pipe)`);
+      }
+    }
+  };
+  await walk(rootReal, '');
+  if (files.length === 0) throw new MlicError('USAGE', `${root.path}: directory is empty, nothing to pack`);
+  return files;
+}
+
+function checkRel(rel: string, shown: string): void {
+  const why = unsafePathReason(rel);
+  if (why) throw new MlicError('IO_UNSAFE_PATH', `${shown}: unsafe file name (${why})`);
+}

@@ -1,0 +1,82 @@
+/**
+ * The hot path: stream one file through AES-256-GCM chunks into the bundle.
+ * Reads are double-buffered (the next chunk is read while this one is sealed), the plaintext
+ * SHA-256 runs on the main thread, each sealed chunk's SHA-256 runs on the libuv pool, and the
+ * write of one chunk overlaps the sealing of the next. Memory: a few chunks, whatever the size.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { MlicError } from '../errors.js';
+import { createHasher } from '../crypto/hash.js';
+import { sealChunk, sha256Async, TAG_LEN } from '../crypto/stream.js';
+import { ciphertextDigestInit } from './digest.js';
+
+export interface EncryptResult {
+  sha256: string;
+  ciphertextDigest: string;
+  bytesWritten: number;
+}
+
+const HASH_WINDOW = 4;
+
+export async function encryptFileInto(
+  src: FileHandle,
+  srcSize: number,
+  key: Uint8Array,
+  chunkSize: number,
+  out: FileHandle,
+  outOffset: number,
+  onBytes?: (n: number) => void,
+  what = 'file',
+): Promise<EncryptResult> {
+  // Two read buffers, placed off a 4 KiB boundary (FACTS.md §1: faster kernel copies here).
+  const stride = chunkSize + 8192;
+  const slab = Buffer.allocUnsafeSlow(2 * stride);
+  const bufs = [slab.subarray(4080, 4080 + chunkSize), slab.subarray(stride + 4080, stride + 4080 + chunkSize)] as const;
+  const plainHash = createHasher('sha256');
+  const ct = ciphertextDigestInit();
+  const pendingHashes: Promise<Buffer>[] = [];
+  const pendingTags: Buffer[] = [];
+  const n = srcSize === 0 ? 1 : Math.ceil(srcSize / chunkSize);
+
+  const readChunk = async (i: number): Promise<Buffer> => {
+    const want = i === n - 1 ? srcSize - i * chunkSize : chunkSize;
+    const buf = bufs[i % 2]!;
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await src.read(buf, got, want - got, i * chunkSize + got);
+      if (bytesRead === 0) throw new MlicError('IO_ERROR', `${what}: file shrank while being packed`);
+      got += bytesRead;
+    }
+    return buf.subarray(0, want);
+  };
+
+  let pos = outOffset;
+  let writeP: Promise<unknown> = Promise.resolve();
+  let readP = readChunk(0);
+  for (let i = 0; i < n; i++) {
+    const plain = await readP;
+    plainHash.update(plain);
+    const last = i === n - 1;
+    const sealed = sealChunk(key, i, last, plain);
+    if (!last) readP = readChunk(i + 1);
+    pendingHashes.push(sha256Async(sealed.subarray(0, sealed.length - TAG_LEN)));
+    pendingTags.push(sealed.subarray(sealed.length - TAG_LEN));
+    if (pendingHashes.length > HASH_WINDOW) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
+    await writeP;
+    const at = pos;
+    pos += sealed.length;
+    writeP = writeAll(out, sealed, at);
+    onBytes?.(plain.length);
+  }
+  await writeP;
+  while (pendingHashes.length > 0) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
+  return { sha256: plainHash.digest('hex'), ciphertextDigest: ct.digest(), bytesWritten: pos - outOffset };
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * openBundle: the licensed files of a bundle, decrypted in memory, never written to disk.
+ *
+ *   const model = await openBundle('resnet-2.1.0.mlb');
+ *   const session = await ort.InferenceSession.create(model.file('model.onnx'));
+ *   model.close();   // wipes the buffers
+ */
+import { Readable } from 'node:stream';
+import { MlicError } from '../errors.js';
+import { wipe } from '../crypto/random.js';
+import type { Manifest, ManifestFile } from '../format/manifest.js';
+import { authorizeBundle, type AuthorizeOptions } from '../license/runtime.js';
+import type { LicensePayload } from '../format/license.js';
+import { decryptChunks } from './decrypt.js';
+
+export interface OpenBundleOptions extends AuthorizeOptions {
+  /** decrypt every released file into memory at open (default true); else use readFile/createReadStream */
+  preload?: boolean;
+}
+
+export interface OpenedBundle {
+  manifest: Manifest;
+  license: LicensePayload;
+  /** the released files (all, or those of the licensed components) */
+  files: Pick<ManifestFile, 'path' | 'size' | 'format' | 'component' | 'sha256'>[];
+  /** the decrypted bytes of a released file (preload mode) */
+  file(path: string): Buffer;
+  /** decrypts a released file into memory now */
+  readFile(path: string): Promise<Buffer>;
+  /** a stream of a released file's plaintext, decrypted chunk by chunk as it is read */
+  createReadStream(path: string): Readable;
+  /** wipes preloaded plaintext and closes the bundle */
+  close(): Promise<void>;
+}
+
+export async function openBundle(path: string, options: OpenBundleOptions = {}): Promise<OpenedBundle> {
+  const a = await authorizeBundle(path, options);
+  const released = a.files.map((i) => a.manifest.files[i]!);
+  const byPath = new Map(released.map((f) => [f.path, f]));
+  const cache = new Map<string, Buffer>();
+  let closed = false;
+  const find = (p: string): ManifestFile => {
+    if (closed) throw new MlicError('USAGE', 'the bundle is closed');
+    const f = byPath.get(p);
+    if (!f) {
+      const exists = a.manifest.files.some((x) => x.path === p);
+      throw exists
+        ? new MlicError('COMPONENT_NOT_LICENSED', `${p} belongs to a component this licence does not grant`)
+        : new MlicError('USAGE', `the bundle has no file ${p}`, { details: { files: released.map((x) => x.path) } });
+    }
+    return f;
+  };
+  const readFile = async (p: string): Promise<Buffer> => {
+    const f = find(p);
+    const out = Buffer.allocUnsafe(f.size);
+    let off = 0;
+    try {
+      for await (const c of decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey)) {
+        c.copy(out, off);
+        off += c.length;
+        wipe(c);
+      }
+    } catch (e) {
+      wipe(out);
+      throw e;
+    }
+    return out;
+  };
+  try {
+    if (options.preload !== false) for (const f of released) cache.set(f.path, await readFile(f.path));
+  } catch (e) {
+    for (const b of cache.values()) wipe(b);
+    await a.bundle.close();
+    throw e;
+  }
+  return {
+    manifest: a.manifest,
+    license: a.license,
+    files: released.map((f) => ({ path: f.path, size: f.size, format: f.format, sha256: f.sha256, ...(f.component ? { component: f.component } : {}) })),
+    file(p) {
+      find(p);
+      const b = cache.get(p);
+      if (!b) throw new MlicError('USAGE', `${p} was not preloaded; use readFile() or createReadStream()`);
+      return b;
+    },
+    readFile,
+    createReadStream(p) {
+      const f = find(p);
+      return Readable.from(decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey), { objectMode: false });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const b of cache.values()) wipe(b);
+      cache.clear();
+      wipe(a.bundleKey);
+      await a.bundle.close();
+    },
+  };
+}

@@ -1,0 +1,160 @@
+/** mlic pack: model file or directory -> one encrypted, signed bundle (docs/FORMAT.md). */
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../errors.js';
+import { randomBytes } from '../crypto/random.js';
+import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/stream.js';
+import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
+import { parseSemver, versionLine } from '../format/semver.js';
+import { END_OF_ARCHIVE } from '../format/tar.js';
+import { inspectModelFile, checkModelSet, type ModelFileInfo } from '../format/models.js';
+import { bundleKeyFromMaster, fileKey, keyCommitment } from '../keys/derive.js';
+import type { VendorKey } from '../keys/vendor.js';
+import { keyIdHex } from '../format/minisign.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { collectInputs, type InputRoot, type SourceFile } from './collect.js';
+import { computeLayout } from './layout.js';
+import { signManifest } from './signature.js';
+import { encryptFileInto } from './encrypt.js';
+
+export interface PackOptions {
+  /** a model file or directory; may be omitted when components are given */
+  input?: string;
+  /** named components: each a file or directory, stored under "<name>/" */
+  components?: { name: string; path: string }[];
+  name: string;
+  version: string;
+  key: VendorKey;
+  out: string;
+  force?: boolean;
+  chunkSize?: number;
+  releaseDate?: Date;
+  now?: Date;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PackResult {
+  out: string;
+  manifest: Manifest;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+function iso(d: Date): string {
+  return new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+export async function pack(opts: PackOptions): Promise<PackResult> {
+  if (!NAME_RE.test(opts.name)) throw new MlicError('USAGE', `invalid model name '${opts.name}'`, { hint: 'use letters, digits, ".", "_" and "-" (at most 128)' });
+  const sv = parseSemver(opts.version);
+  if (!sv) throw new MlicError('USAGE', `'${opts.version}' is not a semantic version`, { hint: 'for example 2.1.0 (see semver.org)' });
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
+  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK || chunkSize > MAX_CHUNK)
+    throw new MlicError('USAGE', `chunk size must be between ${MIN_CHUNK} and ${MAX_CHUNK} bytes`);
+  const now = opts.now ?? new Date();
+  const releaseDate = opts.releaseDate ?? now;
+  if (Number.isNaN(releaseDate.getTime())) throw new MlicError('USAGE', 'invalid release date');
+  if (!opts.force) {
+    try {
+      await stat(opts.out);
+      throw new MlicError('IO_EXISTS', `${opts.out}: already exists`, { hint: 'use --force to overwrite' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(e, opts.out);
+    }
+  }
+
+  const roots: InputRoot[] = [];
+  if (opts.input !== undefined) roots.push({ path: opts.input, prefix: '' });
+  for (const c of opts.components ?? []) {
+    if (!NAME_RE.test(c.name)) throw new MlicError('USAGE', `invalid component name '${c.name}'`);
+    roots.push({ path: c.path, prefix: c.name, component: c.name });
+  }
+  if (roots.length === 0) throw new MlicError('USAGE', 'nothing to pack: give a model path or --component NAME=PATH');
+  const sources = await collectInputs(roots);
+
+  // Detect and validate every file's format before writing anything.
+  const infos = new Map<string, ModelFileInfo>();
+  for (const f of sources) {
+    await withFile(f, async (fh) => infos.set(f.rel, await inspectModelFile(fh, f.size, f.rel)));
+  }
+  const overrides = checkModelSet(infos);
+
+  const bundleId = randomBytes(16).toString('hex');
+  const line = versionLine(sv);
+  const bKey = bundleKeyFromMaster(opts.key.master, opts.name, line, bundleId);
+  const files: ManifestFile[] = sources.map((f, index) => ({
+    index,
+    path: f.rel,
+    size: f.size,
+    format: overrides.get(f.rel) ?? infos.get(f.rel)!.format,
+    ...(f.component !== undefined ? { component: f.component } : {}),
+    sha256: '0'.repeat(64),
+    chunkSize,
+    ciphertextSize: ciphertextSize(f.size, chunkSize),
+    ciphertextDigest: '0'.repeat(64),
+  }));
+  const components = opts.components?.length
+    ? opts.components.map((c) => ({ name: c.name, files: files.filter((f) => f.component === c.name).map((f) => f.index) }))
+    : undefined;
+  const manifest: Manifest = {
+    format: BUNDLE_FORMAT,
+    formatVersion: BUNDLE_FORMAT_VERSION,
+    bundleId,
+    createdAt: iso(now),
+    model: { name: opts.name, version: opts.version, releaseDate: iso(releaseDate) },
+    vendor: { keyId: keyIdHex(opts.key.keyId), ...(opts.key.name ? { name: opts.key.name } : {}) },
+    encryption: { aead: AEAD_ID, kdf: KDF_ID, line, keyCommitment: keyCommitment(bKey, bundleId).toString('hex') },
+    files,
+    ...(components ? { components } : {}),
+  };
+  assertManifest(manifest);
+  const signer = { seed: opts.key.seed, keyId: opts.key.keyId };
+  // Digests are fixed-length hex, so the placeholder has exactly the final length.
+  const placeholder = serializeManifest(manifest);
+  const placeholderSig = signManifest(signer, placeholder, bundleId, manifest.createdAt);
+  const layout = computeLayout(Math.floor(Date.parse(manifest.createdAt) / 1000), placeholder.length, placeholderSig.length, files.map((f) => f.ciphertextSize));
+  const total = sources.reduce((a, f) => a + f.size, 0);
+  let done = 0;
+
+  await writeFileAtomic(opts.out, { mode: 0o644, force: opts.force ?? false }, async (out) => {
+    await out.write(layout.manifest.header, 0, layout.manifest.header.length, layout.manifest.headerOffset);
+    await out.write(layout.signature.header, 0, layout.signature.header.length, layout.signature.headerOffset);
+    for (const [i, f] of sources.entries()) {
+      const span = layout.files[i]!;
+      await out.write(span.header, 0, span.header.length, span.headerOffset);
+      const r = await withFile(f, (fh) =>
+        encryptFileInto(fh, f.size, fileKey(bKey, i, f.rel), chunkSize, out, span.dataOffset, (nb) => {
+          done += nb;
+          opts.onProgress?.(done, total);
+        }, f.rel),
+      );
+      if (r.bytesWritten !== span.size) throw new MlicError('INTERNAL', `ciphertext size mismatch for ${f.rel}`);
+      files[i]!.sha256 = r.sha256;
+      files[i]!.ciphertextDigest = r.ciphertextDigest;
+      if (span.padding) await out.write(Buffer.alloc(span.padding), 0, span.padding, span.dataOffset + span.size);
+    }
+    await out.write(END_OF_ARCHIVE, 0, END_OF_ARCHIVE.length, layout.endOffset);
+    const manifestBytes = serializeManifest(manifest);
+    const sig = signManifest(signer, manifestBytes, bundleId, manifest.createdAt);
+    if (manifestBytes.length !== placeholder.length || sig.length !== placeholderSig.length) throw new MlicError('INTERNAL', 'manifest length changed while packing');
+    await out.write(manifestBytes, 0, manifestBytes.length, layout.manifest.dataOffset);
+    await out.write(sig, 0, sig.length, layout.signature.dataOffset);
+    for (const s of [layout.manifest, layout.signature]) if (s.padding) await out.write(Buffer.alloc(s.padding), 0, s.padding, s.dataOffset + s.size);
+  });
+  return { out: opts.out, manifest, bytesIn: total, bytesOut: layout.totalSize };
+}
+
+async function withFile<T>(f: SourceFile, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  let fh: FileHandle;
+  try {
+    fh = await open(f.abs, 'r');
+  } catch (e) {
+    throw fromFsError(e, f.rel);
+  }
+  try {
+    return await fn(fh);
+  } catch (e) {
+    throw fromFsError(e, f.rel);
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * mlic run: decrypt into a private directory in memory-backed storage, run a command on it,
+ * and wipe the directory when the command ends (success, failure, SIGINT, SIGTERM, SIGHUP).
+ */
+import { spawn } from 'node:child_process';
+import { access, mkdtemp, chmod, rm, constants } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MlicError } from '../errors.js';
+import { wipe } from '../crypto/random.js';
+import { authorizeBundle, type AuthorizeOptions } from '../license/runtime.js';
+import { registerTempDir } from '../util/atomic.js';
+import { unpackAuthorized } from './unpack.js';
+
+export interface RunOptions extends AuthorizeOptions {
+  /** where to create the private directory; default /dev/shm when writable, else the OS temp dir */
+  baseDir?: string;
+  env?: NodeJS.ProcessEnv;
+  /** send the command's stdout to stderr (so that stdout can carry one JSON object) */
+  stdoutToStderr?: boolean;
+  /** called once the model directory exists (tests) */
+  onReady?: (dir: string) => void;
+}
+
+export interface RunResult {
+  exitCode: number;
+  signal?: NodeJS.Signals;
+  modelDir: string;
+  memoryBacked: boolean;
+}
+
+async function privateBase(opt?: string): Promise<{ base: string; memoryBacked: boolean }> {
+  if (opt) return { base: opt, memoryBacked: opt.startsWith('/dev/shm') };
+  try {
+    await access('/dev/shm', constants.W_OK);
+    return { base: '/dev/shm', memoryBacked: true };
+  } catch {
+    return { base: tmpdir(), memoryBacked: false };
+  }
+}
+
+export async function runWithBundle(bundlePath: string, command: string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (command.length === 0) throw new MlicError('USAGE', 'no command to run', { hint: 'mlic run model.mlb -- python serve.py --model {model}' });
+  const a = await authorizeBundle(bundlePath, opts);
+  const { base, memoryBacked } = await privateBase(opts.baseDir);
+  let dir: string | undefined;
+  let unregister: () => void = () => undefined;
+  const wipeDir = async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    unregister();
+  };
+  try {
+    dir = await mkdtemp(join(base, 'mlic-run-'));
+    unregister = registerTempDir(dir);
+    await chmod(dir, 0o700);
+    await unpackAuthorized(a, dir);
+  } catch (e) {
+    await wipeDir();
+    throw e;
+  } finally {
+    wipe(a.bundleKey);
+    await a.bundle.close();
+  }
+  opts.onReady?.(dir);
+  const modelDir = dir;
+  const args = command.slice(1).map((s) => s.split('{model}').join(modelDir));
+  const cmd = command[0]!.split('{model}').join(modelDir);
+  return new Promise<RunResult>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: opts.stdoutToStderr ? [0, 2, 2] : 'inherit', env: { ...(opts.env ?? process.env), MLIC_MODEL_DIR: modelDir } });
+    const forward = (sig: NodeJS.Signals) => () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    };
+    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
+    for (const [s, h] of handlers) process.prependListener(s, h);
+    // While the child runs, mlic's own exit-on-signal handlers must wait: remove them temporarily.
+    const saved = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, process.listeners(s).filter((l) => !handlers.some(([, h]) => h === l))] as const);
+    for (const [s, ls] of saved) for (const l of ls) process.off(s, l);
+    const restore = () => {
+      for (const [s, h] of handlers) process.off(s, h);
+      for (const [s, ls] of saved) for (const l of ls) process.on(s, l);
+    };
+    child.on('error', async (e) => {
+      restore();
+      await wipeDir();
+      reject(new MlicError('USAGE', `cannot run ${cmd}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'command not found' : e.message}`));
+    });
+    child.on('exit', async (code, signal) => {
+      restore();
+      await wipeDir();
+      resolve({ exitCode: code ?? 128 + (signal ? signalNumber(signal) : 0), ...(signal ? { signal } : {}), modelDir, memoryBacked });
+    });
+  });
+}
+
+function signalNumber(s: NodeJS.Signals): number {
+  const n: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
+  return n[s] ?? 1;
+}

@@ -1,0 +1,34 @@
+/** The manifest's signature: a minisign `ED` signature of manifest.json (docs/FORMAT.md §3.4). */
+import { MlicError } from '../errors.js';
+import { blake2b512 } from '../crypto/hash.js';
+import { parseSignature, serializeSignature, type MinisignPublicKey } from '../format/minisign.js';
+import { minisignSign, minisignVerify, type Signer } from '../signing/minisign.js';
+import { mtimeOf } from './layout.js';
+
+export function manifestTrustedComment(bundleId: string, createdAt: string): string {
+  return `timestamp:${mtimeOf(createdAt)}\tfile:manifest.json\thashed\tmlic-bundle:${bundleId}`;
+}
+
+export function signManifest(signer: Signer, manifestBytes: Uint8Array, bundleId: string, createdAt: string): Buffer {
+  const sig = minisignSign(signer, blake2b512(manifestBytes), 'ED', manifestTrustedComment(bundleId, createdAt), 'mlic bundle manifest signature');
+  return Buffer.from(serializeSignature(sig), 'utf8');
+}
+
+/** Verifies the manifest signature; returns the parsed signature. Throws SIGNATURE_INVALID or KEY_MISMATCH. */
+export function verifyManifestSignature(pub: MinisignPublicKey, manifestBytes: Uint8Array, sigBytes: Uint8Array): { trustedComment: string } {
+  let sig;
+  try {
+    sig = parseSignature(Buffer.from(sigBytes).toString('utf8'), 'manifest signature');
+  } catch (e) {
+    throw new MlicError('SIGNATURE_INVALID', `manifest signature is malformed: ${(e as Error).message}`);
+  }
+  if (sig.alg !== 'ED') throw new MlicError('SIGNATURE_INVALID', 'manifest signature must be prehashed (ED)');
+  minisignVerify(pub, sig, blake2b512(manifestBytes), 'manifest signature');
+  return { trustedComment: sig.trustedComment };
+}
+
+/** After the manifest is parsed: the signed trusted comment must name the same bundle. */
+export function checkTrustedComment(trustedComment: string, bundleId: string, createdAt: string): void {
+  if (trustedComment !== manifestTrustedComment(bundleId, createdAt))
+    throw new MlicError('SIGNATURE_INVALID', 'manifest signature belongs to another bundle (trusted comment does not match)');
+}

@@ -1,0 +1,67 @@
+import { readFile } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../../errors.js';
+import { fingerprintOf, matchFingerprint } from '../../hardware/fingerprint.js';
+import { probeHost } from '../../hardware/probe.js';
+import { parseAndVerifyRequest } from '../../license/sign.js';
+import { parseLicenseText } from '../../format/license.js';
+import { StateDir } from '../../state/home.js';
+import { printResult, type Ctx } from '../output.js';
+
+export interface FingerprintOpts {
+  compare?: string;
+  root?: string;
+  home?: string;
+}
+
+export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
+  const probe = await probeHost(o.root ? { root: o.root } : {});
+  if (o.compare !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(o.compare, 'utf8');
+    } catch (e) {
+      throw fromFsError(e, o.compare);
+    }
+    // Either an activation request or a licence.
+    let licensed;
+    let match = { policy: 'all' } as import('../../format/license.js').MatchPolicy;
+    if (text.includes('-----BEGIN MLIC LICENSE-----')) {
+      const l = parseLicenseText(text, o.compare).payload;
+      if (l.host.binding !== 'host') throw new MlicError('USAGE', `${o.compare} is an unbound licence; it names no hardware`);
+      licensed = l.host.fingerprint;
+      match = l.host.match;
+    } else licensed = parseAndVerifyRequest(text, o.compare).payload.fingerprint;
+    const current = fingerprintOf(probe, Buffer.from(licensed.salt, 'hex'));
+    const r = matchFingerprint(licensed.components, current.components, match);
+    const rows = [
+      ...licensed.components.map((c) => ({ component: c.label, kind: c.kind, status: current.components.some((x) => x.hash === c.hash) ? 'same' : 'changed or missing' })),
+      ...r.added.map((c) => ({ component: c.label, kind: c.kind, status: 'new on this host' })),
+    ];
+    for (const row of rows) ctx.out(`${row.status.padEnd(20)} ${row.component}`);
+    ctx.out(`${r.matched} of ${r.total} components match; under policy '${match.policy === 'k' ? `${match.k} of n` : match.policy}' this host ${r.ok ? 'matches' : 'does NOT match'}`);
+    printResult(ctx, { matched: r.matched, total: r.total, required: r.required, matches: r.ok, components: rows });
+    if (!r.ok) throw new MlicError('HW_MISMATCH', `this host differs from ${o.compare}: ${r.missing.map((c) => c.label).join(', ')}`, { details: { missing: r.missing.map((c) => c.label) } });
+    return;
+  }
+  const state = StateDir.fromEnv(process.env, o.home);
+  const host = await state.loadHost();
+  const salt = host?.salt ?? Buffer.alloc(32);
+  const fp = fingerprintOf(probe, salt);
+  ctx.out(`GPUs          ${probe.gpus.length ? '' : 'none found'}`);
+  for (const g of probe.gpus) ctx.out(`  ${g.index}: ${g.name}  ${g.uuid}${g.pciBusId ? `  ${g.pciBusId}` : ''}${g.serial ? `  serial ${g.serial}` : ''}  (${g.source})`);
+  ctx.out(`CPU           ${probe.cpuModel ?? 'unknown'}`);
+  ctx.out(`container     ${probe.container ? 'yes' : 'no'}`);
+  ctx.out(`VM            ${probe.vm ? 'yes' : 'no'}`);
+  ctx.out(`components   ${fp.components.length} (each leaves this host only as a salted hash)`);
+  for (const c of fp.components) ctx.out(`  ${c.kind.padEnd(13)} ${c.label.padEnd(40)} ${c.hash.slice(0, 16)}…`);
+  for (const [src, why] of Object.entries(probe.missing)) ctx.note(`note: ${src}: ${why}`);
+  printResult(ctx, {
+    gpus: probe.gpus,
+    cpuModel: probe.cpuModel ?? null,
+    container: probe.container,
+    vm: probe.vm,
+    salted: host !== undefined,
+    components: fp.components,
+    missing: probe.missing,
+  });
+}

@@ -1,0 +1,48 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MlicError, fromFsError } from '../../errors.js';
+import { NAME_RE } from '../../format/manifest.js';
+import { keyIdHex } from '../../format/minisign.js';
+import { encodeSecretKey, generateVendorKey, publicKeyFileText } from '../../keys/vendor.js';
+import { writeSmallFileAtomic } from '../../util/atomic.js';
+import { newPassphrase } from '../passphrase.js';
+import { printResult, type Ctx } from '../output.js';
+
+export interface KeygenOpts {
+  out?: string;
+  name?: string;
+  unencrypted?: boolean;
+  force?: boolean;
+  passphraseFile?: string;
+}
+
+export async function run(ctx: Ctx, o: KeygenOpts): Promise<void> {
+  const name = o.name ?? 'vendor';
+  if (!NAME_RE.test(name)) throw new MlicError('USAGE', `invalid key name '${name}'`);
+  const dir = o.out ?? '.';
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new MlicError('USAGE', `${dir}: not a directory`);
+  } catch (e) {
+    throw fromFsError(e, dir);
+  }
+  const keyPath = join(dir, `${name}.key`);
+  const pubPath = join(dir, `${name}.pub`);
+  if (!o.force) {
+    for (const p of [keyPath, pubPath]) {
+      const exists = await stat(p).then(
+        () => true,
+        () => false,
+      );
+      if (exists) throw new MlicError('IO_EXISTS', `${p}: already exists; refusing to overwrite a key`, { hint: 'use --force to replace it (the old key is lost)' });
+    }
+  }
+  const passphrase = o.unencrypted ? undefined : await newPassphrase(o.passphraseFile);
+  const key = generateVendorKey(name);
+  await writeSmallFileAtomic(keyPath, encodeSecretKey(key, passphrase), { mode: 0o600, force: o.force ?? false });
+  await writeSmallFileAtomic(pubPath, publicKeyFileText(key), { mode: 0o644, force: o.force ?? false });
+  const keyId = keyIdHex(key.keyId);
+  ctx.note(`wrote ${keyPath} (secret key${passphrase === undefined ? ', NOT encrypted' : ', encrypted'}; keep it safe, mode 0600)`);
+  ctx.note(`wrote ${pubPath} (public key; a minisign public key file)`);
+  ctx.out(`key id ${keyId}`);
+  printResult(ctx, { keyId, secretKey: keyPath, publicKey: pubPath, encrypted: passphrase !== undefined });
+}

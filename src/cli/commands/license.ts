@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../../errors.js';
+import { issueLicense, parseMatch, parseMeter } from '../../license/issue.js';
+import { parseAndVerifyRequest, verifyLicenseText } from '../../license/sign.js';
+import { describeVersions } from '../../license/policy.js';
+import { loadPublicKey, loadSecretKey } from '../../keys/load.js';
+import { parseLicenseText, redactedPayload, serializeLicense, type VersionPolicy } from '../../format/license.js';
+import { keyIdHex } from '../../format/minisign.js';
+import { inspectBundle } from '../../bundle/inspect.js';
+import { StateDir } from '../../state/home.js';
+import { writeSmallFileAtomic } from '../../util/atomic.js';
+import { passphraseSource } from '../passphrase.js';
+import { printResult, type Ctx } from '../output.js';
+
+export interface IssueOpts {
+  key?: string;
+  passphraseFile?: string;
+  request?: string;
+  unbound?: boolean;
+  model: string;
+  versions?: string;
+  rolling?: boolean;
+  updatesUntil?: string;
+  bundle?: string;
+  notBefore?: string;
+  expires?: string;
+  days?: string;
+  grace?: string;
+  clockTolerance?: string;
+  tier?: string;
+  feature?: string[];
+  component?: string[];
+  match?: string;
+  meter?: string[];
+  region?: string[];
+  customer?: string;
+  requireWatermark?: boolean;
+  output?: string;
+  force?: boolean;
+}
+
+function date(s: string, what: string): Date {
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new MlicError('USAGE', `${what}: '${s}' is not a date`, { hint: 'use ISO 8601, e.g. 2027-01-31 or 2027-01-31T12:00:00Z' });
+  return d;
+}
+
+/** Durations: 3600, 90s, 30m, 12h, 7d. */
+export function duration(s: string, what: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(s.trim());
+  if (!m) throw new MlicError('USAGE', `${what}: '${s}' is not a duration (e.g. 3600, 30m, 12h, 7d)`);
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+}
+
+async function readText(p: string): Promise<string> {
+  try {
+    return await readFile(p, 'utf8');
+  } catch (e) {
+    throw fromFsError(e, p);
+  }
+}
+
+export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
+  if (!o.request === !o.unbound) throw new MlicError('USAGE', 'give exactly one of --request FILE or --unbound');
+  if ([o.rolling, o.updatesUntil !== undefined].filter(Boolean).length > 1) throw new MlicError('USAGE', '--rolling and --updates-until exclude each other');
+  if (o.rolling && o.versions) throw new MlicError('USAGE', '--rolling covers every version; drop --versions');
+  if (o.expires && o.days) throw new MlicError('USAGE', '--expires and --days exclude each other');
+  let versions: VersionPolicy;
+  if (o.rolling) versions = { policy: 'rolling' };
+  else if (o.updatesUntil !== undefined) versions = { policy: 'maintenance', until: date(o.updatesUntil, '--updates-until').toISOString().replace('.000Z', 'Z'), ...(o.versions ? { range: o.versions } : {}) };
+  else if (o.versions === undefined) throw new MlicError('USAGE', 'say which versions: --versions RANGE, --rolling or --updates-until DATE');
+  else if (/^=\s*\d/.test(o.versions.trim())) versions = { policy: 'pin', version: o.versions.trim().replace(/^=\s*/, '') };
+  else versions = { policy: 'range', range: o.versions };
+  const request = o.request ? parseAndVerifyRequest(await readText(o.request), o.request) : undefined;
+  const pinnedBundle = o.bundle ? (await inspectBundle(o.bundle)).manifest : undefined;
+  const key = await loadSecretKey({ ...(o.key !== undefined ? { keyFile: o.key } : {}), passphrase: passphraseSource(o.passphraseFile) });
+  const now = new Date();
+  const notBefore = o.notBefore ? date(o.notBefore, '--not-before') : now;
+  const expires = o.expires ? date(o.expires, '--expires') : o.days ? new Date(notBefore.getTime() + duration(`${o.days}d`, '--days') * 1000) : undefined;
+  const { license, payload } = issueLicense({
+    key,
+    ...(request ? { request } : {}),
+    model: o.model,
+    versions,
+    ...(pinnedBundle ? { pinnedBundle } : {}),
+    notBefore,
+    ...(expires ? { expires } : {}),
+    graceSeconds: o.grace ? duration(o.grace, '--grace') : 0,
+    clockToleranceSeconds: o.clockTolerance ? duration(o.clockTolerance, '--clock-tolerance') : 3600,
+    ...(o.tier ? { tier: o.tier } : {}),
+    features: o.feature ?? [],
+    components: o.component ?? [],
+    ...(o.match ? { match: parseMatch(o.match) } : {}),
+    meters: (o.meter ?? []).map(parseMeter),
+    regions: o.region ?? [],
+    ...(o.customer ? { customer: o.customer } : {}),
+    ...(o.requireWatermark ? { requireWatermark: true } : {}),
+    now,
+  });
+  const out = o.output ?? `${payload.model}-${payload.licenseId.slice(0, 8)}.lic`;
+  await writeSmallFileAtomic(out, serializeLicense(license), { mode: 0o644, force: o.force ?? false });
+  ctx.out(`wrote ${out}: licence ${payload.licenseId} for ${payload.model}, ${describeVersions(payload.versions)}, ${payload.host.binding === 'host' ? `bound to host ${payload.host.hostname ?? payload.host.requestId}` : 'UNBOUND (its keys are in the file: treat it as a secret)'}`);
+  printResult(ctx, { license: out, licenseId: payload.licenseId, payload: redactedPayload(payload) });
+}
+
+export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: string }): Promise<void> {
+  const text = await readText(file);
+  const l = parseLicenseText(text, file);
+  let verified = false;
+  let verifyError: { code: string; message: string } | undefined;
+  try {
+    const state = StateDir.fromEnv(process.env, o.home);
+    const pub = o.pub ? await loadPublicKey(o.pub) : undefined;
+    await verifyLicenseText(text, async (id) => (pub ? (keyIdHex(pub.keyId) === id ? pub : undefined) : state.trusted(id)), file);
+    verified = true;
+  } catch (e) {
+    if (!(e instanceof MlicError)) throw e;
+    verifyError = { code: e.code, message: e.message };
+  }
+  const p = l.payload;
+  const lines: [string, string][] = [
+    ['licence', p.licenseId],
+    ['signature', verified ? `valid (vendor key ${l.signature.keyId})` : `NOT VERIFIED: ${verifyError?.message}`],
+    ['model', p.model],
+    ['versions', describeVersions(p.versions)],
+    ['issued', p.issuedAt],
+    ['valid', `${p.notBefore} to ${p.expires ?? 'no expiry'}${p.graceSeconds ? ` (+${p.graceSeconds}s grace)` : ''}`],
+    ['clock', `rollback tolerance ${p.clockToleranceSeconds}s`],
+    ['customer', p.customer ?? '-'],
+    ['tier', p.tier ?? '-'],
+    ['features', p.features.join(', ') || '-'],
+    ['components', p.components?.join(', ') ?? 'all'],
+    ['host', p.host.binding === 'host' ? `${p.host.hostname ?? '?'} (${p.host.fingerprint.components.length} components, match ${p.host.match.policy === 'k' ? `${p.host.match.k} of n` : p.host.match.policy})${p.host.region ? `, region ${p.host.region}` : ''}` : 'unbound'],
+    ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${m.overage?.mode === 'allow' ? ` (+${m.overage.percent}%)` : ''}`).join(', ') || '-'],
+    ['regions', p.regions?.join(', ') ?? 'anywhere'],
+    ['keys', p.keys.map((k) => `${k.scope}${k.line ? ` ${k.line}` : ''}${k.bundleId ? ` ${k.bundleId.slice(0, 8)}` : ''} (${k.sealed ? 'sealed to host' : 'clear'})`).join(', ')],
+  ];
+  for (const [k, v] of lines) ctx.out(`${k.padEnd(11)} ${v}`);
+  if (!verified && verifyError)
+    throw new MlicError(verifyError.code as 'SIGNATURE_INVALID', verifyError.message, { details: { payload: redactedPayload(p) } });
+  printResult(ctx, { verified, signature: { alg: l.signature.alg, keyId: l.signature.keyId }, payload: redactedPayload(p) });
+}

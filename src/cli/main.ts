@@ -1,0 +1,247 @@
+/** The mlic command line: one commander program, one catch, the only process.exit. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { MlicError } from '../errors.js';
+import { cleanupTempFilesSync } from '../util/atomic.js';
+import { makeCtx, printError, type Ctx } from './output.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const wantsJson = process.argv.includes('--json');
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+type Action = (ctx: Ctx, ...args: any[]) => Promise<void | number>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** A command may set the process's exit status (mlic run passes on its child's). */
+let commandStatus = 0;
+
+/** Wraps a lazily imported command so each one gets a Ctx built from its own --json flag. */
+function act(load: () => Promise<object>, fn = 'run') {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const opts = cmd.opts() as { json?: boolean };
+    const ctx = makeCtx(Boolean(opts.json));
+    const mod = await load();
+    const r = await (mod as Record<string, Action>)[fn]!(ctx, ...args.slice(0, -2), opts);
+    if (typeof r === 'number') commandStatus = r;
+  };
+}
+
+const program = new Command('mlic')
+  .description('Ship proprietary AI models as encrypted, signed bundles with hardware-bound licenses.')
+  .version(pkg.version, '-V, --version')
+  .enablePositionalOptions()
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({
+    writeErr: (s) => {
+      if (!wantsJson) process.stderr.write(s);
+    },
+  });
+
+const json = () => new Option('--json', 'print exactly one JSON object on stdout');
+
+program
+  .command('keygen')
+  .description("make the vendor's identity: an Ed25519 signing key and a master secret (NAME.key, 0600) and a minisign public key (NAME.pub)")
+  .option('--out <dir>', 'directory to write the key files to', '.')
+  .option('--name <name>', 'base name of the key files', 'vendor')
+  .option('--unencrypted', 'store the secret key without a passphrase (for secrets stores)')
+  .option('--passphrase-file <file>', 'read the passphrase from the first line of FILE (else MLIC_PASSPHRASE, else a prompt)')
+  .option('--force', 'overwrite existing key files')
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic keygen --name acme\n  $ MLIC_PASSPHRASE=... mlic keygen --out keys/ --name acme\n  $ mlic keygen --name ci --unencrypted   # then store ci.key in a CI secret as MLIC_SECRET_KEY')
+  .action(async (opts, cmd) => act(() => import('./commands/keygen.js'))(opts, cmd));
+
+program
+  .command('pack')
+  .description('encrypt and sign a model file or directory into one bundle (NAME-VERSION.mlb)')
+  .argument('[path]', 'model file or directory (ONNX, safetensors, GGUF, companions)')
+  .requiredOption('--name <name>', 'model name')
+  .requiredOption('--version <semver>', 'model version (semantic version, e.g. 2.1.0)')
+  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
+  .option('-o, --output <file>', 'bundle to write (default NAME-VERSION.mlb)')
+  .option('--release-date <date>', 'release date recorded in the signed manifest (default now)')
+  .option('--component <name=path>', 'add a named component (repeatable)', collect)
+  .option('--chunk-size <bytes>', 'encryption chunk size, 1MiB to 64MiB (default 1MiB)')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('--force', 'overwrite an existing bundle')
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic pack model.onnx --name resnet --version 2.1.0 --key vendor.key\n  $ mlic pack ./llama-dir --name llama --version 1.0.0 -o llama.mlb\n  $ mlic pack --component detector=det.onnx --component ocr=ocr/ --name pipeline --version 1.0.0')
+  .action(async (path, opts, cmd) => act(() => import('./commands/pack.js'))(path, opts, cmd));
+
+program
+  .command('inspect')
+  .description('show a bundle\'s manifest (model, version, files, vendor key) without any secret')
+  .argument('<bundle>', 'bundle file')
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic inspect resnet-2.1.0.mlb\n  $ mlic inspect resnet-2.1.0.mlb --json | jq .result.manifest.files')
+  .action(async (bundle, opts, cmd) => act(() => import('./commands/inspect.js'))(bundle, opts, cmd));
+
+program
+  .command('verify')
+  .description("check a bundle's vendor signature and every file's ciphertext digest with the public key alone")
+  .argument('<bundle>', 'bundle file')
+  .requiredOption('--pub <file>', 'vendor public key (minisign format)')
+  .addOption(json())
+  .addHelpText('after', '\nExit status: 0 intact; 1 tampered or wrong key (code SIGNATURE_INVALID, DIGEST_MISMATCH, ...); 2 not a bundle or bad input.\n\nExamples:\n  $ mlic verify resnet-2.1.0.mlb --pub vendor.pub')
+  .action(async (bundle, opts, cmd) => act(() => import('./commands/verify.js'))(bundle, opts, cmd));
+
+const home = () => new Option('--home <dir>', "mlic's state directory (default MLIC_HOME or ~/.config/mlic)");
+
+program
+  .command('fingerprint')
+  .description('show what identifies this host (GPUs, machine id, DMI, CPU, NICs); each leaves the host only as a salted hash')
+  .option('--compare <file>', 'compare this host with an activation request or licence: which components changed')
+  .option('--root <dir>', 'probe a different root (tests; also MLIC_PROBE_ROOT)')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic fingerprint\n  $ mlic fingerprint --compare request.json')
+  .action(async (opts, cmd) => act(() => import('./commands/fingerprint.js'))(opts, cmd));
+
+program
+  .command('activate')
+  .description("make this host's activation request (--request), or verify and install a licence from the vendor")
+  .argument('[licence]', 'licence file from the vendor')
+  .option('--request', "create (or reuse) this host's key pair and write an activation request")
+  .option('-o, --output <file>', 'where to write the request', 'request.json')
+  .option('--region <code>', 'declare the region this host is in (ISO 3166 country, e.g. DE)')
+  .option('--customer <ref>', 'your customer reference, for the vendor')
+  .option('--force', 'overwrite an existing request file')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate customer.lic')
+  .action(async (lic, opts, cmd) => act(() => import('./commands/activate.js'))(lic, opts, cmd));
+
+const trust = program.command('trust').description('manage the vendor keys this host trusts');
+trust
+  .command('add')
+  .description("trust a vendor's public key (minisign format)")
+  .argument('<pub>', 'vendor public key file')
+  .addOption(home())
+  .addOption(json())
+  .action(async (pub, opts, cmd) => act(() => import('./commands/trust.js'), 'add')(pub, opts, cmd));
+trust
+  .command('list')
+  .description('list trusted vendor keys')
+  .addOption(home())
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/trust.js'), 'list')(opts, cmd));
+trust
+  .command('remove')
+  .description('stop trusting a vendor key')
+  .argument('<keyid>', 'key id (16 hex digits)')
+  .addOption(home())
+  .addOption(json())
+  .action(async (id, opts, cmd) => act(() => import('./commands/trust.js'), 'remove')(id, opts, cmd));
+
+program
+  .command('licenses')
+  .description('list the installed licences and what each grants')
+  .addOption(home())
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/licenses.js'))(opts, cmd));
+
+const license = program.command('license').description("the vendor's licence tools");
+license
+  .command('issue')
+  .description("turn a host's activation request into a signed licence (or --unbound)")
+  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('--request <file>', "the host's activation request")
+  .option('--unbound', 'a licence tied to no host (its keys travel in the clear: a bearer licence)')
+  .requiredOption('--model <name>', 'model name')
+  .option('--versions <range>', "versions: a range ('^2', '>=2.1 <3') or a pin ('=2.1.0', needs --bundle)")
+  .option('--rolling', 'every version released while the licence is valid')
+  .option('--updates-until <date>', 'maintenance window: versions released up to DATE work for good, later ones do not')
+  .option('--bundle <file>', 'for a pin: the bundle it pins (its key alone is granted)')
+  .option('--not-before <date>', 'start of validity (default now)')
+  .option('--expires <date>', 'end of validity')
+  .option('--days <n>', 'valid for N days from --not-before')
+  .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
+  .option('--clock-tolerance <duration>', 'how far the clock may go back before CLOCK_TAMPERED (default 1h)')
+  .option('--tier <name>', 'tier, e.g. pro')
+  .option('--feature <name>', 'licensed feature (repeatable)', collect)
+  .option('--component <name>', 'licensed component of a multi-model bundle (repeatable; default all)', collect)
+  .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
+  .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
+  .option('--region <code>', 'allowed region or country (repeatable; EU and EEA are groups)', collect)
+  .option('--customer <ref>', 'customer reference')
+  .option('--require-watermark', 'outputs must be watermarked (e.g. a free tier)')
+  .option('-o, --output <file>', 'licence file to write')
+  .option('--force', 'overwrite an existing licence file')
+  .addOption(json())
+  .addHelpText(
+    'after',
+    "\nExamples:\n  $ mlic license issue --key vendor.key --request request.json --model resnet --versions '^2' --days 365 -o acme.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --versions '=2.1.0' --bundle resnet-2.1.0.mlb -o pin.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --updates-until 2027-06-30 --match most --feature batch -o m.lic\n  $ mlic license issue --key vendor.key --unbound --model resnet --rolling --expires 2027-01-01 -o trial.lic",
+  )
+  .action(async (opts, cmd) => act(() => import('./commands/license.js'), 'issue')(opts, cmd));
+license
+  .command('inspect')
+  .description('show every field of a licence and whether it verifies')
+  .argument('<file>', 'licence file')
+  .option('--pub <file>', 'verify with this vendor public key (default: the trusted keys)')
+  .addOption(home())
+  .addOption(json())
+  .action(async (file, opts, cmd) => act(() => import('./commands/license.js'), 'inspect')(file, opts, cmd));
+
+program
+  .command('unpack')
+  .description('decrypt a bundle into a directory, if an installed licence allows it here and now')
+  .argument('<bundle>', 'bundle file')
+  .requiredOption('--out <dir>', 'directory to write the model files to (created 0700)')
+  .option('--feature <name>', 'the feature this use needs')
+  .option('--component <name>', 'only these components (repeatable)', collect)
+  .option('--force', 'overwrite existing files')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic unpack resnet-2.1.0.mlb --out /srv/models/resnet')
+  .action(async (bundle, opts, cmd) => act(() => import('./commands/unpack.js'))(bundle, opts, cmd));
+
+program
+  .command('run')
+  .description('decrypt into private memory-backed storage, run a command on it (MLIC_MODEL_DIR, {model}), then wipe it')
+  .argument('<bundle>', 'bundle file')
+  .argument('<command...>', 'the command and its arguments, after --')
+  .option('--feature <name>', 'the feature this use needs')
+  .option('--component <name>', 'only these components (repeatable)', collect)
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic run resnet-2.1.0.mlb -- python serve.py --model {model}/model.onnx\n  $ mlic run llm.mlb -- sh -c \'ls "$MLIC_MODEL_DIR"\'')
+  .action(async (bundle, command, opts, cmd) => act(() => import('./commands/run.js'))(bundle, command, opts, cmd));
+
+function onSignal(sig: NodeJS.Signals, code: number) {
+  process.on(sig, () => {
+    cleanupTempFilesSync();
+    process.exit(code);
+  });
+}
+onSignal('SIGINT', 130);
+onSignal('SIGTERM', 143);
+onSignal('SIGHUP', 129);
+
+async function main(): Promise<number> {
+  try {
+    await program.parseAsync(process.argv);
+    return commandStatus;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return printError(wantsJson, new MlicError('USAGE', e.message.replace(/^error: /, '')));
+    }
+    return printError(wantsJson, e);
+  }
+}
+
+main().then(
+  (code) => {
+    cleanupTempFilesSync();
+    process.exitCode = code;
+  },
+  (e) => {
+    cleanupTempFilesSync();
+    process.exitCode = printError(wantsJson, e);
+  },
+);

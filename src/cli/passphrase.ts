@@ -1,0 +1,77 @@
+/** Passphrases for the CLI: --passphrase-file, MLIC_PASSPHRASE, or a no-echo prompt on a TTY. Never printed. */
+import { readFile } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../errors.js';
+
+export async function readPassphraseFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw fromFsError(e, path);
+  }
+  const first = text.split(/\r?\n/)[0] ?? '';
+  if (first === '') throw new MlicError('USAGE', `${path}: passphrase file is empty`);
+  return first;
+}
+
+export function promptHidden(question: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(question);
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.setEncoding('utf8');
+    let value = '';
+    const onData = (s: string) => {
+      for (const ch of s) {
+        if (ch === '\r' || ch === '\n') {
+          cleanup();
+          process.stderr.write('\n');
+          resolve(value);
+          return;
+        } else if (ch === '\u0003') {
+          cleanup();
+          process.stderr.write('\n');
+          reject(new MlicError('USAGE', 'interrupted'));
+          return;
+        } else if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    const cleanup = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+    };
+    stdin.on('data', onData);
+  });
+}
+
+const canPrompt = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
+
+/** For unlocking a key. */
+export function passphraseSource(file: string | undefined): () => Promise<string> {
+  return async () => {
+    if (file !== undefined) return readPassphraseFile(file);
+    if (process.env.MLIC_PASSPHRASE) return process.env.MLIC_PASSPHRASE;
+    if (canPrompt()) return promptHidden('passphrase for the secret key: ');
+    throw new MlicError('PASSPHRASE_REQUIRED', 'the secret key is encrypted and no passphrase was given', {
+      hint: 'set MLIC_PASSPHRASE or pass --passphrase-file FILE',
+    });
+  };
+}
+
+/** For a new key: asked twice on a TTY. */
+export async function newPassphrase(file: string | undefined): Promise<string> {
+  if (file !== undefined) return readPassphraseFile(file);
+  if (process.env.MLIC_PASSPHRASE) return process.env.MLIC_PASSPHRASE;
+  if (!canPrompt())
+    throw new MlicError('PASSPHRASE_REQUIRED', 'a passphrase is needed to encrypt the new secret key', {
+      hint: 'set MLIC_PASSPHRASE, pass --passphrase-file FILE, or --unencrypted for a key kept in a secrets store',
+    });
+  const a = await promptHidden('passphrase for the new key: ');
+  if (a === '') throw new MlicError('USAGE', 'empty passphrase', { hint: 'use --unencrypted to store the key without one' });
+  const b = await promptHidden('repeat the passphrase: ');
+  if (a !== b) throw new MlicError('USAGE', 'the passphrases do not match');
+  return a;
+}

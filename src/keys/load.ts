@@ -1,0 +1,41 @@
+/** Loading the vendor's keys from files or the environment (MLIC_SECRET_KEY, MLIC_PASSPHRASE). */
+import { readFile } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../errors.js';
+import { parsePublicKey, type MinisignPublicKey } from '../format/minisign.js';
+import { decodeSecretKey, type VendorKey } from './vendor.js';
+
+export type PassphraseSource = () => Promise<string> | string;
+
+export interface LoadSecretKeyOptions {
+  /** path of the key file; when absent, MLIC_SECRET_KEY (the file's contents) is used */
+  keyFile?: string;
+  passphrase: PassphraseSource;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function loadSecretKey(opts: LoadSecretKeyOptions): Promise<VendorKey> {
+  const env = opts.env ?? process.env;
+  let text: string;
+  if (opts.keyFile !== undefined) {
+    try {
+      text = await readFile(opts.keyFile, 'utf8');
+    } catch (e) {
+      throw fromFsError(e, opts.keyFile);
+    }
+  } else if (env.MLIC_SECRET_KEY) {
+    text = env.MLIC_SECRET_KEY;
+  } else {
+    throw new MlicError('USAGE', 'no secret key given', { hint: 'pass --key FILE or set MLIC_SECRET_KEY to the key file contents' });
+  }
+  return decodeSecretKey(text, opts.passphrase);
+}
+
+export async function loadPublicKey(file: string): Promise<MinisignPublicKey> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw fromFsError(e, file);
+  }
+  return parsePublicKey(text, file);
+}

@@ -1,0 +1,242 @@
+/**
+ * The host's state directory (docs/FORMAT.md §7): host keys, trusted vendor keys, installed
+ * licences and the clock high-water mark. Default $XDG_CONFIG_HOME/mlic or ~/.config/mlic;
+ * MLIC_HOME overrides. Directories 0700, files 0600, every write atomic.
+ */
+import { mkdir, readFile, readdir, chmod, unlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { MlicError, fromFsError } from '../errors.js';
+import { ed25519Generate, ed25519PublicFromSeed } from '../crypto/ed25519.js';
+import { hkdfSha256 } from '../crypto/kdf.js';
+import { hmacSha256 } from '../crypto/hash.js';
+import { constantTimeEqual, randomBytes } from '../crypto/random.js';
+import { x25519FromSecret, x25519Generate } from '../crypto/seal.js';
+import { canonicalJson } from '../format/canonical.js';
+import { keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
+import { REGION_RE } from '../format/license.js';
+import { writeSmallFileAtomic } from '../util/atomic.js';
+
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.MLIC_HOME) return env.MLIC_HOME;
+  const base = env.XDG_CONFIG_HOME || join(homedir(), '.config');
+  return join(base, 'mlic');
+}
+
+export interface HostIdentity {
+  /** X25519 secret: licences seal their keys to its public half */
+  boxSecret: Uint8Array;
+  boxPublic: Uint8Array;
+  /** Ed25519 seed: signs activation requests and usage reports */
+  signSeed: Uint8Array;
+  signPublic: Uint8Array;
+  /** salt for this host's fingerprint hashes in its requests */
+  salt: Buffer;
+  region?: string;
+  createdAt: string;
+}
+
+interface HostFile {
+  v: 1;
+  boxSecret: string;
+  signSeed: string;
+  salt: string;
+  region?: string;
+  createdAt: string;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fromFsError(e, path);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new MlicError('FORMAT_INVALID', `${path}: corrupt state file (not JSON)`);
+  }
+}
+
+export class StateDir {
+  constructor(readonly dir: string) {}
+
+  static fromEnv(env: NodeJS.ProcessEnv = process.env, dir?: string): StateDir {
+    return new StateDir(dir ?? defaultHome(env));
+  }
+
+  path(...p: string[]): string {
+    return join(this.dir, ...p);
+  }
+
+  async ensure(sub?: string): Promise<string> {
+    const d = sub ? this.path(sub) : this.dir;
+    try {
+      await mkdir(d, { recursive: true, mode: 0o700 });
+      await chmod(d, 0o700);
+    } catch (e) {
+      throw fromFsError(e, d);
+    }
+    return d;
+  }
+
+  // ---- host identity ----
+
+  async loadHost(): Promise<HostIdentity | undefined> {
+    const f = await readJson<HostFile>(this.path('host.json'));
+    if (!f) return undefined;
+    if (f.v !== 1 || typeof f.boxSecret !== 'string' || typeof f.signSeed !== 'string' || typeof f.salt !== 'string')
+      throw new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
+    const boxSecret = Buffer.from(f.boxSecret, 'base64');
+    const signSeed = Buffer.from(f.signSeed, 'base64');
+    if (boxSecret.length !== 32 || signSeed.length !== 32) throw new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
+    return {
+      boxSecret,
+      boxPublic: x25519FromSecret(boxSecret).publicKey,
+      signSeed,
+      signPublic: ed25519PublicFromSeed(signSeed),
+      salt: Buffer.from(f.salt, 'hex'),
+      ...(f.region ? { region: f.region } : {}),
+      createdAt: f.createdAt,
+    };
+  }
+
+  /** Loads the host identity, creating it on first use. A new region replaces the declared one. */
+  async hostIdentity(opts: { create: boolean; region?: string; now?: Date } = { create: false }): Promise<HostIdentity> {
+    if (opts.region !== undefined && !REGION_RE.test(opts.region))
+      throw new MlicError('USAGE', `invalid region '${opts.region}'`, { hint: 'use an ISO 3166 country code like DE or US, or a region code like EU' });
+    let h = await this.loadHost();
+    if (!h) {
+      if (!opts.create) throw new MlicError('NO_LICENSE', `this host has not been activated (no host key in ${this.dir})`, { hint: 'run `mlic activate --request` first' });
+      const box = x25519Generate();
+      const sign = ed25519Generate();
+      h = {
+        boxSecret: box.secretKey,
+        boxPublic: box.publicKey,
+        signSeed: sign.seed,
+        signPublic: sign.publicKey,
+        salt: randomBytes(32),
+        ...(opts.region ? { region: opts.region } : {}),
+        createdAt: (opts.now ?? new Date()).toISOString(),
+      };
+      await this.saveHost(h);
+    } else if (opts.region !== undefined && opts.region !== h.region) {
+      h = { ...h, region: opts.region };
+      await this.saveHost(h);
+    }
+    return h;
+  }
+
+  private async saveHost(h: HostIdentity): Promise<void> {
+    await this.ensure();
+    const f: HostFile = {
+      v: 1,
+      boxSecret: Buffer.from(h.boxSecret).toString('base64'),
+      signSeed: Buffer.from(h.signSeed).toString('base64'),
+      salt: h.salt.toString('hex'),
+      ...(h.region ? { region: h.region } : {}),
+      createdAt: h.createdAt,
+    };
+    await writeSmallFileAtomic(this.path('host.json'), JSON.stringify(f, null, 2) + '\n', { mode: 0o600, force: true });
+  }
+
+  // ---- trusted vendor keys ----
+
+  async trustAdd(pubText: string): Promise<MinisignPublicKey> {
+    const pk = parsePublicKey(pubText);
+    await this.ensure('trust');
+    await writeSmallFileAtomic(this.path('trust', `${keyIdHex(pk.keyId)}.pub`), serializePublicKey(pk), { mode: 0o600, force: true });
+    return pk;
+  }
+
+  async trustRemove(keyId: string): Promise<boolean> {
+    try {
+      await unlink(this.path('trust', `${keyId.toUpperCase()}.pub`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async trustList(): Promise<MinisignPublicKey[]> {
+    let names: string[];
+    try {
+      names = (await readdir(this.path('trust'))).filter((n) => /^[0-9A-F]{16}\.pub$/.test(n)).sort();
+    } catch {
+      return [];
+    }
+    const out: MinisignPublicKey[] = [];
+    for (const n of names) {
+      const pk = parsePublicKey(await readFile(this.path('trust', n), 'utf8'));
+      if (keyIdHex(pk.keyId) === n.slice(0, 16)) out.push(pk);
+    }
+    return out;
+  }
+
+  async trusted(keyIdHexStr: string): Promise<MinisignPublicKey | undefined> {
+    if (!/^[0-9A-F]{16}$/.test(keyIdHexStr)) return undefined;
+    try {
+      const pk = parsePublicKey(await readFile(this.path('trust', `${keyIdHexStr}.pub`), 'utf8'));
+      return keyIdHex(pk.keyId) === keyIdHexStr ? pk : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- installed licences ----
+
+  async licenseInstall(licenseId: string, text: string): Promise<string> {
+    await this.ensure('licenses');
+    const p = this.path('licenses', `${licenseId}.lic`);
+    await writeSmallFileAtomic(p, text, { mode: 0o600, force: true });
+    return p;
+  }
+
+  async licenseTexts(): Promise<{ path: string; text: string }[]> {
+    let names: string[];
+    try {
+      names = (await readdir(this.path('licenses'))).filter((n) => /^[0-9a-f]{32}\.lic$/.test(n)).sort();
+    } catch {
+      return [];
+    }
+    const out: { path: string; text: string }[] = [];
+    for (const n of names) out.push({ path: this.path('licenses', n), text: await readFile(this.path('licenses', n), 'utf8') });
+    return out;
+  }
+
+  async licenseRemove(licenseId: string): Promise<boolean> {
+    try {
+      await unlink(this.path('licenses', `${licenseId}.lic`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- clock high-water mark ----
+
+  private clockKey(h: HostIdentity): Buffer {
+    return hkdfSha256(h.signSeed, Buffer.from('mlic/v1/clock'), Buffer.from('high-water'));
+  }
+
+  /** The highest time seen, verified; a file that fails its MAC is CLOCK_TAMPERED. */
+  async clockHighWater(h: HostIdentity): Promise<Date | undefined> {
+    const f = await readJson<{ t: string; mac: string }>(this.path('clock.json'));
+    if (!f) return undefined;
+    const ok = typeof f.t === 'string' && typeof f.mac === 'string' && !Number.isNaN(Date.parse(f.t));
+    if (!ok || !constantTimeEqual(hmacSha256(this.clockKey(h), canonicalJson({ t: f.t })), Buffer.from(f.mac, 'hex')))
+      throw new MlicError('CLOCK_TAMPERED', `${this.path('clock.json')}: the clock record was modified`, { hint: 'restore it, or re-activate this host' });
+    return new Date(f.t);
+  }
+
+  async clockAdvance(h: HostIdentity, now: Date): Promise<void> {
+    const prev = await this.clockHighWater(h);
+    if (prev && prev.getTime() >= now.getTime()) return;
+    const t = now.toISOString();
+    const mac = hmacSha256(this.clockKey(h), canonicalJson({ t })).toString('hex');
+    await this.ensure();
+    await writeSmallFileAtomic(this.path('clock.json'), JSON.stringify({ t, mac }) + '\n', { mode: 0o600, force: true });
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Atomic file creation: write under a temporary name in the target's directory, fsync, then
+ * link (no overwrite) or rename (overwrite) into place. A failure, or SIGINT/SIGTERM through
+ * cleanupTempFilesSync(), leaves no partial file behind.
+ */
+import { open, link, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { unlinkSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { MlicError, fromFsError } from '../errors.js';
+
+const pending = new Set<string>();
+const pendingDirs = new Set<string>();
+
+/** Removes every temporary file and directory still in flight (for signal handlers). */
+export function cleanupTempFilesSync(): void {
+  for (const p of pending) {
+    try {
+      unlinkSync(p);
+    } catch {
+      /* already gone */
+    }
+  }
+  pending.clear();
+  for (const d of pendingDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
+  pendingDirs.clear();
+}
+
+/** Tracks a temporary file for removal by cleanupTempFilesSync(); returns the untrack function. */
+export function trackTempFile(path: string): () => void {
+  pending.add(path);
+  return () => pending.delete(path);
+}
+
+export function registerTempDir(dir: string): () => void {
+  pendingDirs.add(dir);
+  return () => pendingDirs.delete(dir);
+}
+
+export function tempNameFor(finalPath: string): string {
+  return join(dirname(finalPath), `.${basename(finalPath)}.tmp-${randomBytes(6).toString('hex')}`);
+}
+
+export interface AtomicOptions {
+  mode?: number;
+  force?: boolean;
+}
+
+export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+  const tmp = tempNameFor(finalPath);
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'wx', opts.mode ?? 0o644);
+  } catch (e) {
+    throw fromFsError(e, dirname(finalPath));
+  }
+  pending.add(tmp);
+  let ok = false;
+  try {
+    if (opts.mode !== undefined) await fh.chmod(opts.mode);
+    const result = await fn(fh);
+    await fh.sync();
+    await fh.close();
+    if (opts.force) await rename(tmp, finalPath);
+    else {
+      try {
+        await link(tmp, finalPath);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new MlicError('IO_EXISTS', `${finalPath}: already exists`, { hint: 'use --force to overwrite' });
+        throw e;
+      }
+      await unlink(tmp);
+    }
+    ok = true;
+    return result;
+  } catch (e) {
+    throw fromFsError(e, finalPath);
+  } finally {
+    if (!ok) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+    }
+    pending.delete(tmp);
+  }
+}
+
+export async function writeSmallFileAtomic(finalPath: string, data: string | Uint8Array, opts: AtomicOptions): Promise<void> {
+  await writeFileAtomic(finalPath, opts, async (fh) => {
+    await fh.writeFile(data);
+  });
+}
