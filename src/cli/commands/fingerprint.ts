@@ -39,8 +39,13 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
     ];
     for (const row of rows) ctx.out(`${row.status.padEnd(20)} ${row.component}`);
     ctx.out(`${r.matched} of ${r.total} components match; under policy '${match.policy === 'k' ? `${match.k} of n` : match.policy}' this host ${r.ok ? 'matches' : 'does NOT match'}`);
-    printResult(ctx, { matched: r.matched, total: r.total, required: r.required, matches: r.ok, components: rows });
-    if (!r.ok) throw new MlicError('HW_MISMATCH', `this host differs from ${o.compare}: ${r.missing.map((c) => c.label).join(', ')}`, { details: { missing: r.missing.map((c) => c.label) } });
+    const result = { matched: r.matched, total: r.total, required: r.required, matches: r.ok, components: rows };
+    if (!r.ok)
+      throw new MlicError('HW_MISMATCH', `this host differs from ${o.compare}: ${r.missing.map((c) => c.label).join(', ')} changed or missing`, {
+        details: result,
+        hint: 'ask your vendor to re-issue the licence from a new `mlic activate --request`',
+      });
+    printResult(ctx, result);
     return;
   }
   const state = StateDir.fromEnv(process.env, o.home);
