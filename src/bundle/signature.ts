@@ -22,7 +22,7 @@ export function verifyManifestSignature(pub: MinisignPublicKey, manifestBytes: U
   } catch (e) {
     throw new MlicError('SIGNATURE_INVALID', `manifest signature is malformed: ${(e as Error).message}`);
   }
-  if (sig.alg !== 'ED') throw new MlicError('SIGNATURE_INVALID', 'manifest signature must be prehashed (ED)');
+  if (sig.alg !== 'ED' || sig.trustedComment === undefined) throw new MlicError('SIGNATURE_INVALID', 'manifest signature must be prehashed (ED) with a trusted comment');
   minisignVerify(pub, sig, blake2b512(manifestBytes), 'manifest signature');
   return { trustedComment: sig.trustedComment };
 }

@@ -82,12 +82,39 @@ program
 
 program
   .command('verify')
-  .description("check a bundle's vendor signature and every file's ciphertext digest with the public key alone")
-  .argument('<bundle>', 'bundle file')
-  .requiredOption('--pub <file>', 'vendor public key (minisign format)')
+  .description("verify bundles (vendor signature and every ciphertext digest), minisign signatures of any file, or OMS model signatures (--oms)")
+  .argument('<files...>', 'bundles or signed files (or, with --oms, one model directory or file)')
+  .option('--pub <file>', 'public key: the vendor\'s minisign key, or a PEM key with --oms')
+  .option('--sig <file>', 'signature file (default FILE.minisig; with --oms, model.sig)')
+  .option('--oms', 'verify an OpenSSF Model Signing (OMS v1.0) signature of a model directory')
+  .option('--ignore <path>', 'with --oms: a path not covered by the signature (repeatable)', collect)
   .addOption(json())
-  .addHelpText('after', '\nExit status: 0 intact; 1 tampered or wrong key (code SIGNATURE_INVALID, DIGEST_MISMATCH, ...); 2 not a bundle or bad input.\n\nExamples:\n  $ mlic verify resnet-2.1.0.mlb --pub vendor.pub')
-  .action(async (bundle, opts, cmd) => act(() => import('./commands/verify.js'))(bundle, opts, cmd));
+  .addHelpText(
+    'after',
+    '\nExit status: 0 valid; 1 tampered or wrong key (SIGNATURE_INVALID, DIGEST_MISMATCH, KEY_MISMATCH, ...); 2 not a bundle nor signed, or bad input.\n\nExamples:\n  $ mlic verify resnet-2.1.0.mlb --pub vendor.pub\n  $ mlic verify model.onnx --pub vendor.pub            # checks model.onnx.minisig, prints the trusted comment\n  $ mlic verify --oms ./model --sig model.sig --pub key.pem',
+  )
+  .action(async (files, opts, cmd) => {
+    if (!opts.pub) throw new MlicError('USAGE', "required option '--pub <file>' not specified");
+    return act(() => import('./commands/verify.js'))(files, opts, cmd);
+  });
+
+program
+  .command('sign')
+  .description("sign files with the vendor key in minisign's format (FILE.minisig), or a model directory with OMS (--oms)")
+  .argument('<files...>', 'files to sign (or, with --oms, one model directory or file)')
+  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY); with --oms, an ECDSA PEM private key')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('--comment <text>', 'trusted comment (default: timestamp, file name, key id)')
+  .option('--legacy', "legacy non-prehashed signature ('Ed'), as signify verifies")
+  .option('-o, --output <file>', 'signature file (default FILE.minisig; with --oms, model.sig)')
+  .option('--oms', 'write an OpenSSF Model Signing (OMS v1.0) Sigstore bundle for a model directory')
+  .option('--ignore <path>', 'with --oms: a path to leave out of the signature (repeatable)', collect)
+  .addOption(json())
+  .addHelpText(
+    'after',
+    '\nExamples:\n  $ mlic sign resnet-2.1.0.mlb --key vendor.key          # writes resnet-2.1.0.mlb.minisig\n  $ MLIC_SECRET_KEY="$(cat ci.key)" mlic sign dist/*.mlb\n  $ mlic sign --oms ./model --key oms-key.pem -o model.sig',
+  )
+  .action(async (files, opts, cmd) => act(() => import('./commands/sign.js'))(files, opts, cmd));
 
 const home = () => new Option('--home <dir>', "mlic's state directory (default MLIC_HOME or ~/.config/mlic)");
 

@@ -16,8 +16,9 @@ export interface MinisignSignature {
   alg: SigAlg;
   keyId: Buffer;
   signature: Buffer;
-  trustedComment: string;
-  globalSignature: Buffer;
+  /** absent in signify's two-line signatures */
+  trustedComment: string | undefined;
+  globalSignature: Buffer | undefined;
 }
 
 export function keyIdHex(keyId: Uint8Array): string {
@@ -65,6 +66,9 @@ export function parsePublicKey(text: string, what = 'public key'): MinisignPubli
 }
 
 export function serializeSignature(s: MinisignSignature): string {
+  if (s.trustedComment === undefined || s.globalSignature === undefined) {
+    return `untrusted comment: ${s.untrustedComment}\n${Buffer.concat([Buffer.from(s.alg, 'latin1'), s.keyId, s.signature]).toString('base64')}\n`;
+  }
   if (/[\r\n]/.test(s.untrustedComment) || /[\r\n]/.test(s.trustedComment)) throw new RangeError('comments must be single lines');
   return (
     `untrusted comment: ${s.untrustedComment}\n` +
@@ -74,9 +78,20 @@ export function serializeSignature(s: MinisignSignature): string {
   );
 }
 
+/**
+ * Parses a minisign signature (four lines), or signify's two-line form (legacy `Ed` only, no
+ * trusted comment).
+ */
 export function parseSignature(text: string, what = 'signature'): MinisignSignature {
   if (text.length > 64 * 1024) throw new MlicError('FORMAT_INVALID', `${what}: too large for a minisign signature`);
   const ls = lines(text);
+  if (ls.length === 2 || (ls.length === 3 && ls[2] === '')) {
+    const [uc, sigLine] = ls as [string, string];
+    if (!uc.startsWith('untrusted comment:')) throw new MlicError('FORMAT_INVALID', `${what}: missing untrusted comment`);
+    const raw = b64(sigLine, what, 74);
+    if (raw.toString('latin1', 0, 2) !== 'Ed') throw new MlicError('FORMAT_INVALID', `${what}: a two-line (signify) signature must be a legacy Ed signature`);
+    return { untrustedComment: uc.replace(/^untrusted comment: ?/, ''), alg: 'Ed', keyId: raw.subarray(2, 10), signature: raw.subarray(10, 74), trustedComment: undefined, globalSignature: undefined };
+  }
   if (ls.length > 5 || (ls.length === 5 && ls[4] !== '') || ls.length < 4)
     throw new MlicError('FORMAT_INVALID', `${what}: not a minisign signature (expected 4 lines)`);
   const [uc, sigLine, tc, gsLine] = ls as [string, string, string, string];

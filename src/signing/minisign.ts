@@ -33,6 +33,10 @@ export function minisignVerify(pk: MinisignPublicKey, sig: MinisignSignature, da
       hint: 'check that --pub is the public key of the vendor who signed',
     });
   if (!ed25519Verify(pk.publicKey, data, sig.signature)) throw new MlicError('SIGNATURE_INVALID', `${what}: signature verification failed`);
+  if (sig.trustedComment === undefined || sig.globalSignature === undefined) {
+    if (sig.alg !== 'Ed') throw new MlicError('SIGNATURE_INVALID', `${what}: prehashed signature without a trusted comment`);
+    return; // signify's form: nothing more to check
+  }
   const tc = Buffer.concat([sig.signature, Buffer.from(sig.trustedComment, 'utf8')]);
   if (!ed25519Verify(pk.publicKey, tc, sig.globalSignature)) throw new MlicError('SIGNATURE_INVALID', `${what}: trusted comment signature verification failed`);
 }

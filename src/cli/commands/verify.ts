@@ -1,21 +1,76 @@
+import { open } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../../errors.js';
 import { verifyBundle } from '../../bundle/verify.js';
+import { looksLikeBundle } from '../../bundle/reader.js';
 import { loadPublicKey } from '../../keys/load.js';
+import { verifyFileSignature } from '../../signing/files.js';
 import { makeProgress } from '../progress.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface VerifyOpts {
   pub: string;
+  sig?: string;
+  oms?: boolean;
+  ignore?: string[];
 }
 
-export async function run(ctx: Ctx, path: string, o: VerifyOpts): Promise<void> {
-  const pub = await loadPublicKey(o.pub);
-  const progress = makeProgress('verifying', ctx.json);
+async function isBundle(path: string): Promise<boolean> {
+  let fh;
   try {
-    const r = await verifyBundle(path, pub, (d, t) => progress.update(d, t));
-    const m = r.manifest;
-    ctx.out(`ok: ${path} is intact and signed by ${m.vendor.keyId} (${m.model.name}@${m.model.version}, ${m.files.length} file(s))`);
-    printResult(ctx, { valid: true, bundleId: m.bundleId, model: m.model, keyId: m.vendor.keyId, files: r.files, bytesChecked: r.bytesChecked });
-  } finally {
-    progress.done();
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fromFsError(e, path);
   }
+  try {
+    const head = Buffer.alloc(1024);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return looksLikeBundle(head.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await (await open(path, 'r')).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function run(ctx: Ctx, files: string[], o: VerifyOpts): Promise<void> {
+  if (o.oms) {
+    const { verifyOms } = await import('./oms.js');
+    return verifyOms(ctx, files, o);
+  }
+  if (o.sig !== undefined && files.length > 1) throw new MlicError('USAGE', '--sig names one signature; verify one file at a time with it');
+  const pub = await loadPublicKey(o.pub);
+  const results: Record<string, unknown>[] = [];
+  for (const file of files) {
+    const sigPath = o.sig ?? `${file}.minisig`;
+    const hasSig = o.sig !== undefined || (await exists(sigPath));
+    if (await isBundle(file)) {
+      const progress = makeProgress('verifying', ctx.json);
+      let r;
+      try {
+        r = await verifyBundle(file, pub, (d, t) => progress.update(d, t));
+      } finally {
+        progress.done();
+      }
+      const m = r.manifest;
+      const detached = hasSig ? await verifyFileSignature(file, pub, sigPath) : undefined;
+      ctx.out(`ok: ${file} is intact and signed by ${m.vendor.keyId} (${m.model.name}@${m.model.version}, ${m.files.length} file(s))`);
+      if (detached) ctx.out(`ok: detached signature ${detached.sigPath}; trusted comment: ${detached.trustedComment}`);
+      results.push({ file, kind: 'bundle', valid: true, bundleId: m.bundleId, model: m.model, keyId: m.vendor.keyId, files: r.files, bytesChecked: r.bytesChecked, ...(detached ? { signature: detached } : {}) });
+    } else {
+      if (!hasSig)
+        throw new MlicError('NOT_A_BUNDLE', `${file} is not an mlic bundle and has no signature ${sigPath}`, { hint: 'sign files with `mlic sign`, or pass --sig FILE' });
+      const r = await verifyFileSignature(file, pub, sigPath);
+      ctx.out(`ok: ${file} signature verified (${r.alg === 'ED' ? 'prehashed' : 'legacy'}, key ${r.keyId})`);
+      ctx.out(r.trustedComment === undefined ? 'no trusted comment (signify signature)' : `trusted comment: ${r.trustedComment}`);
+      results.push({ kind: 'file', valid: true, ...r });
+    }
+  }
+  printResult(ctx, files.length === 1 ? results[0] : { results });
 }

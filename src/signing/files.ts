@@ -1,0 +1,96 @@
+/** Signing and verifying any file with minisign-compatible signatures (prehashed ED, or legacy Ed). */
+import { open, readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { MlicError, fromFsError } from '../errors.js';
+import { createHasher } from '../crypto/hash.js';
+import { keyIdHex, parseSignature, serializeSignature, type MinisignPublicKey, type SigAlg } from '../format/minisign.js';
+import { writeSmallFileAtomic } from '../util/atomic.js';
+import { minisignSign, minisignVerify, type Signer } from './minisign.js';
+
+/** Legacy (non-prehashed) signatures need the whole file in memory, as minisign itself does. */
+export const LEGACY_MAX_BYTES = 1 << 30;
+
+export async function blake2bFile(path: string, onBytes?: (n: number) => void): Promise<Buffer> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fromFsError(e, path);
+  }
+  try {
+    if (!(await fh.stat()).isFile()) throw new MlicError('USAGE', `${path}: not a regular file`);
+    const h = createHasher('blake2b512');
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      h.update(buf.subarray(0, bytesRead));
+      onBytes?.(bytesRead);
+    }
+    return h.digest();
+  } catch (e) {
+    throw fromFsError(e, path);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function messageFor(path: string, alg: SigAlg): Promise<Buffer> {
+  if (alg === 'ED') return blake2bFile(path);
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (e) {
+    throw fromFsError(e, path);
+  }
+  if (size > LEGACY_MAX_BYTES) throw new MlicError('USAGE', `${path}: too large for a legacy (non-prehashed) signature`, { hint: 'use the default prehashed signature' });
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw fromFsError(e, path);
+  }
+}
+
+export function defaultTrustedComment(file: string, keyId: Buffer, alg: SigAlg, now = new Date()): string {
+  return `timestamp:${Math.floor(now.getTime() / 1000)}\tfile:${basename(file)}${alg === 'ED' ? '\thashed' : ''}\tkeyid:${keyIdHex(keyId)}`;
+}
+
+export interface SignFileOptions {
+  signer: Signer;
+  trustedComment?: string;
+  legacy?: boolean;
+  sigPath?: string;
+  now?: Date;
+}
+
+export async function signFile(path: string, o: SignFileOptions): Promise<{ sigPath: string; trustedComment: string; alg: SigAlg }> {
+  const alg: SigAlg = o.legacy ? 'Ed' : 'ED';
+  const trustedComment = o.trustedComment ?? defaultTrustedComment(path, o.signer.keyId, alg, o.now);
+  if (/[\r\n]/.test(trustedComment)) throw new MlicError('USAGE', 'the trusted comment must be one line');
+  const sig = minisignSign(o.signer, await messageFor(path, alg), alg, trustedComment);
+  const sigPath = o.sigPath ?? `${path}.minisig`;
+  await writeSmallFileAtomic(sigPath, serializeSignature(sig), { mode: 0o644, force: true });
+  return { sigPath, trustedComment, alg };
+}
+
+export interface VerifyFileResult {
+  file: string;
+  sigPath: string;
+  alg: SigAlg;
+  keyId: string;
+  /** undefined for signify's two-line signatures */
+  trustedComment: string | undefined;
+}
+
+export async function verifyFileSignature(path: string, pub: MinisignPublicKey, sigPath = `${path}.minisig`): Promise<VerifyFileResult> {
+  let text: string;
+  try {
+    text = await readFile(sigPath, 'utf8');
+  } catch (e) {
+    throw fromFsError(e, sigPath);
+  }
+  const sig = parseSignature(text, sigPath);
+  if (keyIdHex(sig.keyId) !== keyIdHex(pub.keyId)) minisignVerify(pub, sig, Buffer.alloc(0), sigPath); // throws KEY_MISMATCH
+  minisignVerify(pub, sig, await messageFor(path, sig.alg), `signature of ${path}`);
+  return { file: path, sigPath, alg: sig.alg, keyId: keyIdHex(sig.keyId), trustedComment: sig.trustedComment };
+}
