@@ -7,7 +7,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { MlicError } from '../errors.js';
 import { createHasher } from '../crypto/hash.js';
-import { sealChunk, sha256Async, TAG_LEN } from '../crypto/stream.js';
+import { sealChunkParts, sha256Async } from '../crypto/stream.js';
 import { ciphertextDigestInit } from './digest.js';
 
 export interface EncryptResult {
@@ -17,6 +17,7 @@ export interface EncryptResult {
 }
 
 const HASH_WINDOW = 4;
+const WRITE_WINDOW = 2;
 
 export async function encryptFileInto(
   src: FileHandle,
@@ -51,32 +52,35 @@ export async function encryptFileInto(
   };
 
   let pos = outOffset;
-  let writeP: Promise<unknown> = Promise.resolve();
+  const writes: Promise<void>[] = [];
   let readP = readChunk(0);
   for (let i = 0; i < n; i++) {
     const plain = await readP;
-    plainHash.update(plain);
     const last = i === n - 1;
-    const sealed = sealChunk(key, i, last, plain);
-    if (!last) readP = readChunk(i + 1);
-    pendingHashes.push(sha256Async(sealed.subarray(0, sealed.length - TAG_LEN)));
-    pendingTags.push(sealed.subarray(sealed.length - TAG_LEN));
+    // Seal first: the plaintext buffer can then be refilled while we hash it.
+    const [ctext, tag] = sealChunkParts(key, i, last, plain);
+    if (!last) readP = readChunk(i + 1); // into the other buffer
+    plainHash.update(plain);
+    pendingHashes.push(sha256Async(ctext));
+    pendingTags.push(tag);
     if (pendingHashes.length > HASH_WINDOW) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
-    await writeP;
-    const at = pos;
-    pos += sealed.length;
-    writeP = writeAll(out, sealed, at);
+    if (writes.length >= WRITE_WINDOW) await writes.shift();
+    writes.push(writevAll(out, [ctext, tag], pos));
+    pos += ctext.length + tag.length;
     onBytes?.(plain.length);
   }
-  await writeP;
+  await Promise.all(writes);
   while (pendingHashes.length > 0) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
   return { sha256: plainHash.digest('hex'), ciphertextDigest: ct.digest(), bytesWritten: pos - outOffset };
 }
 
-async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  const total = bufs.reduce((a, b) => a + b.length, 0);
+  let { bytesWritten: done } = await fh.writev(bufs, position);
+  if (done === total) return;
+  const joined = Buffer.concat(bufs);
+  while (done < total) {
+    const { bytesWritten } = await fh.write(joined, done, total - done, position + done);
     done += bytesWritten;
   }
 }

@@ -40,6 +40,14 @@ export function sealChunk(key: Uint8Array, counter: number, last: boolean, plain
   return out;
 }
 
+/** Seals one chunk without joining: returns the ciphertext and the tag (for writev, no copy). */
+export function sealChunkParts(key: Uint8Array, counter: number, last: boolean, plain: Uint8Array): [Buffer, Buffer] {
+  const c = createCipheriv('aes-256-gcm', key, chunkNonce(counter, last));
+  const ct = c.update(plain);
+  c.final();
+  return [ct, c.getAuthTag()];
+}
+
 /**
  * Opens one sealed chunk. Returns undefined when authentication fails; no plaintext from
  * a chunk is ever returned before its tag has been checked.
