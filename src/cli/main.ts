@@ -48,11 +48,12 @@ program
   .description("make the vendor's identity: an Ed25519 signing key and a master secret (NAME.key, 0600) and a minisign public key (NAME.pub)")
   .option('--out <dir>', 'directory to write the key files to', '.')
   .option('--name <name>', 'base name of the key files', 'vendor')
+  .option('--type <type>', 'ed25519 (the vendor key: NAME.key, NAME.pub) or ecdsa-p256 / -p384 / -p521 (for OpenSSF Model Signing: NAME.pem, NAME.pub.pem)', 'ed25519')
   .option('--unencrypted', 'store the secret key without a passphrase (for secrets stores)')
   .option('--passphrase-file <file>', 'read the passphrase from the first line of FILE (else MLIC_PASSPHRASE, else a prompt)')
   .option('--force', 'overwrite existing key files')
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic keygen --name acme\n  $ MLIC_PASSPHRASE=... mlic keygen --out keys/ --name acme\n  $ mlic keygen --name ci --unencrypted   # then store ci.key in a CI secret as MLIC_SECRET_KEY')
+  .addHelpText('after', '\nExamples:\n  $ mlic keygen --name acme\n  $ MLIC_PASSPHRASE=... mlic keygen --out keys/ --name acme\n  $ mlic keygen --name ci --unencrypted   # then store ci.key in a CI secret as MLIC_SECRET_KEY\n  $ mlic keygen --type ecdsa-p256 --name oms --unencrypted   # oms.pem / oms.pub.pem for mlic sign --oms')
   .action(async (opts, cmd) => act(() => import('./commands/keygen.js'))(opts, cmd));
 
 program

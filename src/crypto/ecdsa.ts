@@ -55,13 +55,19 @@ export interface EcKeyPairPem {
   publicKeyPem: string;
 }
 
-/** Generates an ECDSA key pair (default P-256) as unencrypted PKCS#8 / SPKI PEM text. */
-export function generateEcdsaKeyPair(curve: EcCurve = 'P-256'): EcKeyPairPem {
+/**
+ * Generates an ECDSA key pair (default P-256) as PKCS#8 / SPKI PEM text. With a passphrase the
+ * private key is an encrypted PKCS#8 ("ENCRYPTED PRIVATE KEY", PBES2 with AES-256-CBC), which
+ * OpenSSL and the reference model_signing tool read.
+ */
+export function generateEcdsaKeyPair(curve: EcCurve = 'P-256', passphrase?: string): EcKeyPairPem {
   if (!EC_CURVES.includes(curve)) throw new MlicError('USAGE', `unsupported ECDSA curve ${String(curve)}: use P-256, P-384 or P-521`);
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
   return {
     curve,
-    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    privateKeyPem: privateKey
+      .export(passphrase === undefined ? { type: 'pkcs8', format: 'pem' } : { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase })
+      .toString(),
     publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
   };
 }
@@ -158,6 +164,15 @@ export function ecPublicFromPrivate(priv: EcPrivateKey): EcPublicKey {
 /** The public key as canonical SPKI PEM text (64-column base64, trailing newline), like OpenSSL and pyca/cryptography write it. */
 export function ecPublicKeyPem(pub: EcPublicKey): string {
   return pub.key.export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/**
+ * OMS key hint: hex sha256 of the canonical SPKI PEM text (what model_signing >= 1.1 writes in
+ * verificationMaterial.publicKey.hint). The PEM is re-encoded first, so text around the PEM block or
+ * different line wrapping in the key file does not change the hint.
+ */
+export function ecPublicKeyHint(pub: EcPublicKey): string {
+  return createHash('sha256').update(ecPublicKeyPem(pub), 'utf8').digest('hex');
 }
 
 /** The public key as DER SubjectPublicKeyInfo. */

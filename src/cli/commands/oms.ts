@@ -4,6 +4,7 @@ import { omsSign } from '../../oms/sign.js';
 import { omsVerify } from '../../oms/verify.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { printResult, type Ctx } from '../output.js';
+import { passphraseSource } from '../passphrase.js';
 
 async function text(p: string | undefined, what: string): Promise<string> {
   if (p === undefined) throw new MlicError('USAGE', `${what} is required with --oms`);
@@ -14,13 +15,14 @@ async function text(p: string | undefined, what: string): Promise<string> {
   }
 }
 
-export async function signOms(ctx: Ctx, paths: string[], o: { key?: string; output?: string; ignore?: string[] }): Promise<void> {
+export async function signOms(ctx: Ctx, paths: string[], o: { key?: string; output?: string; ignore?: string[]; passphraseFile?: string }): Promise<void> {
   if (paths.length !== 1) throw new MlicError('USAGE', '--oms signs one model directory (or file) at a time');
   const model = paths[0]!;
   const privateKeyPem = o.key !== undefined ? await text(o.key, '--key') : process.env.MLIC_OMS_KEY;
   if (!privateKeyPem) throw new MlicError('USAGE', '--oms needs an ECDSA private key: --key key.pem (or MLIC_OMS_KEY)', { hint: 'make one with `mlic keygen --type ecdsa-p256`' });
   const out = o.output ?? 'model.sig';
-  const r = await omsSign(model, { privateKeyPem, ignore: [...(o.ignore ?? []), out] });
+  const passphrase = privateKeyPem.includes('ENCRYPTED PRIVATE KEY') ? await passphraseSource(o.passphraseFile)() : undefined;
+  const r = await omsSign(model, { privateKeyPem, ...(passphrase !== undefined ? { passphrase } : {}), ignore: [...(o.ignore ?? []), out] });
   await writeSmallFileAtomic(out, r.bundleJson, { mode: 0o644, force: true });
   ctx.out(`signed ${r.files.length} file(s) of ${model} -> ${out} (OpenSSF Model Signing v1.0)`);
   printResult(ctx, { signature: out, files: r.files });
