@@ -26,7 +26,10 @@ export const DENIAL_CODES = [
   'UNTRUSTED_VENDOR',
   'CLOCK_TAMPERED',
   'QUOTA_EXCEEDED',
+  'METRIC_NOT_LICENSED',
   'OMS_VERIFY_FAILED',
+  'LEDGER_TAMPERED',
+  'REPORT_INVALID',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

@@ -76,7 +76,7 @@ export interface LicensePayload {
   components?: string[];
   host:
     | { binding: 'unbound' }
-    | { binding: 'host'; publicKey: string; requestId: string; hostname?: string; region?: string; fingerprint: Fingerprint; match: MatchPolicy };
+    | { binding: 'host'; publicKey: string; signingPublicKey: string; requestId: string; hostname?: string; region?: string; fingerprint: Fingerprint; match: MatchPolicy };
   meters: Meter[];
   /** allowed regions/countries (ISO 3166 alpha-2 or region codes like "EU"); undefined: anywhere */
   regions?: string[];
@@ -161,6 +161,7 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   const h = o.host;
   if (h?.binding === 'host') {
     if (!isB64(h.publicKey, 32)) bad.push('host.publicKey');
+    if (!isB64(h.signingPublicKey, 32)) bad.push('host.signingPublicKey');
     if (typeof h.requestId !== 'string' || !HEX32.test(h.requestId)) bad.push('host.requestId');
     if (h.region !== undefined && (typeof h.region !== 'string' || !REGION_RE.test(h.region))) bad.push('host.region');
     if (h.hostname !== undefined && (typeof h.hostname !== 'string' || h.hostname.length > 255)) bad.push('host.hostname');

@@ -117,6 +117,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
       ? {
           binding: 'host',
           publicKey: host.hostPublicKey,
+          signingPublicKey: host.signingPublicKey,
           requestId: host.requestId,
           ...(host.hostname ? { hostname: host.hostname } : {}),
           ...(host.region ? { region: host.region } : {}),

@@ -55,7 +55,7 @@ async function currentFingerprint(o: RuntimeOptions, salt: string): Promise<Fing
 }
 
 /** Checks that a licence is for this host (key and fingerprint). */
-async function checkHost(l: LicensePayload, h: HostIdentity | undefined, o: RuntimeOptions): Promise<Fingerprint | undefined> {
+export async function checkHost(l: LicensePayload, h: HostIdentity | undefined, o: RuntimeOptions): Promise<Fingerprint | undefined> {
   if (l.host.binding !== 'host') return undefined;
   if (!h || Buffer.from(h.boxPublic).toString('base64') !== l.host.publicKey)
     throw new MlicError('HW_MISMATCH', `licence ${l.licenseId.slice(0, 8)} was issued for another host (host key differs)`, {

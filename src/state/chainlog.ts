@@ -1,0 +1,273 @@
+/**
+ * An append-only, hash-chained, MAC'd record log shared by the processes of one host
+ * (docs/LEDGER.md). One JSON line per record:
+ *   {"seq":n,"time":ISO,"prev":hash(n-1),"data":...,"hash":SHA-256(canonical{seq,time,prev,data}),"mac":HMAC(key, hash)}
+ * A head file (<path>.head) holds the latest {seq, hash, mac}, written after each append, so that
+ * deleting records at the end or restoring an older copy of the log is detected.
+ * Every change happens under an inter-process lock; a torn last line from a crashed writer is
+ * the one thing repaired automatically.
+ */
+import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../errors.js';
+import { canonicalJson } from '../format/canonical.js';
+import { equalHex, hmacHex, sha256Hex } from '../crypto/mac.js';
+import { FileLock } from './lock.js';
+
+export interface ChainLogOptions {
+  path: string;
+  macKey: Uint8Array;
+  durability?: 'strict' | 'batched';
+  flushMs?: number;
+  lockTimeoutMs?: number;
+}
+
+export interface ChainRecord<T> {
+  seq: number;
+  time: string;
+  prev: string;
+  hash: string;
+  data: T;
+}
+
+export type TamperKind = 'edited' | 'mac' | 'deleted' | 'reordered' | 'inserted' | 'rolled-back' | 'truncated' | 'malformed' | 'head';
+
+const ZERO = '0'.repeat(64);
+
+function tampered(path: string, kind: TamperKind, message: string, seq?: number): MlicError {
+  return new MlicError('LEDGER_TAMPERED', `${path}: ${message}`, { details: { kind, ...(seq !== undefined ? { seq } : {}) }, hint: 'the log was modified outside mlic; restore it from a backup or contact your vendor' });
+}
+
+interface Head {
+  seq: number;
+  hash: string;
+  mac: string;
+}
+
+export class ChainLog<T = unknown> {
+  private records: ChainRecord<T>[] = [];
+  private offset = 0;
+  private lastHash = ZERO;
+  private queue: Promise<unknown> = Promise.resolve();
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly lock: FileLock;
+  private closed = false;
+
+  private constructor(
+    readonly opts: ChainLogOptions,
+    private fh: FileHandle,
+  ) {
+    this.lock = new FileLock(`${opts.path}.lock`, opts.lockTimeoutMs ?? 10_000);
+  }
+
+  get path(): string {
+    return this.opts.path;
+  }
+
+  static async open<T>(opts: ChainLogOptions): Promise<ChainLog<T>> {
+    if (opts.macKey.length !== 32) throw new RangeError('macKey must be 32 bytes');
+    let fh: FileHandle;
+    try {
+      fh = await open(opts.path, 'a+', 0o600);
+    } catch (e) {
+      throw fromFsError(e, opts.path);
+    }
+    const log = new ChainLog<T>(opts, fh);
+    await log.locked(async () => {
+      await log.catchUp(true);
+    });
+    return log;
+  }
+
+  private recordHash(seq: number, time: string, prev: string, data: unknown): string {
+    return sha256Hex(canonicalJson({ seq, time, prev, data }));
+  }
+
+  private headMac(seq: number, hash: string): string {
+    return hmacHex(this.opts.macKey, `head\n${seq}\n${hash}`);
+  }
+
+  /** Serializes in-process callers, then takes the inter-process lock. */
+  private locked<R>(fn: () => Promise<R>): Promise<R> {
+    const run = async () => {
+      await this.lock.acquire();
+      try {
+        return await fn();
+      } finally {
+        await this.lock.release();
+      }
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Reads and verifies what other processes appended; repairs a torn tail (under the lock). */
+  private async catchUp(checkHead: boolean): Promise<void> {
+    const { size } = await this.fh.stat();
+    if (size < this.offset) throw tampered(this.path, 'truncated', `the log shrank from ${this.offset} to ${size} bytes`);
+    if (size > this.offset) {
+      const buf = Buffer.alloc(size - this.offset);
+      await this.fh.read(buf, 0, buf.length, this.offset);
+      let start = 0;
+      for (;;) {
+        const nl = buf.indexOf(10, start);
+        if (nl < 0) break;
+        this.accept(buf.toString('utf8', start, nl), this.records.length);
+        start = nl + 1;
+      }
+      if (start < buf.length) {
+        // A torn last line (a writer killed mid-append): cut it off. Only the tail can be torn.
+        const good = this.offset + start;
+        await this.fh.truncate(good);
+        await this.fh.sync();
+        this.offset = good;
+      } else this.offset = size;
+    }
+    if (checkHead) await this.checkHead();
+  }
+
+  private accept(line: string, expectSeq: number): void {
+    let r: ChainRecord<T> & { mac: string };
+    try {
+      r = JSON.parse(line) as ChainRecord<T> & { mac: string };
+    } catch {
+      throw tampered(this.path, 'malformed', `record ${expectSeq} is not valid JSON`, expectSeq);
+    }
+    if (typeof r !== 'object' || r === null || typeof r.hash !== 'string' || typeof r.mac !== 'string') throw tampered(this.path, 'malformed', `record ${expectSeq} is malformed`, expectSeq);
+    if (r.seq !== expectSeq) {
+      const kind: TamperKind = typeof r.seq === 'number' && r.seq > expectSeq ? 'deleted' : r.seq < expectSeq ? 'reordered' : 'malformed';
+      throw tampered(this.path, kind, `record ${expectSeq} is missing or out of order (found seq ${String(r.seq)})`, expectSeq);
+    }
+    if (r.prev !== this.lastHash) throw tampered(this.path, 'inserted', `record ${expectSeq} does not follow the previous record (chain broken)`, expectSeq);
+    const hash = this.recordHash(r.seq, r.time, r.prev, r.data);
+    if (!equalHex(hash, r.hash)) throw tampered(this.path, 'edited', `record ${expectSeq} was edited (hash mismatch)`, expectSeq);
+    if (!equalHex(hmacHex(this.opts.macKey, hash), r.mac)) throw tampered(this.path, 'mac', `record ${expectSeq} has a bad MAC (forged or written with another key)`, expectSeq);
+    this.records.push({ seq: r.seq, time: r.time, prev: r.prev, hash: r.hash, data: r.data });
+    this.lastHash = hash;
+  }
+
+  private async checkHead(): Promise<void> {
+    let head: Head | undefined;
+    try {
+      head = JSON.parse(await readFile(`${this.path}.head`, 'utf8')) as Head;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw tampered(this.path, 'head', 'the head file is corrupt');
+    }
+    if (!head) {
+      if (this.records.length > 0) throw tampered(this.path, 'rolled-back', 'the head file is missing while the log has records');
+      return;
+    }
+    if (typeof head.seq !== 'number' || typeof head.hash !== 'string' || typeof head.mac !== 'string' || !equalHex(this.headMac(head.seq, head.hash), head.mac))
+      throw tampered(this.path, 'head', 'the head file was modified');
+    if (head.seq < 0) return;
+    const r = this.records[head.seq];
+    if (!r) throw tampered(this.path, 'rolled-back', `the log ends at record ${this.records.length - 1} but has already reached ${head.seq}: records were removed or an older copy restored`, this.records.length);
+    if (!equalHex(r.hash, head.hash)) throw tampered(this.path, 'rolled-back', `record ${head.seq} differs from the one recorded in the head file`, head.seq);
+  }
+
+  private async writeHead(sync: boolean): Promise<void> {
+    const seq = this.records.length - 1;
+    const hash = seq >= 0 ? this.lastHash : ZERO;
+    const tmp = `${this.path}.head.tmp-${process.pid}`;
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify({ seq, hash, mac: this.headMac(seq, hash) }));
+      if (sync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, `${this.path}.head`);
+  }
+
+  /**
+   * Under the lock: catch up with other processes, let `decide` look at every record, and append
+   * what it returns, atomically with respect to other processes.
+   */
+  transact<R>(decide: (view: { records: readonly ChainRecord<T>[]; head: string; seq: number }) => { append: T[]; result: R }): Promise<R> {
+    if (this.closed) return Promise.reject(new MlicError('USAGE', `${this.path}: the log is closed`));
+    return this.locked(async () => {
+      await this.catchUp(true);
+      const { append, result } = decide({ records: this.records, head: this.lastHash, seq: this.records.length - 1 });
+      if (append.length === 0) return result;
+      let text = '';
+      const added: ChainRecord<T>[] = [];
+      let prev = this.lastHash;
+      for (const data of append) {
+        const seq = this.records.length + added.length;
+        const time = new Date().toISOString();
+        const hash = this.recordHash(seq, time, prev, data);
+        text += JSON.stringify({ seq, time, prev, data, hash, mac: hmacHex(this.opts.macKey, hash) }) + '\n';
+        added.push({ seq, time, prev, hash, data });
+        prev = hash;
+      }
+      const bytes = Buffer.from(text, 'utf8');
+      const { bytesWritten } = await this.fh.write(bytes, 0, bytes.length, this.offset);
+      if (bytesWritten !== bytes.length) throw new MlicError('IO_ERROR', `${this.path}: short write`);
+      this.offset += bytes.length;
+      this.records.push(...added);
+      this.lastHash = prev;
+      if (this.opts.durability === 'strict') {
+        await this.fh.datasync();
+        await this.writeHead(true);
+      } else {
+        await this.writeHead(false);
+        this.scheduleSync();
+      }
+      return result;
+    });
+  }
+
+  private scheduleSync(): void {
+    this.dirty = true;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.dirty && !this.closed) {
+        this.dirty = false;
+        void this.fh.datasync().catch(() => undefined);
+      }
+    }, this.opts.flushMs ?? 50);
+    this.timer.unref();
+  }
+
+  async append(data: T): Promise<ChainRecord<T>> {
+    return this.transact(() => ({ append: [data], result: undefined })).then(() => this.records[this.records.length - 1]!);
+  }
+
+  /** Re-reads the whole file from disk and verifies every record and the head. */
+  async readAll(): Promise<ChainRecord<T>[]> {
+    return this.locked(async () => {
+      this.records = [];
+      this.offset = 0;
+      this.lastHash = ZERO;
+      await this.catchUp(true);
+      return [...this.records];
+    });
+  }
+
+  async verify(): Promise<{ ok: true; records: number; head: string }> {
+    const all = await this.readAll();
+    return { ok: true, records: all.length, head: all.length ? all[all.length - 1]!.hash : ZERO };
+  }
+
+  head(): { seq: number; hash: string } {
+    return { seq: this.records.length - 1, hash: this.lastHash };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.queue;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.dirty) await this.fh.datasync().catch(() => undefined);
+    await this.fh.close();
+  }
+}
+
+export async function fileExists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}

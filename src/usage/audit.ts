@@ -1,0 +1,87 @@
+/**
+ * The audit log: every licence decision on this host (activate, validate, consume, unpack, run,
+ * openBundle), hash-chained and MAC'd like the ledger (src/state/chainlog.ts). In batched mode
+ * records are buffered and appended at most every flushMs and on close; in strict mode each
+ * record is appended and fsynced before the decision is returned.
+ */
+import { ChainLog, type ChainRecord } from '../state/chainlog.js';
+import type { Durability } from './ledger.js';
+
+export interface AuditData {
+  t: string;
+  action: 'activate' | 'validate' | 'consume' | 'unpack' | 'run' | 'openBundle' | 'audit';
+  decision: 'allow' | 'deny';
+  code?: string;
+  licenseId?: string;
+  bundleId?: string;
+  model?: string;
+  version?: string;
+  feature?: string;
+  metric?: string;
+  quantity?: number;
+  inputHash?: string;
+  outputHash?: string;
+}
+
+const HASH_RE = /^[A-Za-z0-9:+/=_-]{1,200}$/;
+
+/** Input/output hashes are opaque strings from the caller (e.g. "sha256:..."), bounded and printable. */
+export function validHash(h: unknown): h is string {
+  return typeof h === 'string' && HASH_RE.test(h);
+}
+
+export class AuditLog {
+  private buffer: AuditData[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  private constructor(
+    readonly log: ChainLog<AuditData>,
+    readonly durability: Durability,
+    readonly flushMs: number,
+  ) {}
+
+  static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number } = {}): Promise<AuditLog> {
+    const durability = opts.durability ?? 'batched';
+    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50 });
+    return new AuditLog(log, durability, opts.flushMs ?? 50);
+  }
+
+  async record(r: AuditData): Promise<void> {
+    if (this.durability === 'strict') {
+      await this.log.append(r);
+      return;
+    }
+    this.buffer.push(r);
+    if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush().catch(() => undefined);
+      }, this.flushMs);
+      this.timer.unref();
+    }
+  }
+
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    this.flushing = this.log.transact(() => ({ append: batch, result: undefined })).finally(() => {
+      this.flushing = undefined;
+    });
+    await this.flushing;
+  }
+
+  async readAll(): Promise<ChainRecord<AuditData>[]> {
+    await this.flush();
+    return this.log.readAll();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+    await this.log.close();
+  }
+}
