@@ -34,7 +34,7 @@ export interface OpenedBundle {
 }
 
 export async function openBundle(path: string, options: OpenBundleOptions = {}): Promise<OpenedBundle> {
-  const a = await authorizeBundle(path, options);
+  const a = await authorizeBundle(path, { action: 'openBundle', ...options });
   const released = a.files.map((i) => a.manifest.files[i]!);
   const byPath = new Map(released.map((f) => [f.path, f]));
   const cache = new Map<string, Buffer>();

@@ -41,7 +41,7 @@ async function privateBase(opt?: string): Promise<{ base: string; memoryBacked: 
 
 export async function runWithBundle(bundlePath: string, command: string[], opts: RunOptions = {}): Promise<RunResult> {
   if (command.length === 0) throw new MlicError('USAGE', 'no command to run', { hint: 'mlic run model.mlb -- python serve.py --model {model}' });
-  const a = await authorizeBundle(bundlePath, opts);
+  const a = await authorizeBundle(bundlePath, { action: 'run', ...opts });
   const { base, memoryBacked } = await privateBase(opts.baseDir);
   let dir: string | undefined;
   let unregister: () => void = () => undefined;

@@ -98,7 +98,7 @@ export async function unpackAuthorized(a: Authorization, outDir: string, opts: {
 }
 
 export async function unpack(bundlePath: string, outDir: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
-  const a = await authorizeBundle(bundlePath, opts);
+  const a = await authorizeBundle(bundlePath, { action: 'unpack', ...opts });
   try {
     const existed = await lstat(outDir).then(
       (st) => {

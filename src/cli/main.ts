@@ -240,6 +240,65 @@ program
   .addHelpText('after', '\nExamples:\n  $ mlic run resnet-2.1.0.mlb -- python serve.py --model {model}/model.onnx\n  $ mlic run llm.mlb -- sh -c \'ls "$MLIC_MODEL_DIR"\'')
   .action(async (bundle, command, opts, cmd) => act(() => import('./commands/run.js'))(bundle, command, opts, cmd));
 
+const licSel = (c: Command) =>
+  c
+    .option('--bundle <file>', 'the bundle whose installed licence to use')
+    .option('--license <file>', 'a licence file instead of the installed ones')
+    .option('--model <name>', 'the installed licence for this model')
+    .addOption(home());
+
+const meter = program.command('meter').description('metered usage against the licence\'s quotas (for runtimes that are not Node)');
+licSel(meter.command('status').description('usage of each metered metric in its current period'))
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/meter.js'), 'status')(opts, cmd));
+licSel(meter.command('consume').description('count usage if the licence allows it (exit 1 QUOTA_EXCEEDED, FEATURE_NOT_LICENSED, ...)'))
+  .option('--feature <name>', 'the feature this use needs')
+  .requiredOption('--metric <name>', 'metric, e.g. inferences, tokens, pages')
+  .requiredOption('--quantity <n>', 'how much')
+  .option('--durability <mode>', 'strict (fsync, default for this command) or batched')
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic meter consume --model resnet --feature batch --metric inferences --quantity 32')
+  .action(async (opts, cmd) => act(() => import('./commands/meter.js'), 'consume')(opts, cmd));
+licSel(meter.command('serve').description('answer validate requests over a Unix socket, one JSON object per line (docs/USAGE.md)'))
+  .requiredOption('--socket <path>', 'Unix socket to listen on (created 0600)')
+  .option('--durability <mode>', 'batched (default) or strict')
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic meter serve --model resnet --socket /run/mlic.sock &\n  $ python3 examples/mlic_client.py /run/mlic.sock')
+  .action(async (opts, cmd) => act(() => import('./commands/meter.js'), 'serveCmd')(opts, cmd));
+
+const usage = program.command('usage').description('signed usage reports for billing');
+licSel(usage.command('report').description('write the signed usage report of one month'))
+  .option('--period <month>', 'the month, e.g. 2026-11 (default: this month)')
+  .option('-o, --output <file>', 'report file')
+  .option('--force', 'overwrite an existing report')
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'report')(opts, cmd));
+usage
+  .command('verify')
+  .description("the vendor's check of a usage report: host signature, licence binding, continuity; prints billable totals")
+  .argument('<report>', 'usage report')
+  .requiredOption('--license <file>', 'the licence it is for')
+  .option('--previous <file>', 'the previous report, to check there is no gap and no rewind')
+  .option('--pub <file>', 'also verify the licence with the vendor public key')
+  .addOption(json())
+  .action(async (file, opts, cmd) => act(() => import('./commands/usage.js'), 'verify')(file, opts, cmd));
+
+const auditCmd = program.command('audit').description("this host's tamper-evident audit log of licence decisions");
+auditCmd
+  .command('verify')
+  .description('check the audit log\'s hash chain and MACs')
+  .addOption(home())
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditVerify')(opts, cmd));
+auditCmd
+  .command('export')
+  .description('print the audit log as JSON (default) or CSV')
+  .option('--csv', 'CSV instead of JSON')
+  .option('--since <date>', 'only records at or after DATE')
+  .addOption(home())
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditExport')(opts, cmd));
+
 function onSignal(sig: NodeJS.Signals, code: number) {
   process.on(sig, () => {
     cleanupTempFilesSync();

@@ -72,6 +72,27 @@ export interface ActivateResult {
 
 /** Verifies a licence (trusted vendor, this host, time window) and installs it. */
 export async function activateLicense(text: string, o: RuntimeOptions = {}): Promise<ActivateResult> {
+  try {
+    const r = await activateLicenseInner(text, o);
+    await audit(o, { action: 'activate', decision: 'allow', licenseId: r.license.licenseId, model: r.license.model });
+    return r;
+  } catch (e) {
+    if (e instanceof MlicError) await audit(o, { action: 'activate', decision: 'deny', code: e.code });
+    throw e;
+  }
+}
+
+/** Records a decision in the host's audit log; an audit failure never changes the decision. */
+async function audit(o: RuntimeOptions, d: Omit<import('../usage/audit.js').AuditData, 't'>): Promise<void> {
+  try {
+    const { recordDecision } = await import('../usage/open-logs.js');
+    await recordDecision(o.stateDir, { ...d, ...(o.now ? { t: o.now.toISOString() } : {}) });
+  } catch {
+    /* the audit log is best effort for one-shot commands; `mlic audit verify` reports damage */
+  }
+}
+
+async function activateLicenseInner(text: string, o: RuntimeOptions = {}): Promise<ActivateResult> {
   const state = stateOf(o);
   const now = o.now ?? new Date();
   const signed = await verifyLicenseText(text, (id) => state.trusted(id));
@@ -138,6 +159,8 @@ export interface Authorization {
 export interface AuthorizeOptions extends RuntimeOptions {
   feature?: string;
   components?: string[];
+  /** what the decision is for, in the audit log */
+  action?: 'unpack' | 'run' | 'openBundle' | 'validate';
 }
 
 const PRIORITY = ['NO_LICENSE', 'UNTRUSTED_VENDOR', 'SIGNATURE_INVALID', 'FORMAT_INVALID', 'UNSUPPORTED_VERSION'];
@@ -147,6 +170,17 @@ const PRIORITY = ['NO_LICENSE', 'UNTRUSTED_VENDOR', 'SIGNATURE_INVALID', 'FORMAT
  * bundle key. Nothing is decrypted. The caller must close `bundle`.
  */
 export async function authorizeBundle(path: string, o: AuthorizeOptions = {}): Promise<Authorization> {
+  try {
+    const a = await authorizeBundleInner(path, o);
+    await audit(o, { action: o.action ?? 'validate', decision: 'allow', licenseId: a.license.licenseId, bundleId: a.manifest.bundleId, model: a.manifest.model.name, version: a.manifest.model.version, ...(o.feature ? { feature: o.feature } : {}) });
+    return a;
+  } catch (e) {
+    if (e instanceof MlicError) await audit(o, { action: o.action ?? 'validate', decision: 'deny', code: e.code, ...(o.feature ? { feature: o.feature } : {}) });
+    throw e;
+  }
+}
+
+async function authorizeBundleInner(path: string, o: AuthorizeOptions): Promise<Authorization> {
   const state = stateOf(o);
   const now = o.now ?? new Date();
   const bundle = await BundleFile.open(path);

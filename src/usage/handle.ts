@@ -189,6 +189,11 @@ export class LoadedLicense {
     return out;
   }
 
+  /** Every ledger record of this licence on this host, verified. */
+  async usageRecords(): Promise<import('../state/chainlog.js').ChainRecord<import('./ledger.js').UsageData>[]> {
+    return this.ledger.records();
+  }
+
   async flush(): Promise<void> {
     await this.ledger.flush();
     await this.auditLog.flush();

@@ -1,0 +1,86 @@
+import { MlicError, type ErrorCode } from '../../errors.js';
+import { loadLicense, type LoadLicenseOptions, type ValidateError } from '../../usage/handle.js';
+import { serve } from '../../usage/server.js';
+import { printResult, type Ctx } from '../output.js';
+
+export interface MeterOpts {
+  home?: string;
+  bundle?: string;
+  license?: string;
+  model?: string;
+  durability?: string;
+  feature?: string;
+  metric?: string;
+  quantity?: string;
+  socket?: string;
+}
+
+const CODES: Record<ValidateError, ErrorCode> = {
+  quota_exceeded: 'QUOTA_EXCEEDED',
+  feature_not_licensed: 'FEATURE_NOT_LICENSED',
+  license_expired: 'LICENSE_EXPIRED',
+  license_not_yet_valid: 'LICENSE_NOT_YET_VALID',
+  metric_not_licensed: 'METRIC_NOT_LICENSED',
+  clock_tampered: 'CLOCK_TAMPERED',
+  invalid_request: 'USAGE',
+  closed: 'INTERNAL',
+};
+
+export function loadOpts(o: MeterOpts): LoadLicenseOptions {
+  if (o.durability !== undefined && o.durability !== 'strict' && o.durability !== 'batched') throw new MlicError('USAGE', '--durability is strict or batched');
+  return {
+    ...(o.home ? { stateDir: o.home } : {}),
+    ...(o.bundle ? { bundle: o.bundle } : {}),
+    ...(o.license ? { licenseFile: o.license } : {}),
+    ...(o.model ? { model: o.model } : {}),
+    ...(o.durability ? { durability: o.durability as 'strict' | 'batched' } : {}),
+  };
+}
+
+export async function status(ctx: Ctx, o: MeterOpts): Promise<void> {
+  const lic = await loadLicense(loadOpts(o));
+  try {
+    const meters = await lic.status();
+    const l = lic.license;
+    ctx.out(`licence ${l.licenseId} for ${l.model}${l.tier ? `, tier ${l.tier}` : ''}${l.features.length ? `, features ${l.features.join(', ')}` : ''}`);
+    if (meters.length === 0) ctx.out('no meters in this licence');
+    for (const m of meters) ctx.out(`${m.metric.padEnd(16)} ${m.used} of ${m.limit} used (${m.period}), ${m.remaining} left${m.resetsAt ? `, resets ${m.resetsAt}` : ''}`);
+    printResult(ctx, { licenseId: l.licenseId, model: l.model, tier: l.tier ?? null, features: l.features, meters });
+  } finally {
+    await lic.close();
+  }
+}
+
+export async function consume(ctx: Ctx, o: MeterOpts): Promise<void> {
+  if (o.metric === undefined || o.quantity === undefined) throw new MlicError('USAGE', '--metric and --quantity are required');
+  if (!/^\d+$/.test(o.quantity)) throw new MlicError('USAGE', `--quantity must be a non-negative integer, got '${o.quantity}'`);
+  const lic = await loadLicense({ ...loadOpts(o), durability: (o.durability as 'strict' | 'batched' | undefined) ?? 'strict' });
+  try {
+    const r = await lic.validate({ ...(o.feature ? { feature: o.feature } : {}), meter: { metric: o.metric, quantity: Number(o.quantity) } });
+    if (!r.valid) throw new MlicError(CODES[r.error!], r.message ?? r.error!, { details: { ...r } });
+    ctx.out(`ok: ${o.quantity} ${o.metric} counted; ${r.remaining} of ${r.limit} left this period${r.overage ? ' (OVERAGE)' : ''}`);
+    printResult(ctx, r);
+  } finally {
+    await lic.close();
+  }
+}
+
+export async function serveCmd(ctx: Ctx, o: MeterOpts): Promise<void> {
+  if (!o.socket) throw new MlicError('USAGE', '--socket PATH is required');
+  const lic = await loadLicense(loadOpts(o));
+  const server = await serve({ socketPath: o.socket, license: lic });
+  ctx.note(`mlic meter: serving licence ${lic.license.licenseId} (${lic.license.model}) on ${o.socket}; stop with SIGTERM or Ctrl-C`);
+  if (ctx.json) process.stdout.write(JSON.stringify({ ok: true, result: { listening: o.socket, licenseId: lic.license.licenseId } }) + '\n');
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      server.close(() => resolve());
+      // Connections still open are ended so that close() can finish.
+      setTimeout(() => resolve(), 1000).unref();
+    };
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.removeAllListeners(s);
+      process.once(s, stop);
+    }
+  });
+  await lic.close();
+}
