@@ -1,43 +1,66 @@
 #!/usr/bin/env bash
-# The README's demo: a vendor makes a key, packs a real ONNX model, inspects and verifies the
-# bundle; then a tampered copy is rejected. Runs on the bundled fixtures; writes only to a temp dir.
+# The README's demo, vendor to customer, on the bundled fixtures; everything happens in a temp
+# directory (the customer's state too, through MLIC_HOME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MLIC="node bin/mlic.js"
+root=$(pwd)
+mlic() { node "$root/bin/mlic.js" "$@"; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/mlic-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+vendor="$work/vendor"; customer="$work/customer"; mkdir -p "$vendor" "$customer"
+export MLIC_HOME="$customer/state"
 
 export MLIC_PASSPHRASE='demo passphrase (use a real one)'
-step "1. the vendor makes its key pair (encrypted secret key, minisign public key)" "mlic keygen --out \$work --name acme"
-$MLIC keygen --out "$work" --name acme
-ls -l "$work"
+step "1. vendor: make the key pair (encrypted secret key, minisign public key)" "mlic keygen --out vendor --name acme"
+mlic keygen --out "$vendor" --name acme
+ls -l "$vendor"
 
-step "2. pack a real ONNX model with external weights into an encrypted, signed bundle" "mlic pack fixtures/models/onnx-external --name tiny-mlp --version 2.1.0 --key acme.key"
-$MLIC pack fixtures/models/onnx-external --name tiny-mlp --version 2.1.0 --key "$work/acme.key" -o "$work/tiny-mlp-2.1.0.mlb"
+step "2. vendor: pack a real ONNX model into an encrypted, signed bundle" "mlic pack fixtures/models/tiny-onnx --name tiny-mlp --version 2.1.0 --key acme.key"
+mlic pack fixtures/models/tiny-onnx --name tiny-mlp --version 2.1.0 --key "$vendor/acme.key" -o "$vendor/tiny-mlp-2.1.0.mlb"
 
-step "3. anyone can inspect the manifest (no secret needed)" "mlic inspect tiny-mlp-2.1.0.mlb"
-$MLIC inspect "$work/tiny-mlp-2.1.0.mlb"
+step "3. anyone: inspect the manifest (no secret needed)" "mlic inspect tiny-mlp-2.1.0.mlb"
+mlic inspect "$vendor/tiny-mlp-2.1.0.mlb"
 
-step "4. and verify signature and every ciphertext digest with the public key alone" "mlic verify tiny-mlp-2.1.0.mlb --pub acme.pub"
-$MLIC verify "$work/tiny-mlp-2.1.0.mlb" --pub "$work/acme.pub"
-
-step "5. the manifest signature is plain minisign" "tar xf tiny-mlp-2.1.0.mlb && minisign -Vm mlic-bundle/manifest.json -p acme.pub"
+step "4. anyone: verify the signature and every ciphertext digest with the public key alone" "mlic verify tiny-mlp-2.1.0.mlb --pub acme.pub"
+mlic verify "$vendor/tiny-mlp-2.1.0.mlb" --pub "$vendor/acme.pub"
 if command -v minisign >/dev/null; then
-  (cd "$work" && tar xf tiny-mlp-2.1.0.mlb && minisign -Vm mlic-bundle/manifest.json -p acme.pub)
-else
-  echo "(minisign is not installed here; skipping this step)"
+  step "   ...and the manifest signature is plain minisign" "tar xf tiny-mlp-2.1.0.mlb && minisign -Vm mlic-bundle/manifest.json -p acme.pub"
+  (cd "$work" && tar xf "$vendor/tiny-mlp-2.1.0.mlb" && minisign -Vm mlic-bundle/manifest.json -p "$vendor/acme.pub")
 fi
 
-step "6. flip one byte of the ciphertext in a copy: verify refuses it (exit 1)" "mlic verify tampered.mlb --pub acme.pub"
-cp "$work/tiny-mlp-2.1.0.mlb" "$work/tampered.mlb"
+step "5. an attacker flips one byte of the ciphertext: verify refuses it (exit 1)" "mlic verify tampered.mlb --pub acme.pub"
+cp "$vendor/tiny-mlp-2.1.0.mlb" "$work/tampered.mlb"
 size=$(stat -c %s "$work/tampered.mlb")
 printf '\x42' | dd of="$work/tampered.mlb" bs=1 seek=$((size - 1100)) conv=notrunc status=none
-set +e
-$MLIC verify "$work/tampered.mlb" --pub "$work/acme.pub"
-code=$?
-set -e
+set +e; mlic verify "$work/tampered.mlb" --pub "$vendor/acme.pub"; code=$?; set -e
 echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 for a tampered bundle" >&2; exit 1; }
 
-printf '\n\033[1mdemo finished: the intact bundle verified, the tampered copy was refused.\033[0m\n'
+step "6. customer: without a licence the bundle does not open (exit 1)" "mlic unpack tiny-mlp-2.1.0.mlb --out model"
+mlic trust add "$vendor/acme.pub"
+set +e; mlic unpack "$vendor/tiny-mlp-2.1.0.mlb" --out "$customer/model"; code=$?; set -e
+echo "exit status: $code"
+[[ $code == 1 ]] || { echo "demo: expected exit 1 without a licence" >&2; exit 1; }
+
+step "7. customer: this host's fingerprint and activation request" "mlic fingerprint && mlic activate --request --region DE"
+mlic fingerprint
+mlic activate --request --region DE --customer ACME-42 -o "$customer/request.json"
+
+step "8. vendor: a licence for that host: every 2.x, 30 days, most hardware components must match" "mlic license issue --key acme.key --request request.json --model tiny-mlp --versions '^2' --days 30 --match most --tier pro --feature batch --meter inferences=1000000/month -o acme.lic"
+mlic license issue --key "$vendor/acme.key" --request "$customer/request.json" --model tiny-mlp --versions '^2' --days 30 --match most --tier pro --feature batch --meter inferences=1000000/month -o "$customer/acme.lic"
+mlic license inspect "$customer/acme.lic" --pub "$vendor/acme.pub"
+
+step "9. customer: activate, list, and run the model (decrypted to /dev/shm, wiped after)" "mlic activate acme.lic && mlic run tiny-mlp-2.1.0.mlb -- node examples/infer.mjs {model}/model.onnx"
+mlic activate "$customer/acme.lic"
+mlic licenses
+echo "plaintext model:      $(node examples/infer.mjs fixtures/models/tiny-onnx/model.onnx)"
+echo "mlic run (licensed):  $(mlic run "$vendor/tiny-mlp-2.1.0.mlb" -- node examples/infer.mjs '{model}/model.onnx')"
+
+step "10. vendor: release 3.0.0; the 2.x licence does not cover it (exit 1)" "mlic unpack tiny-mlp-3.0.0.mlb --out model3"
+mlic pack fixtures/models/tiny-onnx --name tiny-mlp --version 3.0.0 --key "$vendor/acme.key" -o "$vendor/tiny-mlp-3.0.0.mlb" >/dev/null
+set +e; mlic unpack "$vendor/tiny-mlp-3.0.0.mlb" --out "$customer/model3"; code=$?; set -e
+echo "exit status: $code"
+[[ $code == 1 ]] || { echo "demo: expected exit 1 for an unlicensed version" >&2; exit 1; }
+
+printf '\n\033[1mdemo finished: bundles verified and opened only where licensed; tampering and unlicensed versions refused.\033[0m\n'

@@ -148,7 +148,7 @@ describe('validate(): features, quotas and periods', () => {
     const s = await meteredHost({}, new Date('2026-09-01T00:00:00Z'));
     const clock = clockAt('2026-10-05T00:00:00Z');
     const open = () => loadLicense({ stateDir: s.host.stateDir, hostProbe: s.host.probe(), licenseFile: s.licenseFile, durability: 'strict', clock });
-    let lic = await open();
+    const lic = await open();
     await lic.validate({ feature: 'batch', meter: { metric: 'inferences', quantity: 7 } });
     clock.set('2026-11-03T00:00:00Z');
     await lic.validate({ feature: 'batch', meter: { metric: 'inferences', quantity: 5 } });
