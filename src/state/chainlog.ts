@@ -1,6 +1,6 @@
 /**
  * An append-only, hash-chained, MAC'd record log shared by the processes of one host
- * (docs/LEDGER.md). One JSON line per record:
+ * (docs/FORMAT.md §8). One JSON line per record:
  *   {"seq":n,"time":ISO,"prev":hash(n-1),"data":...,"hash":SHA-256(canonical{seq,time,prev,data}),"mac":HMAC(key, hash)}
  * A head file (<path>.head) holds the latest {seq, hash, mac}, written after each append, so that
  * deleting records at the end or restoring an older copy of the log is detected.
@@ -19,6 +19,12 @@ export interface ChainLogOptions {
   durability?: 'strict' | 'batched';
   flushMs?: number;
   lockTimeoutMs?: number;
+  /**
+   * 'full' (default) verifies every record on open. 'tail' verifies only the last record and the
+   * head file, for writers that only append (one-shot audit records): opening stays O(1) as the
+   * log grows. Readers (readAll, verify) always verify everything.
+   */
+  open?: 'full' | 'tail';
 }
 
 export interface ChainRecord<T> {
@@ -45,6 +51,8 @@ interface Head {
 
 export class ChainLog<T = unknown> {
   private records: ChainRecord<T>[] = [];
+  /** seq of records[0] (0, or more after a tail-only open) */
+  private base = 0;
   private offset = 0;
   private lastHash = ZERO;
   private queue: Promise<unknown> = Promise.resolve();
@@ -73,9 +81,15 @@ export class ChainLog<T = unknown> {
       throw fromFsError(e, opts.path);
     }
     const log = new ChainLog<T>(opts, fh);
-    await log.locked(async () => {
-      await log.catchUp(true);
-    });
+    try {
+      await log.locked(async () => {
+        if (opts.open === 'tail') await log.seekTail();
+        await log.catchUp(true);
+      });
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw e;
+    }
     return log;
   }
 
@@ -102,6 +116,30 @@ export class ChainLog<T = unknown> {
     return p;
   }
 
+  /** Tail-only open: verify the last complete record and continue from it. */
+  private async seekTail(): Promise<void> {
+    const { size } = await this.fh.stat();
+    if (size === 0) return;
+    const want = Math.min(size, 256 * 1024);
+    const buf = Buffer.alloc(want);
+    await this.fh.read(buf, 0, want, size - want);
+    const lastNl = buf.lastIndexOf(10);
+    if (lastNl < 0) return; // no complete line in the window: fall back to a full read
+    const prevNl = buf.lastIndexOf(10, lastNl - 1);
+    if (prevNl < 0 && want < size) return;
+    const line = buf.toString('utf8', prevNl + 1, lastNl);
+    let r: ChainRecord<T> & { mac: string };
+    try {
+      r = JSON.parse(line) as ChainRecord<T> & { mac: string };
+    } catch {
+      throw tampered(this.path, 'malformed', 'the last record is not valid JSON');
+    }
+    if (!Number.isSafeInteger(r.seq) || r.seq < 0 || typeof r.prev !== 'string') throw tampered(this.path, 'malformed', 'the last record is malformed');
+    this.base = r.seq;
+    this.lastHash = r.prev;
+    this.offset = size - want + prevNl + 1;
+  }
+
   /** Reads and verifies what other processes appended; repairs a torn tail (under the lock). */
   private async catchUp(checkHead: boolean): Promise<void> {
     const { size } = await this.fh.stat();
@@ -113,7 +151,7 @@ export class ChainLog<T = unknown> {
       for (;;) {
         const nl = buf.indexOf(10, start);
         if (nl < 0) break;
-        this.accept(buf.toString('utf8', start, nl), this.records.length);
+        this.accept(buf.toString('utf8', start, nl), this.base + this.records.length);
         start = nl + 1;
       }
       if (start < buf.length) {
@@ -155,19 +193,21 @@ export class ChainLog<T = unknown> {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw tampered(this.path, 'head', 'the head file is corrupt');
     }
     if (!head) {
-      if (this.records.length > 0) throw tampered(this.path, 'rolled-back', 'the head file is missing while the log has records');
+      if (this.base + this.records.length > 0) throw tampered(this.path, 'rolled-back', 'the head file is missing while the log has records');
       return;
     }
     if (typeof head.seq !== 'number' || typeof head.hash !== 'string' || typeof head.mac !== 'string' || !equalHex(this.headMac(head.seq, head.hash), head.mac))
       throw tampered(this.path, 'head', 'the head file was modified');
     if (head.seq < 0) return;
-    const r = this.records[head.seq];
-    if (!r) throw tampered(this.path, 'rolled-back', `the log ends at record ${this.records.length - 1} but has already reached ${head.seq}: records were removed or an older copy restored`, this.records.length);
+    if (head.seq < this.base) return; // a tail-only open: older records are checked by full readers
+    const r = this.records[head.seq - this.base];
+    const last = this.base + this.records.length - 1;
+    if (!r) throw tampered(this.path, 'rolled-back', `the log ends at record ${last} but has already reached ${head.seq}: records were removed or an older copy restored`, last + 1);
     if (!equalHex(r.hash, head.hash)) throw tampered(this.path, 'rolled-back', `record ${head.seq} differs from the one recorded in the head file`, head.seq);
   }
 
   private async writeHead(sync: boolean): Promise<void> {
-    const seq = this.records.length - 1;
+    const seq = this.base + this.records.length - 1;
     const hash = seq >= 0 ? this.lastHash : ZERO;
     const tmp = `${this.path}.head.tmp-${process.pid}`;
     const fh = await open(tmp, 'w', 0o600);
@@ -188,13 +228,13 @@ export class ChainLog<T = unknown> {
     if (this.closed) return Promise.reject(new MlicError('USAGE', `${this.path}: the log is closed`));
     return this.locked(async () => {
       await this.catchUp(true);
-      const { append, result } = decide({ records: this.records, head: this.lastHash, seq: this.records.length - 1 });
+      const { append, result } = decide({ records: this.records, head: this.lastHash, seq: this.base + this.records.length - 1 });
       if (append.length === 0) return result;
       let text = '';
       const added: ChainRecord<T>[] = [];
       let prev = this.lastHash;
       for (const data of append) {
-        const seq = this.records.length + added.length;
+        const seq = this.base + this.records.length + added.length;
         const time = new Date().toISOString();
         const hash = this.recordHash(seq, time, prev, data);
         text += JSON.stringify({ seq, time, prev, data, hash, mac: hmacHex(this.opts.macKey, hash) }) + '\n';
@@ -239,6 +279,7 @@ export class ChainLog<T = unknown> {
   async readAll(): Promise<ChainRecord<T>[]> {
     return this.locked(async () => {
       this.records = [];
+      this.base = 0;
       this.offset = 0;
       this.lastHash = ZERO;
       await this.catchUp(true);
@@ -252,7 +293,7 @@ export class ChainLog<T = unknown> {
   }
 
   head(): { seq: number; hash: string } {
-    return { seq: this.records.length - 1, hash: this.lastHash };
+    return { seq: this.base + this.records.length - 1, hash: this.lastHash };
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * An inter-process exclusive lock for one host, without native addons (docs/LEDGER.md §4).
+ * An inter-process exclusive lock for one host, without native addons (docs/FORMAT.md §8.3).
  * The lock is a file created with O_EXCL holding "pid token". A waiter that finds the holder's
  * pid dead breaks the lock, but only while holding a second, short-lived "breaker" lock and after
  * re-reading the same dead owner, so two waiters never both break it and both think they own it.

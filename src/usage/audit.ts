@@ -41,9 +41,9 @@ export class AuditLog {
     readonly flushMs: number,
   ) {}
 
-  static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number } = {}): Promise<AuditLog> {
+  static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number; open?: 'full' | 'tail' } = {}): Promise<AuditLog> {
     const durability = opts.durability ?? 'batched';
-    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50 });
+    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50, open: opts.open ?? 'full' });
     return new AuditLog(log, durability, opts.flushMs ?? 50);
   }
 

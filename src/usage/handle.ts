@@ -253,7 +253,7 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
   await state.ensure('usage');
   await state.ensure('audit');
   const ledger = await UsageLedger.open(ledgerPath(state, license.licenseId), ledgerKey(host, license.licenseId), license, { durability: o.durability ?? 'batched', ...(o.flushMs ? { flushMs: o.flushMs } : {}) });
-  const audit = await AuditLog.open(auditPath(state), auditKey(host), { durability: o.durability ?? 'batched', ...(o.flushMs ? { flushMs: o.flushMs } : {}) });
+  const audit = await AuditLog.open(auditPath(state), auditKey(host), { durability: o.durability ?? 'batched', open: 'tail', ...(o.flushMs ? { flushMs: o.flushMs } : {}) });
   const hw = await state.clockHighWater(host);
   return new LoadedLicense(license, manifest, state, host, ledger, audit, clock, hw);
 }

@@ -23,7 +23,7 @@ export async function recordDecision(home: string | undefined, data: Omit<import
   const host = await state.loadHost();
   if (!host) return;
   await state.ensure('audit');
-  const audit = await AuditLog.open(auditPath(state), auditKey(host), { durability: 'strict' });
+  const audit = await AuditLog.open(auditPath(state), auditKey(host), { durability: 'strict', open: 'tail' });
   try {
     await audit.record({ t: new Date().toISOString(), ...data });
   } finally {

@@ -11,16 +11,14 @@ export interface RunResult {
 }
 
 /** Spawns the built binary (no TTY), with a clean environment unless given. */
-export function mlic(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; uid?: number; gid?: number; input?: string } = {}): Promise<RunResult> {
+export function mlic(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; dropDac?: boolean; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1' };
     for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: opts.cwd,
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid } : {}),
-    });
+    // dropDac: as root, run without the capabilities that let root read any file (so that
+    // permissions apply to it as to anyone else).
+    const [cmd, pre] = opts.dropDac && process.getuid?.() === 0 ? ['setpriv', ['--bounding-set', '-dac_override,-dac_read_search', process.execPath]] : [process.execPath, []];
+    const child = spawn(cmd, [...pre, BIN, ...args], { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -55,6 +55,25 @@ describe('chained log', () => {
     await log.close();
   });
 
+  it('a tail-only open appends in O(1) and continues the chain; full readers still verify everything', async () => {
+    const p = await fresh(50);
+    const t = await ChainLog.open<{ n: number }>({ path: p, macKey: key, open: 'tail' });
+    expect(t.head().seq).toBe(49);
+    await t.append({ n: 50 });
+    await t.close();
+    const full = await ChainLog.open<{ n: number }>({ path: p, macKey: key });
+    const all = await full.readAll();
+    expect(all).toHaveLength(51);
+    expect(all[50]!.prev).toBe(all[49]!.hash);
+    await full.close();
+    // A tail-only open still refuses a rolled-back tail and a forged last record.
+    const ls = await lines(p);
+    await writeLines(p, ls.slice(0, -1));
+    expect(await kindOf(ChainLog.open({ path: p, macKey: key, open: 'tail' }).then((l) => l.close()))).toBe('rolled-back');
+    await writeLines(p, [...ls.slice(0, -1), ls[50]!.replace('"n":50', '"n":51')]);
+    expect(await kindOf(ChainLog.open({ path: p, macKey: key, open: 'tail' }).then((l) => l.close()))).toBe('edited');
+  });
+
   it('detects every kind of tampering', async () => {
     let p = await fresh(6);
     let ls = await lines(p);
