@@ -89,3 +89,6 @@ if (sparse) {
   console.log(`\n4 GiB sparse file (${statSync(big).size} bytes): pack ${p.secs.toFixed(1)} s, peak RSS ${p.rssMB.toFixed(0)} MB; verify ${v.secs.toFixed(1)} s, peak RSS ${v.rssMB.toFixed(0)} MB`);
 }
 if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+
+// Metering throughput (issue: validate() >= 200,000/s, metered batched >= 50,000/s, socket >= 10,000/s).
+execFileSync(process.execPath, ['scripts/bench-meter.mjs'], { stdio: 'inherit' });

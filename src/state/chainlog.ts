@@ -1,7 +1,8 @@
 /**
  * An append-only, hash-chained, MAC'd record log shared by the processes of one host
- * (docs/FORMAT.md §8). One JSON line per record:
- *   {"seq":n,"time":ISO,"prev":hash(n-1),"data":...,"hash":SHA-256(canonical{seq,time,prev,data}),"mac":HMAC(key, hash)}
+ * (docs/FORMAT.md §8). One JSON line per record, `data` last:
+ *   {"seq":n,"time":ISO,"prev":hash(n-1),"hash":H,"mac":HMAC(key, H),"data":D}
+ *   H = SHA-256(seq "\n" time "\n" prev "\n" D), D being the exact bytes of the data member.
  * A head file (<path>.head) holds the latest {seq, hash, mac}, written after each append, so that
  * deleting records at the end or restoring an older copy of the log is detected.
  * Every change happens under an inter-process lock; a torn last line from a crashed writer is
@@ -9,7 +10,6 @@
  */
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
-import { canonicalJson } from '../format/canonical.js';
 import { equalHex, hmacHex, sha256Hex } from '../crypto/mac.js';
 import { FileLock } from './lock.js';
 
@@ -25,6 +25,8 @@ export interface ChainLogOptions {
    * log grows. Readers (readAll, verify) always verify everything.
    */
   open?: 'full' | 'tail';
+  /** keep verified records in memory for transact's view (default true); long-lived append-only writers turn it off */
+  keepRecords?: boolean;
 }
 
 export interface ChainRecord<T> {
@@ -38,6 +40,7 @@ export interface ChainRecord<T> {
 export type TamperKind = 'edited' | 'mac' | 'deleted' | 'reordered' | 'inserted' | 'rolled-back' | 'truncated' | 'malformed' | 'head';
 
 const ZERO = '0'.repeat(64);
+const LINE = /^\{"seq":(0|[1-9]\d{0,15}),"time":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)","prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})","mac":"([0-9a-f]{64})","data":(.*)\}$/;
 
 function tampered(path: string, kind: TamperKind, message: string, seq?: number): MlicError {
   return new MlicError('LEDGER_TAMPERED', `${path}: ${message}`, { details: { kind, ...(seq !== undefined ? { seq } : {}) }, hint: 'the log was modified outside mlic; restore it from a backup or contact your vendor' });
@@ -81,6 +84,7 @@ export class ChainLog<T = unknown> {
       throw fromFsError(e, opts.path);
     }
     const log = new ChainLog<T>(opts, fh);
+    log.keep = opts.keepRecords !== false;
     try {
       await log.locked(async () => {
         if (opts.open === 'tail') await log.seekTail();
@@ -93,8 +97,8 @@ export class ChainLog<T = unknown> {
     return log;
   }
 
-  private recordHash(seq: number, time: string, prev: string, data: unknown): string {
-    return sha256Hex(canonicalJson({ seq, time, prev, data }));
+  private recordHash(seq: number, time: string, prev: string, dataJson: string): string {
+    return sha256Hex(`${seq}\n${time}\n${prev}\n${dataJson}`);
   }
 
   private headMac(seq: number, hash: string): string {
@@ -128,15 +132,10 @@ export class ChainLog<T = unknown> {
     const prevNl = buf.lastIndexOf(10, lastNl - 1);
     if (prevNl < 0 && want < size) return;
     const line = buf.toString('utf8', prevNl + 1, lastNl);
-    let r: ChainRecord<T> & { mac: string };
-    try {
-      r = JSON.parse(line) as ChainRecord<T> & { mac: string };
-    } catch {
-      throw tampered(this.path, 'malformed', 'the last record is not valid JSON');
-    }
-    if (!Number.isSafeInteger(r.seq) || r.seq < 0 || typeof r.prev !== 'string') throw tampered(this.path, 'malformed', 'the last record is malformed');
-    this.base = r.seq;
-    this.lastHash = r.prev;
+    const m = LINE.exec(line);
+    if (!m) throw tampered(this.path, 'malformed', 'the last record is malformed');
+    this.base = Number(m[1]);
+    this.lastHash = m[3]!;
     this.offset = size - want + prevNl + 1;
   }
 
@@ -166,24 +165,28 @@ export class ChainLog<T = unknown> {
   }
 
   private accept(line: string, expectSeq: number): void {
-    let r: ChainRecord<T> & { mac: string };
+    const m = LINE.exec(line);
+    let r: ChainRecord<T> & { mac: string; raw: string };
     try {
-      r = JSON.parse(line) as ChainRecord<T> & { mac: string };
+      if (!m) throw new Error('shape');
+      r = { seq: Number(m[1]), time: m[2]!, prev: m[3]!, hash: m[4]!, mac: m[5]!, raw: m[6]!, data: JSON.parse(m[6]!) as T };
     } catch {
-      throw tampered(this.path, 'malformed', `record ${expectSeq} is not valid JSON`, expectSeq);
+      throw tampered(this.path, 'malformed', `record ${expectSeq} is malformed`, expectSeq);
     }
-    if (typeof r !== 'object' || r === null || typeof r.hash !== 'string' || typeof r.mac !== 'string') throw tampered(this.path, 'malformed', `record ${expectSeq} is malformed`, expectSeq);
     if (r.seq !== expectSeq) {
       const kind: TamperKind = typeof r.seq === 'number' && r.seq > expectSeq ? 'deleted' : r.seq < expectSeq ? 'reordered' : 'malformed';
       throw tampered(this.path, kind, `record ${expectSeq} is missing or out of order (found seq ${String(r.seq)})`, expectSeq);
     }
     if (r.prev !== this.lastHash) throw tampered(this.path, 'inserted', `record ${expectSeq} does not follow the previous record (chain broken)`, expectSeq);
-    const hash = this.recordHash(r.seq, r.time, r.prev, r.data);
+    const hash = this.recordHash(r.seq, r.time, r.prev, r.raw);
     if (!equalHex(hash, r.hash)) throw tampered(this.path, 'edited', `record ${expectSeq} was edited (hash mismatch)`, expectSeq);
     if (!equalHex(hmacHex(this.opts.macKey, hash), r.mac)) throw tampered(this.path, 'mac', `record ${expectSeq} has a bad MAC (forged or written with another key)`, expectSeq);
-    this.records.push({ seq: r.seq, time: r.time, prev: r.prev, hash: r.hash, data: r.data });
+    if (this.keep) this.records.push({ seq: r.seq, time: r.time, prev: r.prev, hash: r.hash, data: r.data });
+    else this.base = r.seq + 1;
     this.lastHash = hash;
   }
+
+  private keep = true;
 
   private async checkHead(): Promise<void> {
     let head: Head | undefined;
@@ -200,8 +203,12 @@ export class ChainLog<T = unknown> {
       throw tampered(this.path, 'head', 'the head file was modified');
     if (head.seq < 0) return;
     if (head.seq < this.base) return; // a tail-only open: older records are checked by full readers
-    const r = this.records[head.seq - this.base];
     const last = this.base + this.records.length - 1;
+    if (!this.keep && head.seq === last) {
+      if (!equalHex(this.lastHash, head.hash)) throw tampered(this.path, 'rolled-back', `record ${head.seq} differs from the one recorded in the head file`, head.seq);
+      return;
+    }
+    const r = this.records[head.seq - this.base];
     if (!r) throw tampered(this.path, 'rolled-back', `the log ends at record ${last} but has already reached ${head.seq}: records were removed or an older copy restored`, last + 1);
     if (!equalHex(r.hash, head.hash)) throw tampered(this.path, 'rolled-back', `record ${head.seq} differs from the one recorded in the head file`, head.seq);
   }
@@ -233,11 +240,12 @@ export class ChainLog<T = unknown> {
       let text = '';
       const added: ChainRecord<T>[] = [];
       let prev = this.lastHash;
+      const time = new Date().toISOString();
       for (const data of append) {
         const seq = this.base + this.records.length + added.length;
-        const time = new Date().toISOString();
-        const hash = this.recordHash(seq, time, prev, data);
-        text += JSON.stringify({ seq, time, prev, data, hash, mac: hmacHex(this.opts.macKey, hash) }) + '\n';
+        const dataJson = JSON.stringify(data);
+        const hash = this.recordHash(seq, time, prev, dataJson);
+        text += `{"seq":${seq},"time":"${time}","prev":"${prev}","hash":"${hash}","mac":"${hmacHex(this.opts.macKey, hash)}","data":${dataJson}}\n`;
         added.push({ seq, time, prev, hash, data });
         prev = hash;
       }
@@ -245,7 +253,8 @@ export class ChainLog<T = unknown> {
       const { bytesWritten } = await this.fh.write(bytes, 0, bytes.length, this.offset);
       if (bytesWritten !== bytes.length) throw new MlicError('IO_ERROR', `${this.path}: short write`);
       this.offset += bytes.length;
-      this.records.push(...added);
+      if (this.keep) this.records.push(...added);
+      else this.base += added.length;
       this.lastHash = prev;
       if (this.opts.durability === 'strict') {
         await this.fh.datasync();
@@ -278,12 +287,22 @@ export class ChainLog<T = unknown> {
   /** Re-reads the whole file from disk and verifies every record and the head. */
   async readAll(): Promise<ChainRecord<T>[]> {
     return this.locked(async () => {
+      const keep = this.keep;
+      this.keep = true;
       this.records = [];
       this.base = 0;
       this.offset = 0;
       this.lastHash = ZERO;
-      await this.catchUp(true);
-      return [...this.records];
+      try {
+        await this.catchUp(true);
+        return [...this.records];
+      } finally {
+        if (!keep) {
+          this.base += this.records.length;
+          this.records = [];
+          this.keep = false;
+        }
+      }
     });
   }
 

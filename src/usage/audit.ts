@@ -21,6 +21,9 @@ export interface AuditData {
   quantity?: number;
   inputHash?: string;
   outputHash?: string;
+  /** batched mode: identical decisions without hashes within one flush window are one record: how many, and the last one's time */
+  count?: number;
+  tEnd?: string;
 }
 
 const HASH_RE = /^[A-Za-z0-9:+/=_-]{1,200}$/;
@@ -32,6 +35,7 @@ export function validHash(h: unknown): h is string {
 
 export class AuditLog {
   private buffer: AuditData[] = [];
+  private merge = new Map<string, AuditData>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
 
@@ -43,7 +47,8 @@ export class AuditLog {
 
   static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number; open?: 'full' | 'tail' } = {}): Promise<AuditLog> {
     const durability = opts.durability ?? 'batched';
-    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50, open: opts.open ?? 'full' });
+    // The audit log is only appended to here; records are not kept in memory (readAll re-reads).
+    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50, open: opts.open ?? 'full', keepRecords: false });
     return new AuditLog(log, durability, opts.flushMs ?? 50);
   }
 
@@ -51,6 +56,17 @@ export class AuditLog {
     if (this.durability === 'strict') {
       await this.log.append(r);
       return;
+    }
+    if (r.inputHash === undefined && r.outputHash === undefined) {
+      const k = `${r.action}|${r.decision}|${r.code ?? ''}|${r.licenseId ?? ''}|${r.bundleId ?? ''}|${r.feature ?? ''}|${r.metric ?? ''}`;
+      const prev = this.merge.get(k);
+      if (prev) {
+        prev.count = (prev.count ?? 1) + 1;
+        if (r.quantity !== undefined) prev.quantity = (prev.quantity ?? 0) + r.quantity;
+        prev.tEnd = r.t;
+        return;
+      }
+      this.merge.set(k, r);
     }
     this.buffer.push(r);
     if (!this.timer) {
@@ -67,6 +83,7 @@ export class AuditLog {
     if (this.buffer.length === 0) return;
     const batch = this.buffer;
     this.buffer = [];
+    this.merge.clear();
     this.flushing = this.log.transact(() => ({ append: batch, result: undefined })).finally(() => {
       this.flushing = undefined;
     });

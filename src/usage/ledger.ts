@@ -15,7 +15,8 @@ import type { LicensePayload, Meter } from '../format/license.js';
 import { decideQuota, hardLimit, periodOf } from '../license/meter.js';
 
 export type UsageData =
-  | { kind: 'consume'; metric: string; period: string; quantity: number; feature?: string; overage?: boolean; lease?: string; t: string }
+  /** `count` calls (default 1) adding up to `quantity`; batched mode merges the calls of one flush */
+  | { kind: 'consume'; metric: string; period: string; quantity: number; count?: number; feature?: string; overage?: boolean; lease?: string; t: string }
   | { kind: 'reserve'; metric: string; period: string; amount: number; lease: string; expiresAt: string; t: string }
   | { kind: 'release'; metric: string; period: string; amount: number; lease: string; t: string };
 
@@ -155,7 +156,18 @@ export class UsageLedger {
     const mine = (this.local.get(key) ?? 0) + quantity;
     const used = c.consumed + mine;
     const overage = c.consumed + c.outstanding + mine > m.limit;
-    this.pending.push({ kind: 'consume', metric, period: p.key, quantity, lease: lease.id, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t });
+    // Merge into this flush's record for the same metric, period, lease, feature and overage flag.
+    const mk = `${key}\u0000${lease.id}\u0000${feature ?? ''}\u0000${overage ? 1 : 0}`;
+    const rec = this.merge.get(mk);
+    if (rec && rec.kind === 'consume') {
+      rec.quantity += quantity;
+      rec.count = (rec.count ?? 1) + 1;
+      rec.t = t;
+    } else {
+      const fresh: UsageData = { kind: 'consume', metric, period: p.key, quantity, count: 1, lease: lease.id, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t };
+      this.pending.push(fresh);
+      this.merge.set(mk, fresh);
+    }
     this.local.set(key, mine);
     this.schedule();
     return { ok: true, ...base, used, remaining: Math.max(0, m.limit - c.consumed - c.outstanding - mine), overage };
@@ -188,9 +200,12 @@ export class UsageLedger {
     });
   }
 
+  private merge = new Map<string, UsageData>();
+
   private takePending(): UsageData[] {
     const p = this.pending;
     this.pending = [];
+    this.merge.clear();
     return p;
   }
 

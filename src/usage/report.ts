@@ -20,6 +20,7 @@ export interface UsageTotal {
   quantity: number;
   /** quantity consumed beyond the limit, within the allowed overage (billable as overage) */
   overageQuantity: number;
+  /** calls counted */
   records: number;
 }
 
@@ -82,7 +83,7 @@ export function buildReport(o: {
     if (!t) totals.set(k, (t = { metric: d.metric, ...(d.feature ? { feature: d.feature } : {}), quantity: 0, overageQuantity: 0, records: 0 }));
     t.quantity += d.quantity;
     if (d.overage) t.overageQuantity += d.quantity;
-    t.records++;
+    t.records += d.count ?? 1;
   }
   const prevHash = a > 0 ? recs[a - 1]!.hash : ZERO;
   const head = recs.length > 0 ? recs[recs.length - 1]! : undefined;
