@@ -18,6 +18,7 @@ export interface EncryptResult {
 
 const HASH_WINDOW = 4;
 const WRITE_WINDOW = 2;
+const SYNC_EVERY = 64 << 20;
 
 export async function encryptFileInto(
   src: FileHandle,
@@ -53,6 +54,10 @@ export async function encryptFileInto(
 
   let pos = outOffset;
   const writes: Promise<void>[] = [];
+  // Flush to disk as we go (on the thread pool), so the final fsync before the rename does not
+  // stall on a gigabyte of dirty pages.
+  let syncing: Promise<void> | undefined;
+  let unsynced = 0;
   let readP = readChunk(0);
   for (let i = 0; i < n; i++) {
     const plain = await readP;
@@ -67,9 +72,17 @@ export async function encryptFileInto(
     if (writes.length >= WRITE_WINDOW) await writes.shift();
     writes.push(writevAll(out, [ctext, tag], pos));
     pos += ctext.length + tag.length;
+    unsynced += ctext.length + tag.length;
+    if (unsynced >= SYNC_EVERY && !syncing) {
+      unsynced = 0;
+      syncing = out.datasync().finally(() => {
+        syncing = undefined;
+      });
+    }
     onBytes?.(plain.length);
   }
   await Promise.all(writes);
+  await syncing;
   while (pendingHashes.length > 0) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
   return { sha256: plainHash.digest('hex'), ciphertextDigest: ct.digest(), bytesWritten: pos - outOffset };
 }
