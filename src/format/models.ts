@@ -58,8 +58,11 @@ function q(s: string): string {
   return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s);
 }
 
-function invalid(name: string, msg: string): MlicError {
-  return new MlicError('MODEL_INVALID', `${name}: ${msg}`, { hint: 'the file is damaged or not the model format its name says; re-export it' });
+const HINT_DAMAGED = 'the file is damaged or not the model format its name says; re-export it';
+const HINT_LOCATION = "a model's external data and shards must be named by relative paths inside the model's folder; re-export it so";
+
+function invalid(name: string, msg: string, hint = HINT_DAMAGED): MlicError {
+  return new MlicError('MODEL_INVALID', `${name}: ${msg}`, { hint });
 }
 
 const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
@@ -105,8 +108,8 @@ class Reader {
     readonly name: string,
   ) {}
 
-  invalid(msg: string): MlicError {
-    return invalid(this.name, msg);
+  invalid(msg: string, hint?: string): MlicError {
+    return invalid(this.name, msg, hint);
   }
 
   /** Makes bytes [pos, pos+n) available in the window (n <= WINDOW), or throws when the file (or `end`) is shorter. */
@@ -278,7 +281,7 @@ export function checkModelSet(files: Map<string, ModelFileInfo>): Map<string, Mo
     const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : '';
     throw new MlicError('MODEL_INVALID', `${problems[0]}${more}`, {
       details: { problems: problems.slice(0, 100) },
-      hint: 'a model and the files it names must be packed together, with the same relative paths, inside the packed folder',
+      hint: "pack a model together with the files it names (external data, shards), at the same relative paths inside the model's folder",
     });
   }
   return overrides;
@@ -374,7 +377,7 @@ async function inspectSafetensorsIndex(r: Reader): Promise<ModelFileInfo> {
   for (const [tensor, file] of Object.entries(wm)) {
     if (typeof file !== 'string') throw r.invalid(`weight_map entry ${q(tensor)} is not a file name`);
     const why = relativeLocationProblem(file);
-    if (why) throw r.invalid(`weight_map entry ${q(tensor)}: shard ${q(file)} ${why}`);
+    if (why) throw r.invalid(`weight_map entry ${q(tensor)}: shard ${q(file)} ${why}`, HINT_LOCATION);
     shards.add(file);
     tensors++;
   }
@@ -802,7 +805,7 @@ async function onnxTensor(st: OnnxState, end: number, depth: number): Promise<vo
   if (dataLocation === 1) {
     if (location === null) throw r.invalid(`tensor ${q(name)} has data_location EXTERNAL but no "location" entry`);
     const why = relativeLocationProblem(location);
-    if (why) throw r.invalid(`tensor ${q(name)} external data location ${q(location)} ${why}`);
+    if (why) throw r.invalid(`tensor ${q(name)} external data location ${q(location)} ${why}`, HINT_LOCATION);
     st.externalTensors++;
     if (!st.seen.has(location)) {
       st.seen.add(location);
