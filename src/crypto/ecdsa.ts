@@ -9,8 +9,8 @@
  * - Key material never appears in an error message.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
-import { open } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { hashFile } from './hash.js';
+import { MlicError } from '../errors.js';
 
 export type EcCurve = 'P-256' | 'P-384' | 'P-521';
 export type EcHash = 'sha256' | 'sha384' | 'sha512';
@@ -201,32 +201,7 @@ function shortOpenSslReason(e: unknown): string {
   return typeof code === 'string' ? code : 'malformed key data';
 }
 
-/** Read size for streamed hashing: 1 MiB (per-call overhead of smaller chunks costs ~35%, FACTS.md §1). */
-const HASH_CHUNK = 1 << 20;
-
-/**
- * SHA-256 of a file, streamed through node:crypto with one 1 MiB buffer (bounded memory whatever
- * the file size). Errors become MlicError (IO_NOT_FOUND, IO_ERROR, ...).
- */
-export async function sha256File(path: string): Promise<Buffer> {
-  const hash = createHash('sha256');
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fromFsError(e, path);
-  }
-  try {
-    const buf = Buffer.allocUnsafe(HASH_CHUNK);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, HASH_CHUNK, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-  } catch (e) {
-    throw fromFsError(e, path);
-  } finally {
-    await fh.close();
-  }
-  return hash.digest();
+/** SHA-256 of a file, streamed with bounded memory (see hashFile). */
+export function sha256File(path: string): Promise<Buffer> {
+  return hashFile(path, 'sha256');
 }

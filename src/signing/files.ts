@@ -1,8 +1,8 @@
 /** Signing and verifying any file with minisign-compatible signatures (prehashed ED, or legacy Ed). */
-import { open, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
-import { createHasher } from '../crypto/hash.js';
+import { hashFile } from '../crypto/hash.js';
 import { keyIdHex, parseSignature, serializeSignature, type MinisignPublicKey, type SigAlg } from '../format/minisign.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
 import { minisignSign, minisignVerify, type Signer } from './minisign.js';
@@ -10,29 +10,8 @@ import { minisignSign, minisignVerify, type Signer } from './minisign.js';
 /** Legacy (non-prehashed) signatures need the whole file in memory, as minisign itself does. */
 export const LEGACY_MAX_BYTES = 1 << 30;
 
-export async function blake2bFile(path: string, onBytes?: (n: number) => void): Promise<Buffer> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fromFsError(e, path);
-  }
-  try {
-    if (!(await fh.stat()).isFile()) throw new MlicError('USAGE', `${path}: not a regular file`);
-    const h = createHasher('blake2b512');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      onBytes?.(bytesRead);
-    }
-    return h.digest();
-  } catch (e) {
-    throw fromFsError(e, path);
-  } finally {
-    await fh.close();
-  }
+export function blake2bFile(path: string, onBytes?: (n: number) => void): Promise<Buffer> {
+  return hashFile(path, 'blake2b512', onBytes);
 }
 
 async function messageFor(path: string, alg: SigAlg): Promise<Buffer> {
