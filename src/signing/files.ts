@@ -14,8 +14,8 @@ export function blake2bFile(path: string, onBytes?: (n: number) => void): Promis
   return hashFile(path, 'blake2b512', onBytes);
 }
 
-async function messageFor(path: string, alg: SigAlg): Promise<Buffer> {
-  if (alg === 'ED') return blake2bFile(path);
+async function messageFor(path: string, alg: SigAlg, onBytes?: (n: number) => void): Promise<Buffer> {
+  if (alg === 'ED') return blake2bFile(path, onBytes);
   let size: number;
   try {
     size = (await stat(path)).size;
@@ -40,13 +40,14 @@ export interface SignFileOptions {
   legacy?: boolean;
   sigPath?: string;
   now?: Date;
+  onBytes?: (n: number) => void;
 }
 
 export async function signFile(path: string, o: SignFileOptions): Promise<{ sigPath: string; trustedComment: string; alg: SigAlg }> {
   const alg: SigAlg = o.legacy ? 'Ed' : 'ED';
   const trustedComment = o.trustedComment ?? defaultTrustedComment(path, o.signer.keyId, alg, o.now);
   if (/[\r\n]/.test(trustedComment)) throw new MlicError('USAGE', 'the trusted comment must be one line');
-  const sig = minisignSign(o.signer, await messageFor(path, alg), alg, trustedComment);
+  const sig = minisignSign(o.signer, await messageFor(path, alg, o.onBytes), alg, trustedComment);
   const sigPath = o.sigPath ?? `${path}.minisig`;
   await writeSmallFileAtomic(sigPath, serializeSignature(sig), { mode: 0o644, force: true });
   return { sigPath, trustedComment, alg };
@@ -61,7 +62,7 @@ export interface VerifyFileResult {
   trustedComment: string | undefined;
 }
 
-export async function verifyFileSignature(path: string, pub: MinisignPublicKey, sigPath = `${path}.minisig`): Promise<VerifyFileResult> {
+export async function verifyFileSignature(path: string, pub: MinisignPublicKey, sigPath = `${path}.minisig`, onBytes?: (n: number) => void): Promise<VerifyFileResult> {
   let text: string;
   try {
     text = await readFile(sigPath, 'utf8');
@@ -70,6 +71,6 @@ export async function verifyFileSignature(path: string, pub: MinisignPublicKey, 
   }
   const sig = parseSignature(text, sigPath);
   if (keyIdHex(sig.keyId) !== keyIdHex(pub.keyId)) minisignVerify(pub, sig, Buffer.alloc(0), sigPath); // throws KEY_MISMATCH
-  minisignVerify(pub, sig, await messageFor(path, sig.alg), `signature of ${path}`);
+  minisignVerify(pub, sig, await messageFor(path, sig.alg, onBytes), `signature of ${path}`);
   return { file: path, sigPath, alg: sig.alg, keyId: keyIdHex(sig.keyId), trustedComment: sig.trustedComment };
 }

@@ -1,4 +1,7 @@
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { MlicError } from '../../errors.js';
+import { makeProgress } from '../progress.js';
 import { loadSecretKey } from '../../keys/load.js';
 import { signFile } from '../../signing/files.js';
 import { passphraseSource } from '../passphrase.js';
@@ -25,7 +28,16 @@ export async function run(ctx: Ctx, files: string[], o: SignOpts): Promise<void>
   const signer = { seed: key.seed, keyId: key.keyId };
   const results = [];
   for (const f of files) {
-    const r = await signFile(f, { signer, ...(o.comment !== undefined ? { trustedComment: o.comment } : {}), legacy: o.legacy ?? false, ...(o.output ? { sigPath: o.output } : {}) });
+    const size = await stat(f).then((s) => s.size, () => 0);
+    const progress = makeProgress(`signing ${basename(f)}`, ctx.json);
+    let done = 0;
+    const r = await signFile(f, {
+      signer,
+      ...(o.comment !== undefined ? { trustedComment: o.comment } : {}),
+      legacy: o.legacy ?? false,
+      ...(o.output ? { sigPath: o.output } : {}),
+      onBytes: (n) => progress.update((done += n), size),
+    }).finally(() => progress.done());
     ctx.out(`signed ${f} -> ${r.sigPath}`);
     results.push({ file: f, signature: r.sigPath, alg: r.alg, trustedComment: r.trustedComment });
   }

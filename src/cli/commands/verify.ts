@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../../errors.js';
 import { verifyBundle } from '../../bundle/verify.js';
 import { looksLikeBundle } from '../../bundle/reader.js';
@@ -66,7 +66,10 @@ export async function run(ctx: Ctx, files: string[], o: VerifyOpts): Promise<voi
     } else {
       if (!hasSig)
         throw new MlicError('NOT_A_BUNDLE', `${file} is not an mlic bundle and has no signature ${sigPath}`, { hint: 'sign files with `mlic sign`, or pass --sig FILE' });
-      const r = await verifyFileSignature(file, pub, sigPath);
+      const size = await stat(file).then((s) => s.size, () => 0);
+      const progress = makeProgress('verifying', ctx.json);
+      let done = 0;
+      const r = await verifyFileSignature(file, pub, sigPath, (n) => progress.update((done += n), size)).finally(() => progress.done());
       ctx.out(`ok: ${file} signature verified (${r.alg === 'ED' ? 'prehashed' : 'legacy'}, key ${r.keyId})`);
       ctx.out(r.trustedComment === undefined ? 'no trusted comment (signify signature)' : `trusted comment: ${r.trustedComment}`);
       results.push({ kind: 'file', valid: true, ...r });
