@@ -9,6 +9,7 @@
  * the one thing repaired automatically.
  */
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { equalHex, hmacHex, sha256Hex } from '../crypto/mac.js';
 import { FileLock } from './lock.js';
@@ -89,6 +90,8 @@ export class ChainLog<T = unknown> {
       await log.locked(async () => {
         if (opts.open === 'tail') await log.seekTail();
         await log.catchUp(true);
+        // A new log gets its head file at once (seq -1), so that a missing head is always tampering.
+        if (log.base + log.records.length === 0 && !(await log.readHead())) await log.writeHead(opts.durability === 'strict');
       });
     } catch (e) {
       await fh.close().catch(() => undefined);
@@ -150,11 +153,23 @@ export class ChainLog<T = unknown> {
       for (;;) {
         const nl = buf.indexOf(10, start);
         if (nl < 0) break;
-        this.accept(buf.toString('utf8', start, nl), this.base + this.records.length);
+        try {
+          this.accept(buf.toString('utf8', start, nl), this.base + this.records.length);
+        } catch (e) {
+          // A missing record that turns up later in the file was moved, not deleted.
+          const expect = this.base + this.records.length;
+          if (e instanceof MlicError && e.details?.kind === 'deleted' && buf.toString('utf8', nl + 1).includes(`{"seq":${expect},`))
+            throw tampered(this.path, 'reordered', `record ${expect} is out of order`, expect);
+          throw e;
+        }
         start = nl + 1;
       }
       if (start < buf.length) {
-        // A torn last line (a writer killed mid-append): cut it off. Only the tail can be torn.
+        // A torn last line (a writer killed mid-append) is cut off, but only when it holds a record
+        // the head file has not yet acknowledged; a cut inside acknowledged records is evidence.
+        const head = await this.readHead();
+        const last = this.base + this.records.length - 1;
+        if (head && head.seq > last) throw tampered(this.path, 'truncated', `the log was cut inside record ${last + 1} (the head file records ${head.seq})`, last + 1);
         const good = this.offset + start;
         await this.fh.truncate(good);
         await this.fh.sync();
@@ -188,19 +203,25 @@ export class ChainLog<T = unknown> {
 
   private keep = true;
 
-  private async checkHead(): Promise<void> {
+  private async readHead(): Promise<Head | undefined> {
     let head: Head | undefined;
     try {
       head = JSON.parse(await readFile(`${this.path}.head`, 'utf8')) as Head;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw tampered(this.path, 'head', 'the head file is corrupt');
+      return undefined;
     }
+    if (typeof head?.seq !== 'number' || typeof head.hash !== 'string' || typeof head.mac !== 'string' || !equalHex(this.headMac(head.seq, head.hash), head.mac))
+      throw tampered(this.path, 'head', 'the head file was modified');
+    return head;
+  }
+
+  private async checkHead(): Promise<void> {
+    const head = await this.readHead();
     if (!head) {
       if (this.base + this.records.length > 0) throw tampered(this.path, 'rolled-back', 'the head file is missing while the log has records');
       return;
     }
-    if (typeof head.seq !== 'number' || typeof head.hash !== 'string' || typeof head.mac !== 'string' || !equalHex(this.headMac(head.seq, head.hash), head.mac))
-      throw tampered(this.path, 'head', 'the head file was modified');
     if (head.seq < 0) return;
     if (head.seq < this.base) return; // a tail-only open: older records are checked by full readers
     const last = this.base + this.records.length - 1;
@@ -225,15 +246,24 @@ export class ChainLog<T = unknown> {
       await fh.close();
     }
     await rename(tmp, `${this.path}.head`);
+    if (sync) {
+      const dir = await open(dirname(this.path), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    }
   }
 
   /**
    * Under the lock: catch up with other processes, let `decide` look at every record, and append
    * what it returns, atomically with respect to other processes.
    */
-  transact<R>(decide: (view: { records: readonly ChainRecord<T>[]; head: string; seq: number }) => { append: T[]; result: R }): Promise<R> {
+  transact<R>(decide: (view: { records: readonly ChainRecord<T>[]; head: string; seq: number }) => { append: T[]; result: R }, appended: (records: ChainRecord<T>[]) => void = () => undefined): Promise<R> {
     if (this.closed) return Promise.reject(new MlicError('USAGE', `${this.path}: the log is closed`));
     return this.locked(async () => {
+      if (this.closed && this.fhClosed) throw new MlicError('USAGE', `${this.path}: the log is closed`);
       await this.catchUp(true);
       const { append, result } = decide({ records: this.records, head: this.lastHash, seq: this.base + this.records.length - 1 });
       if (append.length === 0) return result;
@@ -260,9 +290,11 @@ export class ChainLog<T = unknown> {
         await this.fh.datasync();
         await this.writeHead(true);
       } else {
-        await this.writeHead(false);
+        // The head is written only after the data it names is on disk (at the next flush), so a
+        // power failure can never leave a head that is ahead of the log.
         this.scheduleSync();
       }
+      appended(added);
       return result;
     });
   }
@@ -272,16 +304,28 @@ export class ChainLog<T = unknown> {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.dirty && !this.closed) {
-        this.dirty = false;
-        void this.fh.datasync().catch(() => undefined);
-      }
+      if (this.dirty && !this.fhClosed) void this.syncNow().catch(() => undefined);
     }, this.opts.flushMs ?? 50);
     this.timer.unref();
   }
 
+  /** Batched mode: data to disk, then the head that names it (under the lock, so heads never go backwards). */
+  private async syncNow(): Promise<void> {
+    await this.locked(async () => {
+      if (!this.dirty || this.fhClosed) return;
+      this.dirty = false;
+      await this.fh.datasync();
+      await this.writeHead(false);
+    });
+  }
+
   async append(data: T): Promise<ChainRecord<T>> {
-    return this.transact(() => ({ append: [data], result: undefined })).then(() => this.records[this.records.length - 1]!);
+    let rec: ChainRecord<T> | undefined;
+    await this.transact(
+      () => ({ append: [data], result: undefined }),
+      (added) => (rec = added[0]),
+    );
+    return rec!;
   }
 
   /** Re-reads the whole file from disk and verifies every record and the head. */
@@ -315,12 +359,16 @@ export class ChainLog<T = unknown> {
     return { seq: this.base + this.records.length - 1, hash: this.lastHash };
   }
 
+  private fhClosed = false;
+
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.queue;
-    this.closed = true;
+    this.closed = true; // new transacts are refused from here on; queued ones finish
     if (this.timer) clearTimeout(this.timer);
-    if (this.dirty) await this.fh.datasync().catch(() => undefined);
+    this.timer = undefined;
+    await this.queue;
+    if (this.dirty) await this.syncNow().catch(() => undefined);
+    this.fhClosed = true;
     await this.fh.close();
   }
 }

@@ -1,24 +1,43 @@
 /**
  * An inter-process exclusive lock for one host, without native addons (docs/FORMAT.md §8.3).
- * The lock is a file created with O_EXCL holding "pid token". A waiter that finds the holder's
- * pid dead breaks the lock, but only while holding a second, short-lived "breaker" lock and after
+ * The lock is a file created with O_EXCL holding "pid token starttime". A waiter that finds the
+ * holder dead (no such pid, a zombie, or a pid reused by a process that started later) breaks the lock, but only while holding a second, short-lived "breaker" lock and after
  * re-reading the same dead owner, so two waiters never both break it and both think they own it.
  */
 import { open, readFile, unlink, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
+/** Fields of /proc/<pid>/stat after the command name: state (index 0) and start time (index 19). */
+function procStat(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** This process's start time in clock ticks since boot ('' where /proc is not available). */
+const MY_START = procStat(process.pid)?.[19] ?? '';
+
+function alive(pid: number, startTime: string | undefined): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const st = procStat(pid);
+  if (!st) return true; // no /proc: trust kill(0)
+  if (st[0] === 'Z' || st[0] === 'X') return false; // killed, not yet reaped
+  return !startTime || st[19] === startTime; // a reused pid started later
 }
+
+const OWNER_RE = /^(\d+) ([0-9a-f]+)(?: (\d*))?\s*$/;
 
 async function tryCreate(path: string, content: string): Promise<boolean> {
   try {
@@ -56,7 +75,7 @@ export class FileLock {
   }
 
   async acquire(): Promise<void> {
-    const token = `${process.pid} ${randomBytes(8).toString('hex')}`;
+    const token = `${process.pid} ${randomBytes(8).toString('hex')} ${MY_START}`;
     const deadline = Date.now() + this.timeoutMs;
     let delay = 1;
     for (;;) {
@@ -66,7 +85,8 @@ export class FileLock {
       }
       const cur = await owner(this.path);
       // An empty owner is a holder between create and write: never stale, unless old.
-      if (cur !== undefined && /^\d+ [0-9a-f]+$/.test(cur) && !alive(Number(cur.split(' ')[0]))) await this.breakStale(cur);
+      const m = cur === undefined ? null : OWNER_RE.exec(cur);
+      if (m && !alive(Number(m[1]), m[3] || undefined)) await this.breakStale(cur!);
       else if (cur === '') await this.breakIfOld();
       if (Date.now() > deadline)
         throw new MlicError('IO_ERROR', `timed out waiting for lock ${this.path} (held by pid ${cur?.split(' ')[0] ?? '?'})`, { hint: 'another mlic process holds it; if none runs, remove the lock file' });

@@ -120,6 +120,13 @@ describe('chained log', () => {
     await copyFile(old, p);
     expect(await kindOf(reopen(p))).toBe('rolled-back');
 
+    // A cut inside acknowledged records is reported as truncated, and the evidence is kept.
+    p = await fresh(6);
+    const full = await readFile(p);
+    await writeFile(p, full.subarray(0, full.length - 40));
+    expect(await kindOf(reopen(p))).toBe('truncated');
+    expect((await readFile(p)).length).toBe(full.length - 40);
+
     // The head file deleted while the log has records.
     p = await fresh(2);
     await rm(`${p}.head`);
