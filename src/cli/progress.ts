@@ -14,8 +14,8 @@ export function makeProgress(label: string, json: boolean): Progress {
   return {
     update(done, total) {
       const now = Date.now();
-      if (now - last < 100 && done < total) return;
-      if (now - start < 300 && done < total) return;
+      // Only operations that last: nothing for the first 300 ms, then at most 10 updates a second.
+      if (now - start < 300 || (now - last < 100 && done < total)) return;
       last = now;
       shown = true;
       const secs = (now - start) / 1000;
