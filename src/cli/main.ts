@@ -150,12 +150,14 @@ trust
   .argument('<pub>', 'vendor public key file')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic trust add acme.pub\n  $ MLIC_HOME=/etc/mlic mlic trust add acme.pub')
   .action(async (pub, opts, cmd) => act(() => import('./commands/trust.js'), 'add')(pub, opts, cmd));
 trust
   .command('list')
   .description('list trusted vendor keys')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic trust list --json')
   .action(async (opts, cmd) => act(() => import('./commands/trust.js'), 'list')(opts, cmd));
 trust
   .command('remove')
@@ -163,6 +165,7 @@ trust
   .argument('<keyid>', 'key id (16 hex digits)')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic trust remove 59C4CD4E53A7C3AA')
   .action(async (id, opts, cmd) => act(() => import('./commands/trust.js'), 'remove')(id, opts, cmd));
 
 program
@@ -170,6 +173,7 @@ program
   .description('list the installed licences and what each grants')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', "\nExamples:\n  $ mlic licenses\n  $ mlic licenses --json | jq '.result.licenses[].status'")
   .action(async (opts, cmd) => act(() => import('./commands/licenses.js'))(opts, cmd));
 
 const license = program.command('license').description("the vendor's licence tools");
@@ -213,6 +217,7 @@ license
   .option('--pub <file>', 'verify with this vendor public key (default: the trusted keys)')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic license inspect acme.lic --pub vendor.pub\n  $ mlic license inspect acme.lic --json')
   .action(async (file, opts, cmd) => act(() => import('./commands/license.js'), 'inspect')(file, opts, cmd));
 
 program
@@ -250,6 +255,7 @@ const licSel = (c: Command) =>
 const meter = program.command('meter').description('metered usage against the licence\'s quotas (for runtimes that are not Node)');
 licSel(meter.command('status').description('usage of each metered metric in its current period'))
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic meter status --model resnet\n  $ mlic meter status --bundle resnet-2.1.0.mlb --json')
   .action(async (opts, cmd) => act(() => import('./commands/meter.js'), 'status')(opts, cmd));
 licSel(meter.command('consume').description('count usage if the licence allows it (exit 1 QUOTA_EXCEEDED, FEATURE_NOT_LICENSED, ...)'))
   .option('--feature <name>', 'the feature this use needs')
@@ -272,6 +278,7 @@ licSel(usage.command('report').description('write the signed usage report of one
   .option('-o, --output <file>', 'report file')
   .option('--force', 'overwrite an existing report')
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic usage report --model resnet --period 2026-11 -o report-2026-11.json')
   .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'report')(opts, cmd));
 usage
   .command('verify')
@@ -281,6 +288,7 @@ usage
   .option('--previous <file>', 'the previous report, to check there is no gap and no rewind')
   .option('--pub <file>', 'also verify the licence with the vendor public key')
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic usage verify report-2026-11.json --license acme.lic --pub vendor.pub --previous report-2026-10.json')
   .action(async (file, opts, cmd) => act(() => import('./commands/usage.js'), 'verify')(file, opts, cmd));
 
 const auditCmd = program.command('audit').description("this host's tamper-evident audit log of licence decisions");
@@ -289,6 +297,7 @@ auditCmd
   .description('check the audit log\'s hash chain and MACs')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic audit verify')
   .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditVerify')(opts, cmd));
 auditCmd
   .command('export')
@@ -297,6 +306,7 @@ auditCmd
   .option('--since <date>', 'only records at or after DATE')
   .addOption(home())
   .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic audit export --csv --since 2026-11-01 > audit.csv')
   .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditExport')(opts, cmd));
 
 function onSignal(sig: NodeJS.Signals, code: number) {
