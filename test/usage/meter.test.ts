@@ -110,6 +110,28 @@ describe('validate(): features, quotas and periods', () => {
     }
   }, 180_000);
 
+  it('kill -9 of consuming processes never corrupts the ledger and never loses a strict count', async () => {
+    const s = await meteredHost();
+    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, meters: [{ metric: 'inferences', limit: 1_000_000, period: 'month' }], notBefore: new Date('2026-01-01T00:00:00Z') }).license);
+    const lf = join(s.dir, 'k.lic');
+    await writeFile(lf, text);
+    let last = 0;
+    for (let i = 0; i < 8; i++) {
+      const c = spawn(process.execPath, [join(FIX, 'consume-forever.mjs'), s.host.stateDir, lf], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => c.stdout.once('data', () => resolve()));
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 80));
+      const dead = new Promise((r) => c.on('close', r));
+      c.kill('SIGKILL');
+      await dead;
+      const lic = await loadLicense({ stateDir: s.host.stateDir, licenseFile: lf, clock: () => new Date('2026-11-15T12:00:00Z') });
+      const used = (await lic.status())[0]!.used; // reading verifies every record of the ledger
+      await lic.close();
+      expect(used).toBeGreaterThanOrEqual(last);
+      last = used;
+    }
+    expect(last).toBeGreaterThan(0);
+  }, 120_000);
+
   it('the ledger and the audit log detect tampering; the audit log records decisions with hashes', async () => {
     const s = await meteredHost();
     const clock = clockAt('2026-11-10T10:00:00Z');
