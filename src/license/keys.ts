@@ -13,7 +13,8 @@ export function sealGrant(scope: GrantedKey['scope'], key: Uint8Array, hostBoxPu
   return { scope, ...extra, sealed: { epk: b64(s.epk), nonce: b64(s.nonce), box: b64(s.box) } };
 }
 
-function unwrap(g: GrantedKey, hostBoxSecret: Uint8Array | undefined): Uint8Array {
+/** Opens one grant's key (sealed to this host, or clear); HW_MISMATCH when it is sealed to another host. */
+export function unwrapGrant(g: GrantedKey, hostBoxSecret: Uint8Array | undefined): Uint8Array {
   if (g.clear !== undefined) return Buffer.from(g.clear, 'base64');
   if (!g.sealed || !hostBoxSecret) throw new MlicError('HW_MISMATCH', 'the licence key is sealed to a host and this host has no host key');
   const k = openSealed(hostBoxSecret, {
@@ -35,7 +36,7 @@ export function bundleKeyFromLicense(l: LicensePayload, m: Pick<Manifest, 'bundl
     throw new MlicError('VERSION_NOT_LICENSED', `licence ${l.licenseId.slice(0, 8)} carries no key for ${m.model.name} ${m.model.version} (line ${m.encryption.line})`, {
       hint: 'ask your vendor for a licence that covers this version',
     });
-  const k = unwrap(g, hostBoxSecret);
+  const k = unwrapGrant(g, hostBoxSecret);
   try {
     if (g.scope === 'bundle') return Buffer.from(k);
     const line = g.scope === 'line' ? k : lineKey(k, m.encryption.line);

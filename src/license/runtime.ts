@@ -15,7 +15,7 @@ import { checkTrustedComment, verifyManifestSignature } from '../bundle/signatur
 import { checkBundleKey } from '../bundle/decrypt.js';
 import type { EntrySpan } from '../bundle/layout.js';
 import { decide, checkTime, type Decision } from './policy.js';
-import { bundleKeyFromLicense } from './keys.js';
+import { bundleKeyFromLicense, unwrapGrant } from './keys.js';
 import { signRequest, verifyLicenseText } from './sign.js';
 
 export interface RuntimeOptions {
@@ -102,11 +102,7 @@ async function activateLicenseInner(text: string, o: RuntimeOptions = {}): Promi
   const highWater = h ? await state.clockHighWater(h) : undefined;
   const d = decide({ license: l, now, ...(fingerprint ? { fingerprint } : {}), ...(h?.region ? { region: h.region } : {}), ...(highWater ? { highWater } : {}) });
   // A host-bound licence must unwrap on this host: prove it now rather than at first use.
-  if (l.host.binding === 'host') {
-    const g = l.keys[0]!;
-    const fake = { bundleId: g.bundleId ?? '00'.repeat(16), encryption: { line: g.line ?? '1' }, model: { name: l.model, version: '0.0.0' } } as Pick<Manifest, 'bundleId' | 'encryption' | 'model'>;
-    wipe(bundleKeyFromLicense(l, fake, h?.boxSecret));
-  }
+  if (l.host.binding === 'host') wipe(unwrapGrant(l.keys[0]!, h?.boxSecret));
   const path = await state.licenseInstall(l.licenseId, text.endsWith('\n') ? text : text + '\n');
   if (h) await state.clockAdvance(h, now);
   return { license: l, path, inGrace: d.inGrace };

@@ -6,6 +6,7 @@
  */
 import { ChainLog, type ChainRecord } from '../state/chainlog.js';
 import type { Durability } from './ledger.js';
+import { Flusher } from '../util/flusher.js';
 
 export interface AuditData {
   t: string;
@@ -36,14 +37,21 @@ export function validHash(h: unknown): h is string {
 export class AuditLog {
   private buffer: AuditData[] = [];
   private merge = new Map<string, AuditData>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  private readonly flusher: Flusher;
 
   private constructor(
     readonly log: ChainLog<AuditData>,
     readonly durability: Durability,
     readonly flushMs: number,
-  ) {}
+  ) {
+    this.flusher = new Flusher(flushMs, async () => {
+      if (this.buffer.length === 0) return;
+      const batch = this.buffer;
+      this.buffer = [];
+      this.merge.clear();
+      await this.log.transact(() => ({ append: batch, result: undefined }));
+    });
+  }
 
   static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number; open?: 'full' | 'tail' } = {}): Promise<AuditLog> {
     const durability = opts.durability ?? 'batched';
@@ -69,25 +77,11 @@ export class AuditLog {
       this.merge.set(k, r);
     }
     this.buffer.push(r);
-    if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        void this.flush().catch(() => undefined);
-      }, this.flushMs);
-      this.timer.unref();
-    }
+    this.flusher.schedule();
   }
 
-  async flush(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    if (this.buffer.length === 0) return;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.merge.clear();
-    this.flushing = this.log.transact(() => ({ append: batch, result: undefined })).finally(() => {
-      this.flushing = undefined;
-    });
-    await this.flushing;
+  flush(): Promise<void> {
+    return this.flusher.flush();
   }
 
   async readAll(): Promise<ChainRecord<AuditData>[]> {
@@ -96,8 +90,7 @@ export class AuditLog {
   }
 
   async close(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    await this.flusher.stop();
     await this.flush();
     await this.log.close();
   }

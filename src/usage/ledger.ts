@@ -13,6 +13,7 @@ import { ChainLog, type ChainRecord } from '../state/chainlog.js';
 import { randomBytes } from '../crypto/random.js';
 import type { LicensePayload, Meter } from '../format/license.js';
 import { decideQuota, hardLimit, periodOf } from '../license/meter.js';
+import { Flusher } from '../util/flusher.js';
 
 export type UsageData =
   /** `count` calls (default 1) adding up to `quantity`; batched mode merges the calls of one flush */
@@ -82,15 +83,24 @@ export class UsageLedger {
   private pending: UsageData[] = [];
   /** consumption buffered in `pending`, per metric+period */
   private local = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  private readonly flusher: Flusher;
 
   private constructor(
     readonly log: ChainLog<UsageData>,
     readonly license: LicensePayload,
     readonly durability: Durability,
     readonly flushMs: number,
-  ) {}
+  ) {
+    this.flusher = new Flusher(flushMs, async () => {
+      if (this.pending.length === 0) return;
+      const batch = this.takePending();
+      await this.log.transact((view) => {
+        this.fold(view.records);
+        this.local.clear();
+        return { append: batch, result: undefined };
+      });
+    });
+  }
 
   static async open(path: string, macKey: Uint8Array, license: LicensePayload, opts: { durability?: Durability; flushMs?: number } = {}): Promise<UsageLedger> {
     const durability = opts.durability ?? 'batched';
@@ -210,36 +220,17 @@ export class UsageLedger {
   }
 
   private schedule(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush().catch(() => undefined);
-    }, this.flushMs);
-    this.timer.unref();
+    this.flusher.schedule();
   }
 
   /** Appends the buffered consumption. */
-  async flush(): Promise<void> {
-    while (this.flushing) await this.flushing;
-    if (this.pending.length === 0) return;
-    const batch = this.takePending();
-    this.flushing = this.log
-      .transact((view) => {
-        this.fold(view.records);
-        this.local.clear();
-        return { append: batch, result: undefined };
-      })
-      .finally(() => {
-        this.flushing = undefined;
-      });
-    await this.flushing;
+  flush(): Promise<void> {
+    return this.flusher.flush();
   }
 
   /** Flushes and releases this process's unused reservations. */
   async close(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    while (this.flushing) await this.flushing;
+    await this.flusher.stop();
     const t = new Date().toISOString();
     const releases: UsageData[] = [...this.leases.values()].filter((l) => l.remaining > 0).map((l) => ({ kind: 'release' as const, metric: l.metric, period: l.period, amount: l.remaining, lease: l.id, t }));
     const batch = [...this.takePending(), ...releases];
