@@ -25,11 +25,6 @@ export function keyIdHex(keyId: Uint8Array): string {
   return Buffer.from(keyId).reverse().toString('hex').toUpperCase();
 }
 
-export function keyIdFromHex(hex: string): Buffer {
-  if (!/^[0-9A-Fa-f]{16}$/.test(hex)) throw new MlicError('KEY_INVALID', `bad key id: ${hex}`);
-  return Buffer.from(hex, 'hex').reverse();
-}
-
 const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 function b64(line: string, what: string, len: number): Buffer {

@@ -27,10 +27,6 @@ export function parseSemver(s: string): SemVer | undefined {
   };
 }
 
-export function isSemver(s: string): boolean {
-  return parseSemver(s) !== undefined;
-}
-
 export function compareSemver(a: SemVer, b: SemVer): number {
   for (const k of ['major', 'minor', 'patch'] as const) if (a[k] !== b[k]) return a[k] < b[k] ? -1 : 1;
   const pa = a.prerelease;

@@ -8,7 +8,7 @@
  * Every change happens under an inter-process lock; a torn last line from a crashed writer is
  * the one thing repaired automatically.
  */
-import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { equalHex, hmacHex, sha256Hex } from '../crypto/mac.js';
@@ -371,11 +371,4 @@ export class ChainLog<T = unknown> {
     this.fhClosed = true;
     await this.fh.close();
   }
-}
-
-export async function fileExists(p: string): Promise<boolean> {
-  return stat(p).then(
-    () => true,
-    () => false,
-  );
 }
