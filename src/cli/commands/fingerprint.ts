@@ -57,7 +57,7 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
   ctx.out(`CPU           ${probe.cpuModel ?? 'unknown'}`);
   ctx.out(`container     ${probe.container ? 'yes' : 'no'}`);
   ctx.out(`VM            ${probe.vm ? 'yes' : 'no'}`);
-  ctx.out(`components   ${fp.components.length} (each leaves this host only as a salted hash)`);
+  ctx.out(`components    ${fp.components.length} (each leaves this host only as a salted hash)`);
   for (const c of fp.components) ctx.out(`  ${c.kind.padEnd(13)} ${c.label.padEnd(40)} ${c.hash.slice(0, 16)}…`);
   for (const [src, why] of Object.entries(probe.missing)) ctx.note(`note: ${src}: ${why}`);
   printResult(ctx, {
