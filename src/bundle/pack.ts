@@ -30,6 +30,8 @@ export interface PackOptions {
   releaseDate?: Date;
   now?: Date;
   onProgress?: (done: number, total: number) => void;
+  /** a fixed bundle id (32 hex), for reproducible bundles such as test vectors; default random */
+  bundleId?: string;
 }
 
 export interface PackResult {
@@ -78,7 +80,8 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   }
   const overrides = checkModelSet(infos);
 
-  const bundleId = randomBytes(16).toString('hex');
+  if (opts.bundleId !== undefined && !/^[0-9a-f]{32}$/.test(opts.bundleId)) throw new MlicError('USAGE', 'bundleId must be 32 lowercase hex digits');
+  const bundleId = opts.bundleId ?? randomBytes(16).toString('hex');
   const line = versionLine(sv);
   const bKey = bundleKeyFromMaster(opts.key.master, opts.name, line, bundleId);
   const files: ManifestFile[] = sources.map((f, index) => ({
