@@ -3,6 +3,7 @@
  * callers and tests match on; `message` is for people (lowercase, says what and where);
  * `hint` says what to do next.
  */
+import { readFile } from 'node:fs/promises';
 
 /** Codes whose meaning is "a verification or licence decision said no": exit status 1. */
 export const DENIAL_CODES = [
@@ -111,5 +112,14 @@ export function fromFsError(e: unknown, what: string): unknown {
         return new MlicError('IO_ERROR', `${what}: ${err.code}`, { cause: e });
       }
       return e;
+  }
+}
+
+/** Reads a text file; a failure becomes an MlicError naming the file (IO_NOT_FOUND, IO_ERROR, ...). */
+export async function readTextFile(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw fromFsError(e, path);
   }
 }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
+import { MlicError } from '../src/errors.js';
 import { generateVendorKey, type VendorKey } from '../src/keys/vendor.js';
 import { BundleFile } from '../src/bundle/reader.js';
 import { openVerified } from '../src/bundle/verify.js';
@@ -60,3 +61,14 @@ export async function decryptAll(bundlePath: string, k: VendorKey): Promise<Map<
 }
 
 export { BundleFile };
+
+/** The MlicError code a promise rejects with, or 'OK'; any other error is rethrown. */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'OK';
+  } catch (e) {
+    if (e instanceof MlicError) return e.code;
+    throw e;
+  }
+}

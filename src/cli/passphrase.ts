@@ -1,14 +1,8 @@
 /** Passphrases for the CLI: --passphrase-file, MLIC_PASSPHRASE, or a no-echo prompt on a TTY. Never printed. */
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError, readTextFile } from '../errors.js';
 
 export async function readPassphraseFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, path);
-  }
+  const text = await readTextFile(path);
   const first = text.split(/\r?\n/)[0] ?? '';
   if (first === '') throw new MlicError('USAGE', `${path}: passphrase file is empty`);
   return first;

@@ -1,6 +1,5 @@
 /** Loading the vendor's keys from files or the environment (MLIC_SECRET_KEY, MLIC_PASSPHRASE). */
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError, readTextFile } from '../errors.js';
 import { parsePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 import { decodeSecretKey, type VendorKey } from './vendor.js';
 
@@ -17,11 +16,7 @@ export async function loadSecretKey(opts: LoadSecretKeyOptions): Promise<VendorK
   const env = opts.env ?? process.env;
   let text: string;
   if (opts.keyFile !== undefined) {
-    try {
-      text = await readFile(opts.keyFile, 'utf8');
-    } catch (e) {
-      throw fromFsError(e, opts.keyFile);
-    }
+    text = await readTextFile(opts.keyFile);
   } else if (env.MLIC_SECRET_KEY) {
     text = env.MLIC_SECRET_KEY;
   } else {
@@ -31,11 +26,6 @@ export async function loadSecretKey(opts: LoadSecretKeyOptions): Promise<VendorK
 }
 
 export async function loadPublicKey(file: string): Promise<MinisignPublicKey> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, file);
-  }
+  const text = await readTextFile(file);
   return parsePublicKey(text, file);
 }

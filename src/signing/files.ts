@@ -1,7 +1,7 @@
 /** Signing and verifying any file with minisign-compatible signatures (prehashed ED, or legacy Ed). */
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError, fromFsError, readTextFile } from '../errors.js';
 import { hashFile } from '../crypto/hash.js';
 import { keyIdHex, parseSignature, serializeSignature, type MinisignPublicKey, type SigAlg } from '../format/minisign.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
@@ -63,12 +63,7 @@ export interface VerifyFileResult {
 }
 
 export async function verifyFileSignature(path: string, pub: MinisignPublicKey, sigPath = `${path}.minisig`, onBytes?: (n: number) => void): Promise<VerifyFileResult> {
-  let text: string;
-  try {
-    text = await readFile(sigPath, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, sigPath);
-  }
+  const text = await readTextFile(sigPath);
   const sig = parseSignature(text, sigPath);
   if (keyIdHex(sig.keyId) !== keyIdHex(pub.keyId)) minisignVerify(pub, sig, Buffer.alloc(0), sigPath); // throws KEY_MISMATCH
   minisignVerify(pub, sig, await messageFor(path, sig.alg, onBytes), `signature of ${path}`);

@@ -7,8 +7,7 @@
  *   const r = await lic.validate({ feature: 'sentiment-analysis', meter: { metric: 'inferences', quantity: 32 } });
  *   if (!r.valid) throw new Error(r.error);
  */
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError, readTextFile } from '../errors.js';
 import { hkdfSha256 } from '../crypto/kdf.js';
 import { wipe } from '../crypto/random.js';
 import type { LicensePayload } from '../format/license.js';
@@ -224,11 +223,7 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
   } else {
     const texts: { path: string; text: string }[] = [];
     if (o.licenseFile !== undefined) {
-      try {
-        texts.push({ path: o.licenseFile, text: await readFile(o.licenseFile, 'utf8') });
-      } catch (e) {
-        throw fromFsError(e, o.licenseFile);
-      }
+      texts.push({ path: o.licenseFile, text: await readTextFile(o.licenseFile) });
     } else texts.push(...(await state.licenseTexts()));
     let lastError: unknown = new MlicError('NO_LICENSE', o.model ? `no installed licence for model ${o.model}` : 'no licence installed', { hint: 'run `mlic activate <licence>` first' });
     let found: LicensePayload | undefined;

@@ -10,19 +10,10 @@ import { bundleKeyFromMaster } from '../../src/keys/derive.js';
 import { vendorPublicKey, type VendorKey } from '../../src/keys/vendor.js';
 import { MlicError } from '../../src/errors.js';
 import type { Manifest } from '../../src/format/manifest.js';
-import { key, tmp, writeRandom, decryptAll } from '../helpers.js';
+import { key, tmp, writeRandom, decryptAll, codeOf } from '../helpers.js';
 
 const CS = 1 << 20;
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (e) {
-    if (e instanceof MlicError) return e.code;
-    throw e;
-  }
-}
 
 describe('every tampering is detected with the right code', () => {
   let k: VendorKey;

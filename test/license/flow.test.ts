@@ -14,18 +14,10 @@ import { serializeLicense, type ActivationRequest } from '../../src/format/licen
 import { publicKeyFileText, type VendorKey } from '../../src/keys/vendor.js';
 import { MlicError } from '../../src/errors.js';
 import type { Manifest } from '../../src/format/manifest.js';
-import { key, tmp, writeRandom } from '../helpers.js';
+import { key, tmp, writeRandom, codeOf } from '../helpers.js';
 import { fakeHost, type FakeHost } from './hosts.js';
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (e) {
-    if (e instanceof MlicError) return e.code;
-    throw e;
-  }
-}
+const code = codeOf;
 
 const D = (s: string) => new Date(s);
 const NOW = D('2026-11-01T00:00:00Z');

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { activateLicense, createActivationRequest } from '../../license/runtime.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { describeVersions } from '../../license/policy.js';
@@ -28,12 +27,7 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     return;
   }
   if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, or --request to make an activation request');
-  let text: string;
-  try {
-    text = await readFile(licenseFile, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, licenseFile);
-  }
+  const text = await readTextFile(licenseFile);
   const r = await activateLicense(text, base);
   const l = r.license;
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);

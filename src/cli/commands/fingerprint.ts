@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { fingerprintOf, matchFingerprint } from '../../hardware/fingerprint.js';
 import { probeHost } from '../../hardware/probe.js';
 import { parseAndVerifyRequest } from '../../license/sign.js';
@@ -16,12 +15,7 @@ export interface FingerprintOpts {
 export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
   const probe = await probeHost(o.root ? { root: o.root } : {});
   if (o.compare !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(o.compare, 'utf8');
-    } catch (e) {
-      throw fromFsError(e, o.compare);
-    }
+    const text = await readTextFile(o.compare);
     // Either an activation request or a licence.
     let licensed;
     let match = { policy: 'all' } as import('../../format/license.js').MatchPolicy;

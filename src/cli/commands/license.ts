@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { issueLicense, parseMatch, parseMeter } from '../../license/issue.js';
 import { parseAndVerifyRequest, verifyLicenseText } from '../../license/sign.js';
 import { describeVersions } from '../../license/policy.js';
@@ -52,13 +51,7 @@ export function duration(s: string, what: string): number {
   return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
-async function readText(p: string): Promise<string> {
-  try {
-    return await readFile(p, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, p);
-  }
-}
+const readText = readTextFile;
 
 export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
   if (!o.request === !o.unbound) throw new MlicError('USAGE', 'give exactly one of --request FILE or --unbound');

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { omsSign } from '../../oms/sign.js';
 import { omsVerify } from '../../oms/verify.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
@@ -8,11 +7,7 @@ import { passphraseSource } from '../passphrase.js';
 
 async function text(p: string | undefined, what: string): Promise<string> {
   if (p === undefined) throw new MlicError('USAGE', `${what} is required with --oms`);
-  try {
-    return await readFile(p, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, p);
-  }
+  return readTextFile(p);
 }
 
 export async function signOms(ctx: Ctx, paths: string[], o: { key?: string; output?: string; ignore?: string[]; passphraseFile?: string }): Promise<void> {

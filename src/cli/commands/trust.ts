@@ -1,16 +1,10 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { keyIdHex } from '../../format/minisign.js';
 import { StateDir } from '../../state/home.js';
 import { printResult, type Ctx } from '../output.js';
 
 export async function add(ctx: Ctx, file: string, o: { home?: string }): Promise<void> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, file);
-  }
+  const text = await readTextFile(file);
   const pk = await StateDir.fromEnv(process.env, o.home).trustAdd(text);
   ctx.out(`trusted vendor key ${keyIdHex(pk.keyId)}`);
   printResult(ctx, { keyId: keyIdHex(pk.keyId) });

@@ -1,5 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError, readTextFile } from '../../errors.js';
 import { StateDir } from '../../state/home.js';
 import { buildReport, monthBounds, verifyReport } from '../../usage/report.js';
 import { loadLicense } from '../../usage/handle.js';
@@ -11,13 +10,7 @@ import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { loadOpts, type MeterOpts } from './meter.js';
 import { printResult, type Ctx } from '../output.js';
 
-async function text(p: string): Promise<string> {
-  try {
-    return await readFile(p, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, p);
-  }
-}
+const text = readTextFile;
 
 export async function report(ctx: Ctx, o: MeterOpts & { period?: string; output?: string; force?: boolean }): Promise<void> {
   const period = o.period ?? new Date().toISOString().slice(0, 7);
