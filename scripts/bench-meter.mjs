@@ -9,8 +9,8 @@ import { generateVendorKey, publicKeyFileText } from '../dist/keys/vendor.js';
 import { issueLicense } from '../dist/license/issue.js';
 import { serializeLicense } from '../dist/format/license.js';
 import { StateDir } from '../dist/state/home.js';
-import { loadLicense } from '../dist/usage/handle.js';
-import { serve } from '../dist/usage/server.js';
+import { loadLicense } from '../dist/host/handle.js';
+import { serve } from '../dist/host/meter-server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlic-bench-meter-'));
 try {
@@ -18,7 +18,7 @@ try {
   const state = new StateDir(join(dir, 'state'));
   await state.trustAdd(publicKeyFileText(vendor));
   const text = serializeLicense(
-    issueLicense({ key: vendor, model: 'm', versions: { policy: 'rolling' }, features: ['f'], meters: [{ metric: 'inferences', limit: 1e12, period: 'month' }] }).license,
+    issueLicense({ key: vendor, model: 'm', versions: { policy: 'rolling' }, features: ['f'], meters: [{ metric: 'inferences', limit: 1e12, period: 'month' }], perpetual: true }).license,
   );
   const lf = join(dir, 'l.lic');
   writeFileSync(lf, text);

@@ -43,7 +43,7 @@ const src = join(dir, 'model.bin');
 }
 execFileSync('cat', [src], { stdio: ['ignore', 'ignore', 'inherit'] });
 const bytes = statSync(src).size;
-execFileSync(process.execPath, [...bin, 'keygen', '--out', dir, '--name', 'bench', '--unencrypted', '--json'], { stdio: 'ignore' });
+execFileSync(process.execPath, [...bin, 'keygen', '-o', dir, '--name', 'bench', '--unencrypted', '--json'], { stdio: 'ignore' });
 const key = join(dir, 'bench.key');
 const pub = join(dir, 'bench.pub');
 const out = join(dir, 'model.mlb');

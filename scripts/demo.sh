@@ -12,8 +12,8 @@ vendor="$work/vendor"; customer="$work/customer"; mkdir -p "$vendor" "$customer"
 export MLIC_HOME="$customer/state"
 
 export MLIC_PASSPHRASE='demo passphrase (use a real one)'
-step "1. vendor: make the key pair (encrypted secret key, minisign public key)" "mlic keygen --out vendor --name acme"
-mlic keygen --out "$vendor" --name acme
+step "1. vendor: make the key pair (encrypted secret key, minisign public key)" "mlic keygen -o vendor --name acme"
+mlic keygen -o "$vendor" --name acme
 ls -l "$vendor"
 
 step "2. vendor: pack a real ONNX model into an encrypted, signed bundle" "mlic pack fixtures/models/tiny-onnx --name tiny-mlp --version 2.1.0 --key acme.key"
@@ -37,9 +37,9 @@ set +e; mlic verify "$work/tampered.mlb" --pub "$vendor/acme.pub"; code=$?; set 
 echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 for a tampered bundle" >&2; exit 1; }
 
-step "6. customer: without a licence the bundle does not open (exit 1)" "mlic unpack tiny-mlp-2.1.0.mlb --out model"
+step "6. customer: without a licence the bundle does not open (exit 1)" "mlic unpack tiny-mlp-2.1.0.mlb -o model"
 mlic trust add "$vendor/acme.pub"
-set +e; mlic unpack "$vendor/tiny-mlp-2.1.0.mlb" --out "$customer/model"; code=$?; set -e
+set +e; mlic unpack "$vendor/tiny-mlp-2.1.0.mlb" -o "$customer/model"; code=$?; set -e
 echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 without a licence" >&2; exit 1; }
 
@@ -57,9 +57,9 @@ mlic licenses
 echo "plaintext model:      $(node examples/infer.mjs fixtures/models/tiny-onnx/model.onnx)"
 echo "mlic run (licensed):  $(mlic run "$vendor/tiny-mlp-2.1.0.mlb" -- node examples/infer.mjs '{model}/model.onnx')"
 
-step "10. vendor: release 3.0.0; the 2.x licence does not cover it (exit 1)" "mlic unpack tiny-mlp-3.0.0.mlb --out model3"
+step "10. vendor: release 3.0.0; the 2.x licence does not cover it (exit 1)" "mlic unpack tiny-mlp-3.0.0.mlb -o model3"
 mlic pack fixtures/models/tiny-onnx --name tiny-mlp --version 3.0.0 --key "$vendor/acme.key" -o "$vendor/tiny-mlp-3.0.0.mlb" >/dev/null
-set +e; mlic unpack "$vendor/tiny-mlp-3.0.0.mlb" --out "$customer/model3"; code=$?; set -e
+set +e; mlic unpack "$vendor/tiny-mlp-3.0.0.mlb" -o "$customer/model3"; code=$?; set -e
 echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 for an unlicensed version" >&2; exit 1; }
 

@@ -3,7 +3,6 @@
  * callers and tests match on; `message` is for people (lowercase, says what and where);
  * `hint` says what to do next.
  */
-import { readFile } from 'node:fs/promises';
 
 /** Codes whose meaning is "a verification or licence decision said no": exit status 1. */
 export const DENIAL_CODES = [
@@ -20,6 +19,7 @@ export const DENIAL_CODES = [
   'LICENSE_EXPIRED',
   'LICENSE_NOT_YET_VALID',
   'HW_MISMATCH',
+  'HOST_KEY_MISMATCH',
   'VERSION_NOT_LICENSED',
   'FEATURE_NOT_LICENSED',
   'COMPONENT_NOT_LICENSED',
@@ -30,6 +30,7 @@ export const DENIAL_CODES = [
   'METRIC_NOT_LICENSED',
   'OMS_VERIFY_FAILED',
   'LEDGER_TAMPERED',
+  'STATE_TAMPERED',
   'REPORT_INVALID',
 ] as const;
 
@@ -40,6 +41,7 @@ export const INPUT_CODES = [
   'IO_EXISTS',
   'IO_ERROR',
   'IO_UNSAFE_PATH',
+  'IO_NOT_REGULAR',
   'FORMAT_INVALID',
   'NOT_A_BUNDLE',
   'MODEL_INVALID',
@@ -100,7 +102,7 @@ export function fromFsError(e: unknown, what: string): unknown {
     case 'EPERM':
       return new MlicError('IO_ERROR', `${what}: permission denied`, { cause: e });
     case 'EISDIR':
-      return new MlicError('IO_ERROR', `${what}: is a directory`, { cause: e });
+      return new MlicError('IO_NOT_REGULAR', `${what}: is a directory`, { cause: e });
     case 'ENOTDIR':
       return new MlicError('IO_ERROR', `${what}: not a directory`, { cause: e });
     case 'ENOSPC':
@@ -112,14 +114,5 @@ export function fromFsError(e: unknown, what: string): unknown {
         return new MlicError('IO_ERROR', `${what}: ${err.code}`, { cause: e });
       }
       return e;
-  }
-}
-
-/** Reads a text file; a failure becomes an MlicError naming the file (IO_NOT_FOUND, IO_ERROR, ...). */
-export async function readTextFile(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw fromFsError(e, path);
   }
 }

@@ -3,7 +3,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { randomBytes } from '../crypto/random.js';
 import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/stream.js';
-import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
+import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, MAX_LINE, MAX_MANIFEST_BYTES, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { END_OF_ARCHIVE } from '../format/tar.js';
 import { inspectModelFile, checkModelSet, type ModelFileInfo } from '../format/models.js';
@@ -49,6 +49,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   if (!NAME_RE.test(opts.name)) throw new MlicError('USAGE', `invalid model name '${opts.name}'`, { hint: 'use letters, digits, ".", "_" and "-" (at most 128)' });
   const sv = parseSemver(opts.version);
   if (!sv) throw new MlicError('USAGE', `'${opts.version}' is not a semantic version`, { hint: 'for example 2.1.0 (see semver.org)' });
+  if ((sv.major === 0 ? sv.minor : sv.major) > MAX_LINE) throw new MlicError('USAGE', `version ${opts.version}: mlic keys version lines up to ${MAX_LINE}`);
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK;
   if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK || chunkSize > MAX_CHUNK)
     throw new MlicError('USAGE', `chunk size must be between ${MIN_CHUNK} and ${MAX_CHUNK} bytes`);
@@ -113,6 +114,11 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const signer = { seed: opts.key.seed, keyId: opts.key.keyId };
   // Digests are fixed-length hex, so the placeholder has exactly the final length.
   const placeholder = serializeManifest(manifest);
+  // Refuse before writing what every reader would refuse (docs/FORMAT.md §2 rule 2).
+  if (placeholder.length > MAX_MANIFEST_BYTES)
+    throw new MlicError('USAGE', `the manifest for ${files.length} files would be ${placeholder.length} bytes, more than the ${MAX_MANIFEST_BYTES} a bundle may carry`, {
+      hint: 'pack fewer files per bundle (e.g. one component or shard set per bundle), or pack an archive of the small files as one file',
+    });
   const placeholderSig = signManifest(signer, placeholder, bundleId, manifest.createdAt);
   const layout = computeLayout(Math.floor(Date.parse(manifest.createdAt) / 1000), placeholder.length, placeholderSig.length, files.map((f) => f.ciphertextSize));
   const total = sources.reduce((a, f) => a + f.size, 0);

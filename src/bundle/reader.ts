@@ -6,7 +6,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { BLOCK, END_OF_ARCHIVE, parseHeader } from '../format/tar.js';
-import { assertManifest, MANIFEST_ENTRY, MAX_MANIFEST_BYTES, SIGNATURE_ENTRY, type Manifest } from '../format/manifest.js';
+import { MANIFEST_ENTRY, MAX_MANIFEST_BYTES, SIGNATURE_ENTRY, type Manifest } from '../format/manifest.js';
 import { constantTimeEqual } from '../crypto/random.js';
 import { layoutOf, type Layout } from './layout.js';
 
@@ -31,7 +31,7 @@ export class BundleFile {
     }
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw new MlicError('NOT_A_BUNDLE', `${path}: not a regular file`);
+      if (!st.isFile()) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
       return new BundleFile(path, fh, st.size);
     } catch (e) {
       await fh.close();
@@ -107,14 +107,4 @@ export function looksLikeBundle(head: Buffer): boolean {
   return head.length >= BLOCK + 13 && head.toString('latin1', BLOCK, BLOCK + 13) === '{"bundleId":"';
 }
 
-/** Parses manifest JSON that has already passed signature verification. */
-export function parseManifest(bytes: Buffer): Manifest {
-  let v: unknown;
-  try {
-    v = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new MlicError('MANIFEST_INVALID', 'manifest is not valid JSON');
-  }
-  assertManifest(v);
-  return v;
-}
+export { parseManifest } from '../format/manifest.js';

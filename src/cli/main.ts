@@ -33,12 +33,13 @@ const program = new Command('mlic')
   .description('Ship proprietary AI models as encrypted, signed bundles with hardware-bound licenses.')
   .version(pkg.version, '-V, --version')
   .enablePositionalOptions()
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .configureOutput({
     writeErr: (s) => {
       if (!wantsJson) process.stderr.write(s);
     },
+    // Errors are printed once, by printError below (with their code and exit status).
+    outputError: () => undefined,
   });
 
 const json = () => new Option('--json', 'print exactly one JSON object on stdout');
@@ -46,14 +47,14 @@ const json = () => new Option('--json', 'print exactly one JSON object on stdout
 program
   .command('keygen')
   .description("make the vendor's identity: an Ed25519 signing key and a master secret (NAME.key, 0600) and a minisign public key (NAME.pub)")
-  .option('--out <dir>', 'directory to write the key files to', '.')
+  .option('-o, --output <dir>', 'directory to write the key files to (created 0700 if missing)', '.')
   .option('--name <name>', 'base name of the key files', 'vendor')
   .option('--type <type>', 'ed25519 (the vendor key: NAME.key, NAME.pub) or ecdsa-p256 / -p384 / -p521 (for OpenSSF Model Signing: NAME.pem, NAME.pub.pem)', 'ed25519')
   .option('--unencrypted', 'store the secret key without a passphrase (for secrets stores)')
   .option('--passphrase-file <file>', 'read the passphrase from the first line of FILE (else MLIC_PASSPHRASE, else a prompt)')
   .option('--force', 'overwrite existing key files')
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic keygen --name acme\n  $ MLIC_PASSPHRASE=... mlic keygen --out keys/ --name acme\n  $ mlic keygen --name ci --unencrypted   # then store ci.key in a CI secret as MLIC_SECRET_KEY\n  $ mlic keygen --type ecdsa-p256 --name oms --unencrypted   # oms.pem / oms.pub.pem for mlic sign --oms')
+  .addHelpText('after', '\nExamples:\n  $ mlic keygen --name acme\n  $ MLIC_PASSPHRASE=... mlic keygen -o keys/ --name acme\n  $ mlic keygen --name ci --unencrypted   # then store ci.key in a CI secret as MLIC_SECRET_KEY\n  $ mlic keygen --type ecdsa-p256 --name oms --unencrypted   # oms.pem / oms.pub.pem for mlic sign --oms')
   .action(async (opts, cmd) => act(() => import('./commands/keygen.js'))(opts, cmd));
 
 program
@@ -110,6 +111,7 @@ program
   .option('-o, --output <file>', 'signature file (default FILE.minisig; with --oms, model.sig)')
   .option('--oms', 'write an OpenSSF Model Signing (OMS v1.0) Sigstore bundle for a model directory')
   .option('--ignore <path>', 'with --oms: a path to leave out of the signature (repeatable)', collect)
+  .option('--force', 'replace an existing signature file')
   .addOption(json())
   .addHelpText(
     'after',
@@ -123,7 +125,6 @@ program
   .command('fingerprint')
   .description('show what identifies this host (GPUs, machine id, DMI, CPU, NICs); each leaves the host only as a salted hash')
   .option('--compare <file>', 'compare this host with an activation request or licence: which components changed')
-  .option('--root <dir>', 'probe a different root (tests; also MLIC_PROBE_ROOT)')
   .addOption(home())
   .addOption(json())
   .addHelpText('after', '\nExamples:\n  $ mlic fingerprint\n  $ mlic fingerprint --compare request.json')
@@ -146,8 +147,9 @@ program
 const trust = program.command('trust').description('manage the vendor keys this host trusts');
 trust
   .command('add')
-  .description("trust a vendor's public key (minisign format)")
+  .description("trust a vendor's public key (minisign format); prints its fingerprint to compare with the vendor's")
   .argument('<pub>', 'vendor public key file')
+  .option('--replace', 'replace a different key already trusted under the same key id')
   .addOption(home())
   .addOption(json())
   .addHelpText('after', '\nExamples:\n  $ mlic trust add acme.pub\n  $ MLIC_HOME=/etc/mlic mlic trust add acme.pub')
@@ -192,6 +194,7 @@ license
   .option('--not-before <date>', 'start of validity (default now)')
   .option('--expires <date>', 'end of validity')
   .option('--days <n>', 'valid for N days from --not-before')
+  .option('--perpetual', 'no end of validity (one of --days, --expires or --perpetual is required)')
   .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
   .option('--clock-tolerance <duration>', 'how far the clock may go back before CLOCK_TAMPERED (default 1h)')
   .option('--tier <name>', 'tier, e.g. pro')
@@ -224,13 +227,13 @@ program
   .command('unpack')
   .description('decrypt a bundle into a directory, if an installed licence allows it here and now')
   .argument('<bundle>', 'bundle file')
-  .requiredOption('--out <dir>', 'directory to write the model files to (created 0700)')
+  .requiredOption('-o, --output <dir>', 'directory to write the model files to (created 0700 if missing)')
   .option('--feature <name>', 'the feature this use needs')
   .option('--component <name>', 'only these components (repeatable)', collect)
   .option('--force', 'overwrite existing files')
   .addOption(home())
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic unpack resnet-2.1.0.mlb --out /srv/models/resnet')
+  .addHelpText('after', '\nExamples:\n  $ mlic unpack resnet-2.1.0.mlb -o /srv/models/resnet')
   .action(async (bundle, opts, cmd) => act(() => import('./commands/unpack.js'))(bundle, opts, cmd));
 
 program
@@ -309,6 +312,15 @@ auditCmd
   .addHelpText('after', '\nExamples:\n  $ mlic audit export --csv --since 2026-11-01 > audit.csv')
   .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditExport')(opts, cmd));
 
+// A closed pipe (`mlic licenses | head -1`) ends the command quietly, as it would a shell tool.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    cleanupTempFilesSync();
+    process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  });
+}
+
 function onSignal(sig: NodeJS.Signals, code: number) {
   process.on(sig, () => {
     cleanupTempFilesSync();
@@ -325,8 +337,10 @@ async function main(): Promise<number> {
     return commandStatus;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
-      return printError(wantsJson, new MlicError('USAGE', e.message.replace(/^error: /, '')));
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      // No command, or `mlic help <unknown>`: the help went to stderr; that is a usage error.
+      if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync') return 2;
+      return printError(wantsJson, new MlicError('USAGE', e.message.replace(/^error: /, ''), { hint: 'run with --help for usage and examples' }));
     }
     return printError(wantsJson, e);
   }

@@ -4,11 +4,26 @@ import { MlicError, exitStatusFor } from '../errors.js';
 
 export interface Ctx {
   json: boolean;
-  /** human-readable result lines go to stdout; notes and progress go to stderr */
+  /** human-readable result lines go to stdout; notes and progress go to stderr (both escaped for the terminal) */
   out: (line: string) => void;
   note: (line: string) => void;
   color: boolean;
 }
+
+// C0 and C1 controls (except tab), DEL, and the Unicode bidirectional and zero-width marks that
+// reorder or hide text: unsigned input (a manifest, a licence, a file name) must not be able to
+// clear the screen, fake a line of output or reverse what is shown.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]/g;
+
+/** Escapes control and bidi characters in one line of text for a terminal (\x1b, \u202e, ...). */
+export function safeText(s: string): string {
+  return s.replace(UNSAFE, (c) => {
+    const n = c.charCodeAt(0);
+    return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+}
+
 
 export function makeCtx(json: boolean): Ctx {
   const color = !json && !process.env.NO_COLOR && Boolean(process.stderr.isTTY);
@@ -17,10 +32,10 @@ export function makeCtx(json: boolean): Ctx {
     json,
     color,
     out: (line) => {
-      if (!json) process.stdout.write(line + '\n');
+      if (!json) process.stdout.write(safeText(line) + '\n');
     },
     note: (line) => {
-      if (!json) process.stderr.write(line + '\n');
+      if (!json) process.stderr.write(safeText(line) + '\n');
     },
   };
 }
@@ -42,8 +57,8 @@ export function printError(json: boolean, e: unknown): number {
       JSON.stringify({ ok: false, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) } }) + '\n',
     );
   } else {
-    process.stderr.write(`${chalk.red('mlic: error:')} ${err.message} ${chalk.dim(`[${err.code}]`)}\n`);
-    if (err.hint) process.stderr.write(`${chalk.yellow('hint:')} ${err.hint}\n`);
+    process.stderr.write(`${chalk.red('mlic: error:')} ${safeText(err.message)} ${chalk.dim(`[${err.code}]`)}\n`);
+    if (err.hint) process.stderr.write(`${chalk.yellow('hint:')} ${safeText(err.hint)}\n`);
     if (err.code === 'INTERNAL' && process.env.MLIC_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   }
   return status;

@@ -1,8 +1,11 @@
 /** Passphrases for the CLI: --passphrase-file, MLIC_PASSPHRASE, or a no-echo prompt on a TTY. Never printed. */
-import { MlicError, readTextFile } from '../errors.js';
+import { MlicError } from '../errors.js';
+import type { PassphraseSource } from '../keys/load.js';
+import { MAX_INPUT, readTextFile } from '../util/files.js';
+import { spinner, type Spinner } from './spinner.js';
 
 export async function readPassphraseFile(path: string): Promise<string> {
-  const text = await readTextFile(path);
+  const text = await readTextFile(path, { maxBytes: MAX_INPUT.passphrase, what: 'passphrase file' });
   const first = text.split(/\r?\n/)[0] ?? '';
   if (first === '') throw new MlicError('USAGE', `${path}: passphrase file is empty`);
   return first;
@@ -43,16 +46,34 @@ export function promptHidden(question: string): Promise<string> {
 
 const canPrompt = () => Boolean(process.stdin.isTTY && process.stderr.isTTY);
 
-/** For unlocking a key. */
-export function passphraseSource(file: string | undefined): () => Promise<string> {
-  return async () => {
-    if (file !== undefined) return readPassphraseFile(file);
-    if (process.env.MLIC_PASSPHRASE) return process.env.MLIC_PASSPHRASE;
-    if (canPrompt()) return promptHidden('passphrase for the secret key: ');
-    throw new MlicError('PASSPHRASE_REQUIRED', 'the secret key is encrypted and no passphrase was given', {
-      hint: 'set MLIC_PASSPHRASE or pass --passphrase-file FILE',
-    });
+/**
+ * For unlocking a key file (`keyName` is its path, or MLIC_SECRET_KEY): the prompt names it and,
+ * at a terminal, a wrong passphrase is asked again (three tries). While scrypt runs, a spinner
+ * says so; `done()` stops it.
+ */
+export function passphraseSource(file: string | undefined, keyName = 'the secret key', json = false): PassphraseSource & { done(): void } {
+  let spin: Spinner | undefined;
+  const interactive = file === undefined && !process.env.MLIC_PASSPHRASE && canPrompt();
+  const source = async () => {
+    let pw: string;
+    if (file !== undefined) pw = await readPassphraseFile(file);
+    else if (process.env.MLIC_PASSPHRASE) pw = process.env.MLIC_PASSPHRASE;
+    else if (canPrompt()) pw = await promptHidden(`passphrase for ${keyName}: `);
+    else
+      throw new MlicError('PASSPHRASE_REQUIRED', `${keyName} is encrypted and no passphrase was given`, {
+        hint: 'set MLIC_PASSPHRASE or pass --passphrase-file FILE',
+      });
+    spin = await spinner(`unlocking ${keyName}`, json);
+    return pw;
   };
+  return Object.assign(source, {
+    tries: interactive ? 3 : 1,
+    onWrong: () => {
+      spin?.stop();
+      process.stderr.write('wrong passphrase, try again\n');
+    },
+    done: () => spin?.stop(),
+  });
 }
 
 /** For a new key: asked twice on a TTY. */

@@ -43,7 +43,7 @@ export async function hashFile(path: string, alg: 'sha256' | 'blake2b512', onByt
     throw fromFsError(e, path);
   }
   try {
-    if (!(await fh.stat()).isFile()) throw new MlicError('USAGE', `${path}: not a regular file`);
+    if (!(await fh.stat()).isFile()) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
     const h = createHash(alg);
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {

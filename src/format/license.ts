@@ -1,32 +1,47 @@
 /**
- * Licence files and activation requests (docs/FORMAT.md §5, §6): types, validation and the
- * armored encoding. Pure: signing and sealing happen in src/license/.
+ * Licence files and activation requests, version 2 (docs/FORMAT.md §5, §6): types, strict
+ * validation and the armored encoding. Pure: signing and sealing happen in src/license/.
+ *
+ * Both are parsed as hostile input: bounded size and nesting, exactly the defined fields at every
+ * level (an unknown field is an error, never carried along), every value validated. The same
+ * validation runs on the vendor's side before signing and on the host before trusting.
  */
 import { MlicError } from '../errors.js';
 import { canonicalJson } from './canonical.js';
-import { NAME_RE } from './manifest.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, REGION_RE, isB64, isIso, isPlainObject, isSafeUint, unknownKeys } from './fields.js';
+import { parseJson } from './json.js';
 import { parseRange } from './semver-range.js';
 import { parseSemver } from './semver.js';
 
+export { METRIC_RE, REGION_RE } from './fields.js';
+
+export const LICENSE_VERSION = 2;
+export const REQUEST_VERSION = 2;
 export const LICENSE_BEGIN = '-----BEGIN MLIC LICENSE-----';
 export const LICENSE_END = '-----END MLIC LICENSE-----';
-export const LICENSE_SIG_DOMAIN = 'mlic-license-v1\n';
-export const REQUEST_SIG_DOMAIN = 'mlic-activation-request-v1\n';
+export const LICENSE_SIG_DOMAIN = 'mlic-license-v2\n';
+export const REQUEST_SIG_DOMAIN = 'mlic-activation-request-v2\n';
+export const MAX_LICENSE_BYTES = 1 << 20;
+export const MAX_REQUEST_BYTES = 256 << 10;
+export const MAX_GRANTS = 256;
+export const MAX_COMPONENTS = 64;
 
 export type VersionPolicy =
   | { policy: 'range'; range: string }
-  | { policy: 'pin'; version: string; bundleId?: string }
+  | { policy: 'pin'; version: string; bundleId: string }
   | { policy: 'rolling' }
   | { policy: 'maintenance'; until: string; range?: string };
 
 export type MatchPolicy = { policy: 'all' } | { policy: 'most' } | { policy: 'any' } | { policy: 'k'; k: number };
 
+/** The fingerprint kinds mlic probes (src/hardware/probe.ts). */
+export const COMPONENT_KINDS = ['gpu', 'machine-id', 'dmi-uuid', 'board-serial', 'cpu', 'mac'] as const;
+
 export interface FingerprintComponent {
-  /** e.g. "gpu", "machine-id", "dmi-uuid", "board-serial", "cpu", "mac" */
-  kind: string;
+  kind: (typeof COMPONENT_KINDS)[number];
   /** HMAC-SHA256(salt, kind || 0x00 || value), hex */
   hash: string;
-  /** a short, non-identifying label for messages (e.g. "GPU 0", "eth0"); never the raw value */
+  /** a short, non-identifying label for messages (e.g. "GPU 0", "NIC eth0"); never the raw value */
   label: string;
 }
 
@@ -42,23 +57,33 @@ export interface Meter {
   metric: string;
   limit: number;
   period: Period;
-  /** 'refuse' (default) or 'allow' up to overagePercent over the limit, flagged */
+  /** 'refuse' (default) or 'allow' up to `percent` over the limit, flagged */
   overage?: { mode: 'refuse' } | { mode: 'allow'; percent: number };
 }
+export const MAX_OVERAGE_PERCENT = 1000;
 
-export interface GrantedKey {
-  scope: 'bundle' | 'line' | 'model';
-  /** for scope 'line' */
-  line?: string;
-  /** for scope 'bundle' */
-  bundleId?: string;
-  /** the key itself: sealed to the host ({epk, nonce, box}) for bound licences, or clear for unbound ones */
-  sealed?: { epk: string; nonce: string; box: string };
-  clear?: string;
+export type Sealed = { sealed: { epk: string; nonce: string; box: string }; clear?: undefined } | { clear: string; sealed?: undefined };
+
+/**
+ * A key the licence grants (docs/FORMAT.md §4): one bundle's key (a pin), or the key of node
+ * (depth, prefix) of the model's "major" or "zero" line tree, which opens exactly the lines below
+ * it. Sealed to the host's key for host-bound licences, clear for unbound ones.
+ */
+export type GrantedKey = ({ scope: 'bundle'; bundleId: string } | { scope: 'lines'; tree: 'major' | 'zero'; depth: number; prefix: number }) & Sealed;
+
+export interface HostBinding {
+  binding: 'host';
+  publicKey: string;
+  signingPublicKey: string;
+  requestId: string;
+  hostname?: string;
+  region?: string;
+  fingerprint: Fingerprint;
+  match: MatchPolicy;
 }
 
 export interface LicensePayload {
-  v: 1;
+  v: 2;
   kind: 'mlic-license';
   licenseId: string; // 32 hex
   issuedAt: string;
@@ -74,14 +99,12 @@ export interface LicensePayload {
   features: string[];
   /** undefined: every component */
   components?: string[];
-  host:
-    | { binding: 'unbound' }
-    | { binding: 'host'; publicKey: string; signingPublicKey: string; requestId: string; hostname?: string; region?: string; fingerprint: Fingerprint; match: MatchPolicy };
+  host: { binding: 'unbound' } | HostBinding;
   meters: Meter[];
   /** allowed regions/countries (ISO 3166 alpha-2 or region codes like "EU"); undefined: anywhere */
   regions?: string[];
   keys: GrantedKey[];
-  /** how many bundles to accept for usage requirements like watermarking (issue-5 territory); carried and signed */
+  /** outputs must be watermarked (e.g. a free tier) */
   requireWatermark?: boolean;
 }
 
@@ -90,111 +113,170 @@ export interface SignedLicense {
   signature: { alg: 'ed25519'; keyId: string; sig: string };
 }
 
-const HEX32 = /^[0-9a-f]{32}$/;
-const HEX64 = /^[0-9a-f]{64}$/;
-const KEYID = /^[0-9A-F]{16}$/;
-const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/;
-const isIso = (s: unknown): s is string => typeof s === 'string' && ISO.test(s) && !Number.isNaN(Date.parse(s));
-const isB64 = (s: unknown, len?: number): boolean => typeof s === 'string' && B64.test(s) && (len === undefined || Buffer.from(s, 'base64').length === len);
-export const METRIC_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
-export const REGION_RE = /^[A-Z]{2}$|^[A-Z][A-Za-z0-9-]{1,31}$/;
+/** Free text a licence carries (customer reference, vendor name): printable, no control or bidi characters. */
+// eslint-disable-next-line no-control-regex
+const TEXT_RE = /^[^\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$/;
+export function isText(s: unknown, max: number): s is string {
+  return typeof s === 'string' && s.length <= max && TEXT_RE.test(s);
+}
+/** Fingerprint labels: printable ASCII (src/hardware/probe.ts writes them so). */
+const LABEL_RE = /^[\x20-\x7e]{1,96}$/;
+const HOSTNAME_RE = /^[A-Za-z0-9._-]{1,255}$/;
 
-export function assertFingerprint(f: unknown, path: string, bad: string[]): void {
-  const o = f as Record<string, unknown>;
-  if (typeof o !== 'object' || o === null) {
-    bad.push(path);
-    return;
+/** Collects bad field paths; `obj` checks that a value is an object with exactly the allowed keys. */
+class Problems {
+  readonly bad: string[] = [];
+  add(path: string): void {
+    this.bad.push(path);
   }
-  if (typeof o.salt !== 'string' || !HEX64.test(o.salt)) bad.push(`${path}.salt`);
-  if (typeof o.container !== 'boolean') bad.push(`${path}.container`);
-  if (typeof o.vm !== 'boolean') bad.push(`${path}.vm`);
-  if (!Array.isArray(o.components) || o.components.length > 256) bad.push(`${path}.components`);
-  else
-    o.components.forEach((c: Record<string, unknown>, i: number) => {
-      if (typeof c?.kind !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(c.kind)) bad.push(`${path}.components[${i}].kind`);
-      if (typeof c?.hash !== 'string' || !HEX64.test(c.hash)) bad.push(`${path}.components[${i}].hash`);
-      if (typeof c?.label !== 'string' || c.label.length > 64) bad.push(`${path}.components[${i}].label`);
-    });
+  obj(v: unknown, path: string, allowed: readonly string[]): v is Record<string, any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    if (!isPlainObject(v)) {
+      this.add(path);
+      return false;
+    }
+    for (const k of unknownKeys(v, allowed)) this.add(`${path ? `${path}.` : ''}${k} (unknown field)`);
+    return true;
+  }
+  check(ok: boolean, path: string): void {
+    if (!ok) this.add(path);
+  }
+  fail(what: string): void {
+    if (this.bad.length) throw new MlicError('FORMAT_INVALID', `${what} has invalid fields: ${this.bad.slice(0, 20).join(', ')}${this.bad.length > 20 ? ', ...' : ''}`, { details: { fields: this.bad.slice(0, 100) } });
+  }
 }
 
-/** Validates a licence payload, collecting every bad field. */
-export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
-  const o = v as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MlicError('FORMAT_INVALID', 'licence payload is not an object');
-  const bad: string[] = [];
-  if (o.kind !== 'mlic-license') bad.push('kind');
-  if (o.v !== 1) {
-    if (o.kind === 'mlic-license' && typeof o.v === 'number') throw new MlicError('UNSUPPORTED_VERSION', `licence format version ${o.v} is not supported`, { hint: 'upgrade mlic' });
-    bad.push('v');
-  }
-  if (typeof o.licenseId !== 'string' || !HEX32.test(o.licenseId)) bad.push('licenseId');
-  if (!isIso(o.issuedAt)) bad.push('issuedAt');
-  if (typeof o.vendor?.keyId !== 'string' || !KEYID.test(o.vendor.keyId)) bad.push('vendor.keyId');
-  if (o.customer !== undefined && (typeof o.customer !== 'string' || o.customer.length > 256)) bad.push('customer');
-  if (typeof o.model !== 'string' || !NAME_RE.test(o.model)) bad.push('model');
-  const vp = o.versions;
-  switch (vp?.policy) {
+const nameList = (v: unknown, max: number) => Array.isArray(v) && v.length <= max && v.every((f) => typeof f === 'string' && NAME_RE.test(f)) && new Set(v).size === v.length;
+
+function checkFingerprint(f: unknown, path: string, p: Problems): void {
+  if (!p.obj(f, path, ['salt', 'components', 'container', 'vm'])) return;
+  p.check(typeof f.salt === 'string' && HEX64_RE.test(f.salt), `${path}.salt`);
+  p.check(typeof f.container === 'boolean', `${path}.container`);
+  p.check(typeof f.vm === 'boolean', `${path}.vm`);
+  if (!Array.isArray(f.components) || f.components.length > MAX_COMPONENTS) return p.add(`${path}.components`);
+  f.components.forEach((c: unknown, i: number) => {
+    const at = `${path}.components[${i}]`;
+    if (!p.obj(c, at, ['kind', 'hash', 'label'])) return;
+    p.check((COMPONENT_KINDS as readonly unknown[]).includes(c.kind), `${at}.kind`);
+    p.check(typeof c.hash === 'string' && HEX64_RE.test(c.hash), `${at}.hash`);
+    p.check(typeof c.label === 'string' && LABEL_RE.test(c.label), `${at}.label`);
+  });
+}
+
+function checkVersions(vp: unknown, p: Problems): void {
+  const policy = isPlainObject(vp) ? vp.policy : undefined;
+  const fields: Record<string, string[]> = { range: ['policy', 'range'], pin: ['policy', 'version', 'bundleId'], rolling: ['policy'], maintenance: ['policy', 'until', 'range'] };
+  if (typeof policy !== 'string' || !fields[policy]) return p.add('versions.policy');
+  if (!p.obj(vp, 'versions', fields[policy]!)) return;
+  switch (policy) {
     case 'range':
-      if (typeof vp.range !== 'string' || !parseRange(vp.range)) bad.push('versions.range');
+      p.check(typeof vp.range === 'string' && parseRange(vp.range) !== undefined, 'versions.range');
       break;
     case 'pin':
-      if (typeof vp.version !== 'string' || !parseSemver(vp.version)) bad.push('versions.version');
-      if (vp.bundleId !== undefined && (typeof vp.bundleId !== 'string' || !HEX32.test(vp.bundleId))) bad.push('versions.bundleId');
-      break;
-    case 'rolling':
+      p.check(typeof vp.version === 'string' && parseSemver(vp.version) !== undefined, 'versions.version');
+      p.check(typeof vp.bundleId === 'string' && HEX32_RE.test(vp.bundleId), 'versions.bundleId');
       break;
     case 'maintenance':
-      if (!isIso(vp.until)) bad.push('versions.until');
-      if (vp.range !== undefined && (typeof vp.range !== 'string' || !parseRange(vp.range))) bad.push('versions.range');
+      p.check(isIso(vp.until), 'versions.until');
+      p.check(vp.range === undefined || (typeof vp.range === 'string' && parseRange(vp.range) !== undefined), 'versions.range');
       break;
-    default:
-      bad.push('versions.policy');
   }
-  if (!isIso(o.notBefore)) bad.push('notBefore');
-  if (o.expires !== undefined && !isIso(o.expires)) bad.push('expires');
-  if (!Number.isSafeInteger(o.graceSeconds) || o.graceSeconds < 0) bad.push('graceSeconds');
-  if (!Number.isSafeInteger(o.clockToleranceSeconds) || o.clockToleranceSeconds < 0) bad.push('clockToleranceSeconds');
-  if (o.tier !== undefined && (typeof o.tier !== 'string' || !NAME_RE.test(o.tier))) bad.push('tier');
-  if (!Array.isArray(o.features) || !o.features.every((f: unknown) => typeof f === 'string' && NAME_RE.test(f))) bad.push('features');
-  if (o.components !== undefined && (!Array.isArray(o.components) || !o.components.every((f: unknown) => typeof f === 'string' && NAME_RE.test(f)))) bad.push('components');
-  const h = o.host;
-  if (h?.binding === 'host') {
-    if (!isB64(h.publicKey, 32)) bad.push('host.publicKey');
-    if (!isB64(h.signingPublicKey, 32)) bad.push('host.signingPublicKey');
-    if (typeof h.requestId !== 'string' || !HEX32.test(h.requestId)) bad.push('host.requestId');
-    if (h.region !== undefined && (typeof h.region !== 'string' || !REGION_RE.test(h.region))) bad.push('host.region');
-    if (h.hostname !== undefined && (typeof h.hostname !== 'string' || h.hostname.length > 255)) bad.push('host.hostname');
-    assertFingerprint(h.fingerprint, 'host.fingerprint', bad);
-    const m = h.match;
-    if (!['all', 'most', 'any', 'k'].includes(m?.policy)) bad.push('host.match');
-    else if (m.policy === 'k' && (!Number.isSafeInteger(m.k) || m.k < 1)) bad.push('host.match.k');
-  } else if (h?.binding !== 'unbound') bad.push('host');
-  if (!Array.isArray(o.meters)) bad.push('meters');
-  else
-    o.meters.forEach((m: Record<string, any>, i: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-      if (typeof m?.metric !== 'string' || !METRIC_RE.test(m.metric)) bad.push(`meters[${i}].metric`);
-      if (!Number.isSafeInteger(m?.limit) || m.limit < 0) bad.push(`meters[${i}].limit`);
-      if (!['day', 'month', 'term'].includes(m?.period)) bad.push(`meters[${i}].period`);
-      if (m?.overage !== undefined && !(m.overage.mode === 'refuse' || (m.overage.mode === 'allow' && Number.isSafeInteger(m.overage.percent) && m.overage.percent >= 0 && m.overage.percent <= 1000)))
-        bad.push(`meters[${i}].overage`);
+}
+
+function checkGrant(k: unknown, i: number, bound: boolean, p: Problems): void {
+  const at = `keys[${i}]`;
+  const scope = isPlainObject(k) ? k.scope : undefined;
+  const fields = scope === 'bundle' ? ['scope', 'bundleId', 'sealed', 'clear'] : scope === 'lines' ? ['scope', 'tree', 'depth', 'prefix', 'sealed', 'clear'] : undefined;
+  if (!fields) return p.add(`${at}.scope`);
+  if (!p.obj(k, at, fields)) return;
+  if (scope === 'bundle') p.check(typeof k.bundleId === 'string' && HEX32_RE.test(k.bundleId), `${at}.bundleId`);
+  else {
+    p.check(k.tree === 'major' || k.tree === 'zero', `${at}.tree`);
+    const depthOk = Number.isSafeInteger(k.depth) && k.depth >= 0 && k.depth <= 32;
+    p.check(depthOk, `${at}.depth`);
+    p.check(depthOk && isSafeUint(k.prefix) && k.prefix < 2 ** k.depth, `${at}.prefix`);
+  }
+  const hasSealed = k.sealed !== undefined;
+  const hasClear = k.clear !== undefined;
+  if (hasSealed === hasClear) return p.add(`${at} (exactly one of sealed, clear)`);
+  if (hasSealed && p.obj(k.sealed, `${at}.sealed`, ['epk', 'nonce', 'box'])) p.check(isB64(k.sealed.epk, 32) && isB64(k.sealed.nonce, 24) && isB64(k.sealed.box, 48), `${at}.sealed`);
+  if (hasClear) p.check(isB64(k.clear, 32), `${at}.clear`);
+  if (hasClear && bound) p.add(`${at}.clear (a host-bound licence must seal its keys)`);
+  if (hasSealed && !bound) p.add(`${at}.sealed (an unbound licence has no host key to seal to)`);
+}
+
+const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark'];
+
+/** Validates a licence payload, collecting every bad field: what a host accepts, and all a vendor may sign. */
+export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
+  if (!isPlainObject(v)) throw new MlicError('FORMAT_INVALID', 'licence payload is not an object');
+  if (v.kind === 'mlic-license' && typeof v.v === 'number' && v.v !== LICENSE_VERSION)
+    throw new MlicError('UNSUPPORTED_VERSION', `licence format version ${v.v} is not supported (this mlic reads version ${LICENSE_VERSION})`, {
+      hint: v.v < LICENSE_VERSION ? 'ask your vendor to re-issue the licence with a current mlic' : 'upgrade mlic',
     });
-  if (o.regions !== undefined && (!Array.isArray(o.regions) || !o.regions.every((r: unknown) => typeof r === 'string' && REGION_RE.test(r)))) bad.push('regions');
-  if (!Array.isArray(o.keys) || o.keys.length === 0 || o.keys.length > 128) bad.push('keys');
-  else
-    o.keys.forEach((k: Record<string, any>, i: number) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-      if (!['bundle', 'line', 'model'].includes(k?.scope)) bad.push(`keys[${i}].scope`);
-      if (k?.scope === 'line' && typeof k.line !== 'string') bad.push(`keys[${i}].line`);
-      if (k?.scope === 'bundle' && (typeof k.bundleId !== 'string' || !HEX32.test(k.bundleId))) bad.push(`keys[${i}].bundleId`);
-      const hasSealed = k?.sealed !== undefined;
-      const hasClear = k?.clear !== undefined;
-      if (hasSealed === hasClear) bad.push(`keys[${i}] (exactly one of sealed, clear)`);
-      if (hasSealed && !(isB64(k.sealed.epk, 32) && isB64(k.sealed.nonce, 24) && isB64(k.sealed.box, 48))) bad.push(`keys[${i}].sealed`);
-      if (hasClear && !isB64(k.clear, 32)) bad.push(`keys[${i}].clear`);
-      if (hasClear && h?.binding === 'host') bad.push(`keys[${i}].clear (a host-bound licence must seal its keys)`);
+  const p = new Problems();
+  p.obj(v, '', PAYLOAD_FIELDS);
+  p.check(v.kind === 'mlic-license', 'kind');
+  p.check(v.v === LICENSE_VERSION, 'v');
+  p.check(typeof v.licenseId === 'string' && HEX32_RE.test(v.licenseId), 'licenseId');
+  p.check(isIso(v.issuedAt), 'issuedAt');
+  if (p.obj(v.vendor, 'vendor', ['keyId', 'name'])) {
+    p.check(typeof v.vendor.keyId === 'string' && KEYID_RE.test(v.vendor.keyId), 'vendor.keyId');
+    p.check(v.vendor.name === undefined || (isText(v.vendor.name, 128) && NAME_RE.test(v.vendor.name)), 'vendor.name');
+  }
+  p.check(v.customer === undefined || isText(v.customer, 256), 'customer');
+  p.check(typeof v.model === 'string' && NAME_RE.test(v.model), 'model');
+  checkVersions(v.versions, p);
+  p.check(isIso(v.notBefore), 'notBefore');
+  p.check(v.expires === undefined || (isIso(v.expires) && isIso(v.notBefore) && Date.parse(v.expires) > Date.parse(v.notBefore)), 'expires');
+  p.check(isSafeUint(v.graceSeconds) && v.graceSeconds <= 10 * 365 * 86400, 'graceSeconds');
+  p.check(isSafeUint(v.clockToleranceSeconds) && v.clockToleranceSeconds <= 365 * 86400, 'clockToleranceSeconds');
+  p.check(v.tier === undefined || (typeof v.tier === 'string' && NAME_RE.test(v.tier)), 'tier');
+  p.check(nameList(v.features, 256), 'features');
+  p.check(v.components === undefined || (nameList(v.components, 256) && (v.components as unknown[]).length > 0), 'components');
+  const h = v.host;
+  const bound = isPlainObject(h) && h.binding === 'host';
+  if (bound) {
+    if (p.obj(h, 'host', ['binding', 'publicKey', 'signingPublicKey', 'requestId', 'hostname', 'region', 'fingerprint', 'match'])) {
+      p.check(isB64(h.publicKey, 32), 'host.publicKey');
+      p.check(isB64(h.signingPublicKey, 32), 'host.signingPublicKey');
+      p.check(typeof h.requestId === 'string' && HEX32_RE.test(h.requestId), 'host.requestId');
+      p.check(h.region === undefined || (typeof h.region === 'string' && REGION_RE.test(h.region)), 'host.region');
+      p.check(h.hostname === undefined || (typeof h.hostname === 'string' && HOSTNAME_RE.test(h.hostname)), 'host.hostname');
+      checkFingerprint(h.fingerprint, 'host.fingerprint', p);
+      const m = h.match;
+      const policy = isPlainObject(m) ? m.policy : undefined;
+      if (policy === 'k') {
+        if (p.obj(m, 'host.match', ['policy', 'k'])) p.check(Number.isSafeInteger(m.k) && m.k >= 1 && m.k <= MAX_COMPONENTS, 'host.match.k');
+      } else if (policy === 'all' || policy === 'most' || policy === 'any') p.obj(m, 'host.match', ['policy']);
+      else p.add('host.match');
+    }
+  } else p.check(isPlainObject(h) && h.binding === 'unbound' && unknownKeys(h, ['binding']).length === 0, 'host');
+  if (!Array.isArray(v.meters) || v.meters.length > 64) p.add('meters');
+  else {
+    const metrics = new Set<unknown>();
+    v.meters.forEach((m: unknown, i: number) => {
+      const at = `meters[${i}]`;
+      if (!p.obj(m, at, ['metric', 'limit', 'period', 'overage'])) return;
+      p.check(typeof m.metric === 'string' && METRIC_RE.test(m.metric), `${at}.metric`);
+      if (metrics.has(m.metric)) p.add(`${at}.metric (duplicate)`);
+      metrics.add(m.metric);
+      p.check(isSafeUint(m.limit), `${at}.limit`);
+      p.check(['day', 'month', 'term'].includes(m.period as string), `${at}.period`);
+      const o = m.overage;
+      if (o !== undefined) {
+        const mode = isPlainObject(o) ? o.mode : undefined;
+        if (mode === 'refuse') p.obj(o, `${at}.overage`, ['mode']);
+        else if (mode === 'allow') {
+          if (p.obj(o, `${at}.overage`, ['mode', 'percent'])) p.check(isSafeUint(o.percent) && o.percent <= MAX_OVERAGE_PERCENT, `${at}.overage.percent`);
+        } else p.add(`${at}.overage`);
+      }
     });
-  if (o.requireWatermark !== undefined && typeof o.requireWatermark !== 'boolean') bad.push('requireWatermark');
-  if (bad.length) throw new MlicError('FORMAT_INVALID', `licence has invalid fields: ${bad.join(', ')}`, { details: { fields: bad } });
+  }
+  p.check(v.regions === undefined || (Array.isArray(v.regions) && v.regions.length > 0 && v.regions.length <= 64 && v.regions.every((r: unknown) => typeof r === 'string' && REGION_RE.test(r))), 'regions');
+  if (!Array.isArray(v.keys) || v.keys.length === 0 || v.keys.length > MAX_GRANTS) p.add('keys');
+  else v.keys.forEach((k: unknown, i: number) => checkGrant(k, i, bound, p));
+  p.check(v.requireWatermark === undefined || v.requireWatermark === true, 'requireWatermark');
+  p.fail('licence');
 }
 
 export function licenseSigningBytes(payload: LicensePayload): Buffer {
@@ -211,46 +293,34 @@ export function serializeLicense(l: SignedLicense): string {
 }
 
 /**
- * Parses armored licence text strictly: the text must be exactly what serializeLicense would
- * write for its content, so any changed byte (even whitespace) is rejected.
+ * Parses armored licence text strictly: exactly {payload, signature} with exactly the defined
+ * fields, and the text must be exactly what serializeLicense writes for its content (only a
+ * missing final newline is tolerated), so no byte can change and no field can be added.
  */
 export function parseLicenseText(text: string, what = 'licence'): SignedLicense {
-  if (typeof text !== 'string' || text.length > 1 << 20) throw new MlicError('FORMAT_INVALID', `${what}: too large to be a licence`);
-  const t = text.replace(/\r\n/g, '\n');
-  const start = t.indexOf(LICENSE_BEGIN);
-  const stop = t.indexOf(LICENSE_END);
+  if (typeof text !== 'string' || text.length > MAX_LICENSE_BYTES) throw new MlicError('FORMAT_INVALID', `${what}: too large to be a licence`);
+  const start = text.indexOf(LICENSE_BEGIN);
+  const stop = text.indexOf(LICENSE_END);
   if (start < 0 || stop < start) throw new MlicError('FORMAT_INVALID', `${what}: not an mlic licence (no BEGIN/END MLIC LICENSE lines)`);
-  const b64 = t.slice(start + LICENSE_BEGIN.length, stop).replace(/\n/g, '');
-  if (!B64.test(b64)) throw new MlicError('FORMAT_INVALID', `${what}: licence body is not base64`);
-  let obj: SignedLicense;
-  try {
-    obj = JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as SignedLicense;
-  } catch {
-    throw new MlicError('FORMAT_INVALID', `${what}: licence body is not JSON`);
-  }
-  if (typeof obj !== 'object' || obj === null || typeof obj.signature !== 'object' || obj.signature === null)
-    throw new MlicError('FORMAT_INVALID', `${what}: licence has no signature`);
+  if (text.slice(0, start).trim() !== '') throw new MlicError('FORMAT_INVALID', `${what}: unexpected text before the licence`);
+  const b64 = text.slice(start + LICENSE_BEGIN.length, stop).replace(/\n/g, '');
+  if (!isB64(b64)) throw new MlicError('FORMAT_INVALID', `${what}: licence body is not base64`);
+  const obj = parseJson(Buffer.from(b64, 'base64').toString('utf8'), `${what}: licence body`);
+  if (!isPlainObject(obj) || unknownKeys(obj, ['payload', 'signature']).length || !isPlainObject(obj.signature) || unknownKeys(obj.signature, ['alg', 'keyId', 'sig']).length)
+    throw new MlicError('FORMAT_INVALID', `${what}: not a licence: it must hold exactly a payload and a signature {alg, keyId, sig}`);
   const s = obj.signature;
-  if (s.alg !== 'ed25519' || typeof s.keyId !== 'string' || !KEYID.test(s.keyId) || !isB64(s.sig, 64))
-    throw new MlicError('FORMAT_INVALID', `${what}: licence signature is malformed`);
+  if (s.alg !== 'ed25519' || typeof s.keyId !== 'string' || !KEYID_RE.test(s.keyId) || !isB64(s.sig, 64)) throw new MlicError('FORMAT_INVALID', `${what}: licence signature is malformed`);
   assertLicensePayload(obj.payload);
-  let canonical: string;
-  try {
-    canonical = serializeLicense(obj);
-  } catch {
-    throw new MlicError('FORMAT_INVALID', `${what}: licence is not canonical`);
-  }
-  // Outside the armor, only a trailing newline may follow; inside, the bytes must be canonical.
-  if (t.slice(start) !== canonical && t.slice(start) + '\n' !== canonical)
+  const l = obj as unknown as SignedLicense;
+  if (text.slice(start) !== serializeLicense(l) && text.slice(start) + '\n' !== serializeLicense(l))
     throw new MlicError('SIGNATURE_INVALID', `${what}: licence text was modified (not in canonical form)`);
-  if (t.slice(0, start).trim() !== '') throw new MlicError('FORMAT_INVALID', `${what}: unexpected text before the licence`);
-  return obj;
+  return l;
 }
 
 // ---- activation requests ----
 
 export interface ActivationRequestPayload {
-  v: 1;
+  v: 2;
   kind: 'mlic-activation-request';
   requestId: string;
   createdAt: string;
@@ -267,23 +337,36 @@ export interface ActivationRequest {
   signature: string; // base64 Ed25519 by signingPublicKey over REQUEST_SIG_DOMAIN || canonical(payload)
 }
 
-export function assertActivationRequest(v: unknown): asserts v is ActivationRequest {
-  const o = v as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  const p = o?.payload;
-  const bad: string[] = [];
-  if (typeof p !== 'object' || p === null) throw new MlicError('FORMAT_INVALID', 'not an activation request (no payload)');
-  if (p.kind !== 'mlic-activation-request') bad.push('payload.kind');
-  if (p.v !== 1) bad.push('payload.v');
-  if (typeof p.requestId !== 'string' || !HEX32.test(p.requestId)) bad.push('payload.requestId');
-  if (!isIso(p.createdAt)) bad.push('payload.createdAt');
-  if (!isB64(p.hostPublicKey, 32)) bad.push('payload.hostPublicKey');
-  if (!isB64(p.signingPublicKey, 32)) bad.push('payload.signingPublicKey');
-  if (typeof p.hostname !== 'string' || p.hostname.length > 255) bad.push('payload.hostname');
-  if (p.region !== undefined && (typeof p.region !== 'string' || !REGION_RE.test(p.region))) bad.push('payload.region');
-  if (p.customer !== undefined && (typeof p.customer !== 'string' || p.customer.length > 256)) bad.push('payload.customer');
-  assertFingerprint(p.fingerprint, 'payload.fingerprint', bad);
-  if (!isB64(o.signature, 64)) bad.push('signature');
-  if (bad.length) throw new MlicError('FORMAT_INVALID', `activation request has invalid fields: ${bad.join(', ')}`, { details: { fields: bad } });
+/** Validates an activation request strictly: exactly the defined fields, each validated (docs/FORMAT.md §6). */
+export function assertActivationRequest(v: unknown, what = 'activation request'): asserts v is ActivationRequest {
+  if (!isPlainObject(v) || !isPlainObject(v.payload)) throw new MlicError('FORMAT_INVALID', `${what}: not an activation request (no payload)`);
+  const pl = v.payload;
+  if (pl.kind === 'mlic-activation-request' && typeof pl.v === 'number' && pl.v !== REQUEST_VERSION)
+    throw new MlicError('UNSUPPORTED_VERSION', `${what}: activation request version ${pl.v} is not supported (this mlic reads version ${REQUEST_VERSION})`, {
+      hint: pl.v < REQUEST_VERSION ? 'make a new request with `mlic activate --request` using a current mlic' : 'upgrade mlic',
+    });
+  const p = new Problems();
+  p.obj(v, '', ['payload', 'signature']);
+  p.obj(pl, 'payload', ['v', 'kind', 'requestId', 'createdAt', 'hostPublicKey', 'signingPublicKey', 'hostname', 'region', 'customer', 'fingerprint']);
+  p.check(pl.kind === 'mlic-activation-request', 'payload.kind');
+  p.check(pl.v === REQUEST_VERSION, 'payload.v');
+  p.check(typeof pl.requestId === 'string' && HEX32_RE.test(pl.requestId), 'payload.requestId');
+  p.check(isIso(pl.createdAt), 'payload.createdAt');
+  p.check(isB64(pl.hostPublicKey, 32), 'payload.hostPublicKey');
+  p.check(isB64(pl.signingPublicKey, 32), 'payload.signingPublicKey');
+  p.check(typeof pl.hostname === 'string' && HOSTNAME_RE.test(pl.hostname), 'payload.hostname');
+  p.check(pl.region === undefined || (typeof pl.region === 'string' && REGION_RE.test(pl.region)), 'payload.region');
+  p.check(pl.customer === undefined || isText(pl.customer, 256), 'payload.customer');
+  checkFingerprint(pl.fingerprint, 'payload.fingerprint', p);
+  p.check(isB64(v.signature, 64), 'signature');
+  p.fail(what);
+}
+
+export function parseRequestText(text: string, what = 'activation request'): ActivationRequest {
+  if (text.length > MAX_REQUEST_BYTES) throw new MlicError('FORMAT_INVALID', `${what}: too large to be an activation request`);
+  const v = parseJson(text, what);
+  assertActivationRequest(v, what);
+  return v;
 }
 
 export function requestSigningBytes(p: ActivationRequestPayload): Buffer {
@@ -291,9 +374,13 @@ export function requestSigningBytes(p: ActivationRequestPayload): Buffer {
 }
 
 /** The payload with key material replaced by a description: safe to print. */
-export function redactedPayload(p: LicensePayload): Omit<LicensePayload, 'keys'> & { keys: { scope: string; line?: string; bundleId?: string; protection: 'sealed to host' | 'clear (unbound)' }[] } {
+export function redactedPayload(p: LicensePayload): Omit<LicensePayload, 'keys'> & { keys: { scope: string; tree?: string; depth?: number; prefix?: number; bundleId?: string; protection: 'sealed to host' | 'clear (unbound)' }[] } {
   return {
     ...p,
-    keys: p.keys.map((k) => ({ scope: k.scope, ...(k.line ? { line: k.line } : {}), ...(k.bundleId ? { bundleId: k.bundleId } : {}), protection: k.sealed ? 'sealed to host' : 'clear (unbound)' })),
+    keys: p.keys.map((k) => ({
+      scope: k.scope,
+      ...(k.scope === 'lines' ? { tree: k.tree, depth: k.depth, prefix: k.prefix } : { bundleId: k.bundleId }),
+      protection: k.sealed ? ('sealed to host' as const) : ('clear (unbound)' as const),
+    })),
   };
 }

@@ -1,14 +1,23 @@
 /** The bundle manifest (docs/FORMAT.md §3): types, validation, serialization. Pure. */
 import { MlicError } from '../errors.js';
+import { chunkCount, MAX_CHUNK, MIN_CHUNK, TAG_LEN } from '../crypto/stream.js';
 import { canonicalJson } from './canonical.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, NAME_RE, isIso, isPlainObject, unknownKeys } from './fields.js';
+import { parseJson } from './json.js';
+import { unsafePathReason } from './paths.js';
 import { parseSemver, versionLine } from './semver.js';
 
+export { NAME_RE } from './fields.js';
+export { unsafePathReason } from './paths.js';
+
 export const BUNDLE_FORMAT = 'mlic-bundle';
-export const BUNDLE_FORMAT_VERSION = 1;
+export const BUNDLE_FORMAT_VERSION = 2;
 export const MAX_MANIFEST_BYTES = 16 << 20;
 export const MAX_FILES = 100_000;
 export const AEAD_ID = 'AES-256-GCM-STREAM-v1';
-export const KDF_ID = 'HKDF-SHA256-v1';
+export const KDF_ID = 'HKDF-SHA256-v2';
+/** The highest major (or 0.x minor) version the line trees can key (docs/FORMAT.md §4). */
+export const MAX_LINE = 2 ** 32 - 1;
 
 export interface ManifestFile {
   /** position in the bundle; ciphertext entry name is files/<index, 6 digits>.enc */
@@ -38,11 +47,6 @@ export interface Manifest {
   components?: { name: string; files: number[] }[];
 }
 
-export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const HEX64 = /^[0-9a-f]{64}$/;
-const HEX32 = /^[0-9a-f]{32}$/;
-const KEYID = /^[0-9A-F]{16}$/;
-const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/;
 
 export function entryName(index: number): string {
   return `mlic-bundle/files/${String(index).padStart(6, '0')}.enc`;
@@ -50,66 +54,53 @@ export function entryName(index: number): string {
 export const MANIFEST_ENTRY = 'mlic-bundle/manifest.json';
 export const SIGNATURE_ENTRY = 'mlic-bundle/manifest.json.minisig';
 
-/** Why a relative path is unsafe, or undefined when it is fine. */
-export function unsafePathReason(p: string): string | undefined {
-  if (typeof p !== 'string' || p.length === 0) return 'empty path';
-  if (Buffer.byteLength(p) > 4096) return 'path too long';
-  if (p.startsWith('/')) return 'absolute path';
-  if (p.includes('\\')) return 'backslash in path';
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(p)) return 'control character in path';
-  const parts = p.split('/');
-  if (parts.some((s) => s === '..')) return "'..' in path";
-  if (parts.some((s) => s === '' || s === '.')) return 'empty or "." path segment';
-  if (/^[A-Za-z]:/.test(p)) return 'drive letter in path';
-  return undefined;
-}
-
-function isIso(s: unknown): s is string {
-  return typeof s === 'string' && ISO.test(s) && !Number.isNaN(Date.parse(s));
-}
-
 /** Validates a parsed manifest, collecting every bad field; throws MANIFEST_INVALID listing them. */
 export function assertManifest(v: unknown): asserts v is Manifest {
   const bad: string[] = [];
+  if (!isPlainObject(v)) throw new MlicError('MANIFEST_INVALID', 'manifest is not a JSON object');
   const o = v as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new MlicError('MANIFEST_INVALID', 'manifest is not a JSON object');
-  const allowed = new Set(['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components']);
-  for (const k of Object.keys(o)) if (!allowed.has(k)) bad.push(`${k} (unknown field)`);
+  for (const k of unknownKeys(o, ['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components'])) bad.push(`${k} (unknown field)`);
   if (o.format !== BUNDLE_FORMAT) bad.push('format');
   if (o.formatVersion !== BUNDLE_FORMAT_VERSION) {
     if (typeof o.formatVersion === 'number' && o.format === BUNDLE_FORMAT)
-      throw new MlicError('UNSUPPORTED_VERSION', `bundle format version ${o.formatVersion} is not supported (this mlic reads version ${BUNDLE_FORMAT_VERSION})`, { hint: 'upgrade mlic' });
+      throw new MlicError('UNSUPPORTED_VERSION', `bundle format version ${o.formatVersion} is not supported (this mlic reads version ${BUNDLE_FORMAT_VERSION})`, {
+        hint: o.formatVersion < BUNDLE_FORMAT_VERSION ? 'ask the vendor to repack the model with a current mlic' : 'upgrade mlic',
+      });
     bad.push('formatVersion');
   }
-  if (typeof o.bundleId !== 'string' || !HEX32.test(o.bundleId)) bad.push('bundleId');
+  if (typeof o.bundleId !== 'string' || !HEX32_RE.test(o.bundleId)) bad.push('bundleId');
   if (!isIso(o.createdAt)) bad.push('createdAt');
   const m = o.model;
   let line: string | undefined;
-  if (typeof m !== 'object' || m === null) bad.push('model');
+  if (!isPlainObject(m)) bad.push('model');
   else {
+    for (const k of unknownKeys(m, ['name', 'version', 'releaseDate'])) bad.push(`model.${k} (unknown field)`);
     if (typeof m.name !== 'string' || !NAME_RE.test(m.name)) bad.push('model.name');
     const sv = typeof m.version === 'string' ? parseSemver(m.version) : undefined;
-    if (!sv) bad.push('model.version');
+    if (!sv || (sv.major === 0 ? sv.minor : sv.major) > MAX_LINE) bad.push('model.version');
     else line = versionLine(sv);
     if (!isIso(m.releaseDate)) bad.push('model.releaseDate');
   }
-  if (typeof o.vendor !== 'object' || o.vendor === null || typeof o.vendor.keyId !== 'string' || !KEYID.test(o.vendor.keyId)) bad.push('vendor.keyId');
-  else if (o.vendor.name !== undefined && (typeof o.vendor.name !== 'string' || o.vendor.name.length > 128)) bad.push('vendor.name');
-  const e = o.encryption;
-  if (typeof e !== 'object' || e === null) bad.push('encryption');
+  if (!isPlainObject(o.vendor) || typeof o.vendor.keyId !== 'string' || !KEYID_RE.test(o.vendor.keyId)) bad.push('vendor.keyId');
   else {
+    if (o.vendor.name !== undefined && (typeof o.vendor.name !== 'string' || !NAME_RE.test(o.vendor.name))) bad.push('vendor.name');
+    for (const k of unknownKeys(o.vendor, ['keyId', 'name'])) bad.push(`vendor.${k} (unknown field)`);
+  }
+  const e = o.encryption;
+  if (!isPlainObject(e)) bad.push('encryption');
+  else {
+    for (const k of unknownKeys(e, ['aead', 'kdf', 'line', 'keyCommitment'])) bad.push(`encryption.${k} (unknown field)`);
     if (e.aead !== AEAD_ID) bad.push('encryption.aead');
     if (e.kdf !== KDF_ID) bad.push('encryption.kdf');
     if (typeof e.line !== 'string' || (line !== undefined && e.line !== line)) bad.push('encryption.line');
-    if (typeof e.keyCommitment !== 'string' || !HEX64.test(e.keyCommitment)) bad.push('encryption.keyCommitment');
+    if (typeof e.keyCommitment !== 'string' || !HEX64_RE.test(e.keyCommitment)) bad.push('encryption.keyCommitment');
   }
   if (!Array.isArray(o.files) || o.files.length === 0 || o.files.length > MAX_FILES) bad.push('files');
   else {
     const seen = new Set<string>();
     o.files.forEach((f: Record<string, unknown>, i: number) => {
       const p = `files[${i}]`;
-      if (typeof f !== 'object' || f === null) return bad.push(p);
+      if (!isPlainObject(f)) return bad.push(p);
       if (f.index !== i) bad.push(`${p}.index`);
       const why = unsafePathReason(f.path as string);
       if (why) bad.push(`${p}.path (${why})`);
@@ -118,13 +109,12 @@ export function assertManifest(v: unknown): asserts v is Manifest {
       if (!Number.isSafeInteger(f.size) || (f.size as number) < 0) bad.push(`${p}.size`);
       if (typeof f.format !== 'string' || !/^[a-z0-9-]{1,32}$/.test(f.format)) bad.push(`${p}.format`);
       if (f.component !== undefined && (typeof f.component !== 'string' || !NAME_RE.test(f.component))) bad.push(`${p}.component`);
-      if (typeof f.sha256 !== 'string' || !HEX64.test(f.sha256)) bad.push(`${p}.sha256`);
-      if (!Number.isSafeInteger(f.chunkSize) || (f.chunkSize as number) < 1 << 20 || (f.chunkSize as number) > 64 << 20) bad.push(`${p}.chunkSize`);
-      if (typeof f.ciphertextDigest !== 'string' || !HEX64.test(f.ciphertextDigest)) bad.push(`${p}.ciphertextDigest`);
-      if (Number.isSafeInteger(f.size) && Number.isSafeInteger(f.chunkSize) && (f.chunkSize as number) > 0) {
-        const n = (f.size as number) === 0 ? 1 : Math.ceil((f.size as number) / (f.chunkSize as number));
-        if (f.ciphertextSize !== (f.size as number) + 16 * n) bad.push(`${p}.ciphertextSize`);
-      } else bad.push(`${p}.ciphertextSize`);
+      if (typeof f.sha256 !== 'string' || !HEX64_RE.test(f.sha256)) bad.push(`${p}.sha256`);
+      const chunkOk = Number.isSafeInteger(f.chunkSize) && (f.chunkSize as number) >= MIN_CHUNK && (f.chunkSize as number) <= MAX_CHUNK;
+      if (!chunkOk) bad.push(`${p}.chunkSize`);
+      if (typeof f.ciphertextDigest !== 'string' || !HEX64_RE.test(f.ciphertextDigest)) bad.push(`${p}.ciphertextDigest`);
+      if (!(chunkOk && Number.isSafeInteger(f.size) && (f.size as number) >= 0 && f.ciphertextSize === (f.size as number) + TAG_LEN * chunkCount(f.size as number, f.chunkSize as number)))
+        bad.push(`${p}.ciphertextSize`);
       for (const k of Object.keys(f))
         if (!['index', 'path', 'size', 'format', 'component', 'sha256', 'chunkSize', 'ciphertextSize', 'ciphertextDigest'].includes(k)) bad.push(`${p}.${k} (unknown field)`);
       return undefined;
@@ -134,12 +124,22 @@ export function assertManifest(v: unknown): asserts v is Manifest {
     if (!Array.isArray(o.components)) bad.push('components');
     else
       o.components.forEach((c: Record<string, unknown>, i: number) => {
+        if (!isPlainObject(c)) return bad.push(`components[${i}]`);
+        for (const k of unknownKeys(c, ['name', 'files'])) bad.push(`components[${i}].${k} (unknown field)`);
         if (typeof c?.name !== 'string' || !NAME_RE.test(c.name)) bad.push(`components[${i}].name`);
         if (!Array.isArray(c?.files) || !(c.files as unknown[]).every((x) => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) < (o.files?.length ?? 0)))
           bad.push(`components[${i}].files`);
+        return undefined;
       });
   }
-  if (bad.length > 0) throw new MlicError('MANIFEST_INVALID', `manifest has invalid fields: ${bad.join(', ')}`, { details: { fields: bad } });
+  if (bad.length > 0) throw new MlicError('MANIFEST_INVALID', `manifest has invalid fields: ${bad.slice(0, 20).join(', ')}${bad.length > 20 ? ', ...' : ''}`, { details: { fields: bad.slice(0, 100) } });
+}
+
+/** Parses manifest bytes (bounded nesting) and validates them. */
+export function parseManifest(bytes: Uint8Array): Manifest {
+  const v = parseJson(Buffer.from(bytes).toString('utf8'), 'manifest', 'MANIFEST_INVALID');
+  assertManifest(v);
+  return v;
 }
 
 export function serializeManifest(m: Manifest): Buffer {

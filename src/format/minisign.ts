@@ -2,6 +2,7 @@
  * minisign's public key and signature files (jedisct1/minisign, src/minisign.h). Pure.
  * Key id: 8 bytes as stored; printed as uppercase hex of the little-endian u64 (bytes reversed).
  */
+import { createHash } from 'node:crypto';
 import { MlicError } from '../errors.js';
 
 export type SigAlg = 'ED' | 'Ed';
@@ -23,6 +24,14 @@ export interface MinisignSignature {
 
 export function keyIdHex(keyId: Uint8Array): string {
   return Buffer.from(keyId).reverse().toString('hex').toUpperCase();
+}
+
+/**
+ * A key's fingerprint for people to compare (OpenSSH's style): "SHA256:" and the unpadded base64
+ * of the SHA-256 of the Ed25519 public key. Key ids are chosen by a key's owner; fingerprints are not.
+ */
+export function keyFingerprint(pk: Pick<MinisignPublicKey, 'publicKey'>): string {
+  return `SHA256:${createHash('sha256').update(pk.publicKey).digest('base64').replace(/=+$/, '')}`;
 }
 
 const B64 = /^[A-Za-z0-9+/]+={0,2}$/;

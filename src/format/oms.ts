@@ -30,6 +30,7 @@
  * certificate-based bundles without tlogEntries.
  */
 import { MlicError } from '../errors.js';
+import { isContainedRelativePath, isNormalRelativePath } from './paths.js';
 import { sha256 } from '../crypto/hash.js';
 
 export const OMS_BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
@@ -125,14 +126,11 @@ export interface ParsedOmsBundle {
  * normalised relative POSIX path (no leading "/", no empty, "." or ".." component).
  */
 export function isValidResourceName(name: string): boolean {
-  if (name === '.') return true;
-  if (name === '' || name.includes('\0')) return false;
-  return name.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+  return isNormalRelativePath(name, true);
 }
 
 function isValidIgnorePath(p: string): boolean {
-  if (p === '' || p.includes('\0') || p.startsWith('/')) return false;
-  return !p.split('/').includes('..');
+  return isContainedRelativePath(p);
 }
 
 function compareCodePoints(a: string, b: string): number {

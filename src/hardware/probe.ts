@@ -1,14 +1,16 @@
 /**
- * Probing what identifies this host. Reads from an injectable root (option `root`, or
- * MLIC_PROBE_ROOT) so tests can present any machine, and finds `nvidia-smi` on PATH. A missing
- * source is reported, never fatal.
+ * Probing what identifies this host. A missing source is reported, never fatal. The library
+ * accepts another root and another nvidia-smi (tests present any machine that way); the CLI
+ * always probes the real host: no environment variable or flag can change what a licence
+ * decision sees, and nvidia-smi is run only from the system's own directories, never from PATH.
  */
 import { execFile } from 'node:child_process';
-import { readFile, readdir, access } from 'node:fs/promises';
+import { readFile, readdir, access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { FingerprintComponent } from '../format/license.js';
 
 export interface RawComponent {
-  kind: string;
+  kind: FingerprintComponent['kind'];
   /** the raw identifier; never leaves the host (only its salted hash does) */
   value: string;
   /** short label for people, without the identifier */
@@ -36,10 +38,25 @@ export interface HostProbe {
 }
 
 export interface ProbeOptions {
+  /** read /etc, /proc and /sys under this root instead of / (library callers and tests) */
   root?: string;
-  env?: NodeJS.ProcessEnv;
+  /** the nvidia-smi to run instead of the system's (library callers and tests) */
+  nvidiaSmi?: string;
   /** timeout for nvidia-smi, ms */
   timeoutMs?: number;
+}
+
+/** Where NVIDIA's driver installs nvidia-smi (distribution packages, the .run installer, the container toolkit). */
+const NVIDIA_SMI_PATHS = ['/usr/bin/nvidia-smi', '/usr/local/bin/nvidia-smi', '/usr/local/nvidia/bin/nvidia-smi', '/usr/lib/wsl/lib/nvidia-smi', '/opt/nvidia/bin/nvidia-smi'];
+
+async function findNvidiaSmi(): Promise<string | undefined> {
+  for (const p of NVIDIA_SMI_PATHS) if (await access(p, constants.X_OK).then(() => true, () => false)) return p;
+  return undefined;
+}
+
+/** Labels leave the host in requests and licences: short printable ASCII, never an identifier. */
+function label(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '?').slice(0, 96);
 }
 
 async function readText(path: string): Promise<string | undefined> {
@@ -71,16 +88,18 @@ export function parseNvidiaSmiCsv(text: string): GpuInfo[] {
   return gpus;
 }
 
-function runNvidiaSmi(env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ ok: true; stdout: string } | { ok: false; why: string }> {
+async function runNvidiaSmi(path: string | undefined, timeoutMs: number): Promise<{ ok: true; stdout: string } | { ok: false; why: string }> {
+  const bin = path ?? (await findNvidiaSmi());
+  if (!bin) return { ok: false, why: `nvidia-smi not found (looked in ${NVIDIA_SMI_PATHS.map((p) => p.replace(/\/nvidia-smi$/, '')).join(', ')})` };
   return new Promise((resolve) => {
     execFile(
-      'nvidia-smi',
+      bin,
       ['--query-gpu=uuid,name,pci.bus_id,serial', '--format=csv,noheader'],
-      { env, timeout: timeoutMs, maxBuffer: 1 << 20 },
+      { timeout: timeoutMs, maxBuffer: 1 << 20 },
       (err, stdout) => {
         if (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          resolve({ ok: false, why: code === 'ENOENT' ? 'nvidia-smi not found on PATH' : `nvidia-smi failed: ${String(err.message).split('\n')[0]}` });
+          resolve({ ok: false, why: code === 'ENOENT' ? `${bin} not found` : `nvidia-smi failed: ${String(err.message).split('\n')[0]}` });
         } else resolve({ ok: true, stdout });
       },
     );
@@ -108,14 +127,13 @@ async function procGpus(root: string): Promise<GpuInfo[]> {
 }
 
 export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
-  const env = opts.env ?? process.env;
-  const root = opts.root ?? env.MLIC_PROBE_ROOT ?? '/';
+  const root = opts.root ?? '/';
   const missing: Record<string, string> = {};
   const components: RawComponent[] = [];
 
   // GPUs: nvidia-smi first, /proc/driver/nvidia as the fallback.
   let gpus: GpuInfo[] = [];
-  const smi = await runNvidiaSmi(env, opts.timeoutMs ?? 10_000);
+  const smi = await runNvidiaSmi(opts.nvidiaSmi, opts.timeoutMs ?? 10_000);
   if (smi.ok) {
     gpus = parseNvidiaSmiCsv(smi.stdout);
     if (gpus.length === 0) missing['nvidia-smi'] = 'nvidia-smi listed no GPUs';
@@ -124,7 +142,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
     gpus = await procGpus(root);
     if (gpus.length === 0) missing['/proc/driver/nvidia/gpus'] = 'no NVIDIA GPU found';
   }
-  for (const g of gpus) components.push({ kind: 'gpu', value: g.uuid.toUpperCase(), label: `GPU ${g.index} (${g.name})` });
+  for (const g of gpus) components.push({ kind: 'gpu', value: g.uuid.toUpperCase(), label: label(`GPU ${g.index} (${g.name})`) });
 
   const machineId = await readText(join(root, 'etc/machine-id'));
   if (usable(machineId)) components.push({ kind: 'machine-id', value: machineId.toLowerCase(), label: '/etc/machine-id' });
@@ -140,7 +158,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
 
   const cpuinfo = await readText(join(root, 'proc/cpuinfo'));
   const cpuModel = cpuinfo ? /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() : undefined;
-  if (cpuModel) components.push({ kind: 'cpu', value: cpuModel, label: `CPU (${cpuModel})` });
+  if (cpuModel) components.push({ kind: 'cpu', value: cpuModel, label: label(`CPU (${cpuModel})`) });
   else missing['/proc/cpuinfo'] = 'no CPU model';
 
   // Physical NICs: those with a backing device (virtual ones like lo, docker0, veth have none).
@@ -153,7 +171,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
       );
       if (!hasDevice) continue;
       const mac = (await readText(join(netBase, ifc, 'address')))?.toLowerCase();
-      if (mac && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) && mac !== '00:00:00:00:00:00') components.push({ kind: 'mac', value: mac, label: `NIC ${ifc}` });
+      if (mac && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac) && mac !== '00:00:00:00:00:00') components.push({ kind: 'mac', value: mac, label: label(`NIC ${ifc}`) });
     }
   } catch {
     missing['/sys/class/net'] = 'not readable';
@@ -168,7 +186,7 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
     (await access(join(root, '.dockerenv')).then(() => true, () => false)) ||
     (await access(join(root, 'run/.containerenv')).then(() => true, () => false)) ||
     /docker|kubepods|containerd|lxc|libpod/.test(cgroup) ||
-    env.container !== undefined;
+    process.env.container !== undefined;
   const vendor = `${(await readText(join(root, 'sys/class/dmi/id/sys_vendor'))) ?? ''} ${(await readText(join(root, 'sys/class/dmi/id/product_name'))) ?? ''}`;
   const vm = /qemu|kvm|vmware|virtualbox|xen|microsoft corporation virtual|amazon ec2|google compute|bochs|parallels|openstack/i.test(vendor) || /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo ?? '');
 

@@ -5,10 +5,12 @@
  */
 import { MlicError } from '../errors.js';
 import { ed25519Generate, ed25519PublicFromSeed } from '../crypto/ed25519.js';
-import { DEFAULT_SCRYPT, scryptKey, type ScryptParams } from '../crypto/kdf.js';
+import { DEFAULT_SCRYPT, scryptKey, scryptParamsProblem, type ScryptParams } from '../crypto/kdf.js';
 import { constantTimeEqual, randomBytes, wipe } from '../crypto/random.js';
 import { xsealDecrypt, xsealEncrypt } from '../crypto/seal.js';
 import { canonicalJson } from '../format/canonical.js';
+import { KEYID_RE, NAME_RE, isB64, isPlainObject, unknownKeys } from '../format/fields.js';
+import { parseJson } from '../format/json.js';
 import { keyIdHex, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 
 export interface VendorKey {
@@ -50,7 +52,7 @@ function aadOf(body: Omit<KeyFileBody, 'secret'>): Buffer {
 }
 
 /** The key file's text: armored base64 of canonical JSON; the secret sealed under the passphrase unless it is undefined. */
-export function encodeSecretKey(k: VendorKey, passphrase: string | undefined, params: ScryptParams = DEFAULT_SCRYPT): string {
+export async function encodeSecretKey(k: VendorKey, passphrase: string | undefined, params: ScryptParams = DEFAULT_SCRYPT): Promise<string> {
   const secret = Buffer.concat([k.seed, k.master]);
   const head: Omit<KeyFileBody, 'secret'> = {
     v: 1,
@@ -65,7 +67,7 @@ export function encodeSecretKey(k: VendorKey, passphrase: string | undefined, pa
     const salt = randomBytes(32);
     const nonce = randomBytes(24);
     head.protection = { kdf: 'scrypt', ...params, salt: salt.toString('base64'), aead: 'xchacha20poly1305', nonce: nonce.toString('base64') };
-    const kek = scryptKey(passphrase, salt, params);
+    const kek = await scryptKey(passphrase, salt, params);
     sealed = xsealEncrypt(kek, nonce, secret, aadOf(head));
     wipe(kek);
     wipe(secret);
@@ -75,21 +77,41 @@ export function encodeSecretKey(k: VendorKey, passphrase: string | undefined, pa
   return `${SECRET_KEY_BEGIN}\n${b64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n${SECRET_KEY_END}\n`;
 }
 
+/** Parses and validates the key file's body, every field, before any work (docs/FORMAT.md §1.1). */
 function parseBody(text: string): KeyFileBody {
   const t = text.trim();
   if (t.length > 64 * 1024 || !t.startsWith(SECRET_KEY_BEGIN) || !t.endsWith(SECRET_KEY_END))
     throw new MlicError('KEY_INVALID', 'not an mlic secret key (missing BEGIN/END MLIC SECRET KEY lines)');
   const b64 = t.slice(SECRET_KEY_BEGIN.length, t.length - SECRET_KEY_END.length).replace(/\s+/g, '');
-  let body: KeyFileBody;
+  if (!isB64(b64)) throw new MlicError('KEY_INVALID', 'secret key file is corrupt (bad base64)');
+  let body: unknown;
   try {
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new Error('base64');
-    body = JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as KeyFileBody;
+    body = parseJson(Buffer.from(b64, 'base64').toString('utf8'), 'secret key file', 'KEY_INVALID');
   } catch {
-    throw new MlicError('KEY_INVALID', 'secret key file is corrupt (bad base64 or JSON)');
+    throw new MlicError('KEY_INVALID', 'secret key file is corrupt (not JSON)');
   }
-  if (body?.v !== 1 || body.kind !== 'mlic-vendor-secret-key' || typeof body.keyId !== 'string' || typeof body.publicKey !== 'string' || typeof body.secret !== 'string' || typeof body.protection !== 'object' || body.protection === null)
-    throw new MlicError('KEY_INVALID', 'secret key file has an unknown version or missing fields');
-  return body;
+  const bad = (what: string) => new MlicError('KEY_INVALID', `secret key file is corrupt or of an unknown version (${what})`);
+  if (!isPlainObject(body)) throw bad('not an object');
+  if (body.kind === 'mlic-vendor-secret-key' && typeof body.v === 'number' && body.v !== 1) throw new MlicError('UNSUPPORTED_VERSION', `secret key file version ${body.v} is not supported`, { hint: 'upgrade mlic' });
+  if (body.v !== 1 || body.kind !== 'mlic-vendor-secret-key') throw bad('kind');
+  const extra = unknownKeys(body, ['v', 'kind', 'keyId', 'name', 'publicKey', 'protection', 'secret']);
+  if (extra.length) throw bad(`unknown field ${extra[0]}`);
+  if (typeof body.keyId !== 'string' || !KEYID_RE.test(body.keyId)) throw bad('keyId');
+  if (body.name !== undefined && (typeof body.name !== 'string' || !NAME_RE.test(body.name))) throw bad('name');
+  if (!isB64(body.publicKey, 32)) throw bad('publicKey');
+  const prot = body.protection;
+  if (!isPlainObject(prot)) throw bad('protection');
+  if (prot.kdf === 'none') {
+    if (unknownKeys(prot, ['kdf']).length) throw bad('protection');
+    if (!isB64(body.secret, 64)) throw bad('secret');
+  } else if (prot.kdf === 'scrypt') {
+    if (unknownKeys(prot, ['kdf', 'logN', 'r', 'p', 'salt', 'aead', 'nonce']).length) throw bad('protection');
+    const why = scryptParamsProblem(prot);
+    if (why) throw new MlicError('KEY_INVALID', `secret key file asks for scrypt parameters mlic refuses (${why})`);
+    if (prot.aead !== 'xchacha20poly1305' || !isB64(prot.salt, 32) || !isB64(prot.nonce, 24)) throw bad('protection');
+    if (!isB64(body.secret, 80)) throw bad('secret');
+  } else throw new MlicError('KEY_INVALID', `secret key file uses unsupported protection ${JSON.stringify(prot.kdf)?.slice(0, 40)}`);
+  return body as unknown as KeyFileBody;
 }
 
 export function secretKeyIsEncrypted(text: string): boolean {
@@ -97,7 +119,7 @@ export function secretKeyIsEncrypted(text: string): boolean {
 }
 
 /** Decodes a key file; `passphrase` is asked for only when the key is encrypted. */
-export async function decodeSecretKey(text: string, passphrase: () => Promise<string> | string): Promise<VendorKey> {
+export async function decodeSecretKey(text: string, passphrase: (() => Promise<string> | string) & { tries?: number; onWrong?: () => void }): Promise<VendorKey> {
   const body = parseBody(text);
   const { secret: sealedB64, ...head } = body;
   const sealed = Buffer.from(sealedB64, 'base64');
@@ -106,15 +128,14 @@ export async function decodeSecretKey(text: string, passphrase: () => Promise<st
   if (prot.kdf === 'none') {
     secret = sealed;
   } else if (prot.kdf === 'scrypt' && prot.aead === 'xchacha20poly1305') {
-    const pw = await passphrase();
-    let kek: Uint8Array;
-    try {
-      kek = scryptKey(pw, Buffer.from(prot.salt, 'base64'), prot);
-    } catch {
-      throw new MlicError('KEY_INVALID', 'secret key file has invalid scrypt parameters');
+    let opened: Uint8Array | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const kek = await scryptKey(await passphrase(), Buffer.from(prot.salt, 'base64'), prot);
+      opened = xsealDecrypt(kek, Buffer.from(prot.nonce, 'base64'), sealed, aadOf(head));
+      wipe(kek);
+      if (opened || attempt >= (passphrase.tries ?? 1)) break;
+      passphrase.onWrong?.();
     }
-    const opened = xsealDecrypt(kek, Buffer.from(prot.nonce, 'base64'), sealed, aadOf(head));
-    wipe(kek);
     if (!opened) throw new MlicError('PASSPHRASE_WRONG', 'wrong passphrase for the secret key (or the key file was modified)');
     secret = opened;
   } else {
@@ -126,6 +147,5 @@ export async function decodeSecretKey(text: string, passphrase: () => Promise<st
   wipe(secret);
   const publicKey = Buffer.from(body.publicKey, 'base64');
   if (!constantTimeEqual(ed25519PublicFromSeed(seed), publicKey)) throw new MlicError('KEY_INVALID', 'secret key file is corrupt (public key does not match)');
-  if (!/^[0-9A-F]{16}$/.test(body.keyId)) throw new MlicError('KEY_INVALID', 'secret key file has a bad key id');
   return { keyId: Buffer.from(body.keyId, 'hex').reverse(), seed, publicKey, master, ...(body.name ? { name: body.name } : {}) };
 }

@@ -1,26 +1,38 @@
-/** The vendor's side: turning an activation request into a signed licence. */
+/**
+ * The vendor's side: turning a verified activation request into a signed licence. Only fields
+ * mlic defines are copied from the request, each validated; the finished payload is validated
+ * with the same code every host runs (format/license.ts) before it is signed, so a vendor can
+ * never sign a licence that hosts refuse or that carries what the customer chose.
+ */
 import { MlicError } from '../errors.js';
 import { randomBytes } from '../crypto/random.js';
 import { keyIdHex } from '../format/minisign.js';
-import { NAME_RE, type Manifest } from '../format/manifest.js';
-import { METRIC_RE, REGION_RE, type ActivationRequest, type GrantedKey, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
-import { parseRange, linesOfRange } from '../format/semver-range.js';
+import { NAME_RE, isoSeconds } from '../format/fields.js';
+import type { Manifest } from '../format/manifest.js';
+import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
+import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
-import { bundleKeyFromMaster, lineKey, modelKey } from '../keys/derive.js';
+import { bundleKeyFromMaster, modelKey, nodeKey } from '../keys/derive.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { sealGrant } from './keys.js';
+import { ALL_LINES, grantNodes, lineIntervals } from './lines.js';
 import { signLicense } from './sign.js';
 
 export interface IssueOptions {
   key: VendorKey;
-  /** the host's activation request, or undefined for an unbound licence */
+  /** the host's activation request (verified: parseAndVerifyRequest), or undefined for an unbound licence */
   request?: ActivationRequest;
   model: string;
-  versions: VersionPolicy;
-  /** for a pin: the bundle it pins (its id and version; its key is granted alone) */
+  versions: { policy: 'range'; range: string } | { policy: 'pin'; version: string } | { policy: 'rolling' } | { policy: 'maintenance'; until: string; range?: string };
+  /**
+   * For a pin: the bundle it pins, read from a bundle whose signature was verified with this
+   * vendor's key (never an unverified manifest: its id and version decide which key is granted).
+   */
   pinnedBundle?: Pick<Manifest, 'bundleId' | 'model' | 'encryption' | 'vendor'>;
   notBefore?: Date;
   expires?: Date;
+  /** a licence without an end must be asked for explicitly */
+  perpetual?: boolean;
   graceSeconds?: number;
   clockToleranceSeconds?: number;
   tier?: string;
@@ -34,8 +46,6 @@ export interface IssueOptions {
   now?: Date;
 }
 
-const iso = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
-
 /** Parses `inferences=1000000/month` (overage: `...,overage=10%`). */
 export function parseMeter(spec: string): Meter {
   const m = /^([a-z][a-z0-9_.-]{0,63})=(\d+)\/(day|month|term)(?:,overage=(\d+)%)?$/.exec(spec.trim());
@@ -48,7 +58,7 @@ export function parseMeter(spec: string): Meter {
 /** Parses all, most, any, or K (k of n). */
 export function parseMatch(s: string): MatchPolicy {
   if (s === 'all' || s === 'most' || s === 'any') return { policy: s };
-  const k = /^(\d+)(?:-of-\d+)?$/.exec(s);
+  const k = /^(\d{1,3})(?:-of-\d+)?$/.exec(s);
   if (k && Number(k[1]) >= 1) return { policy: 'k', k: Number(k[1]) };
   throw new MlicError('USAGE', `--match expects all, most, any or a number k (k of n), got '${s}'`);
 }
@@ -56,79 +66,103 @@ export function parseMatch(s: string): MatchPolicy {
 export function issueLicense(o: IssueOptions): { license: SignedLicense; payload: LicensePayload } {
   const now = o.now ?? new Date();
   if (!NAME_RE.test(o.model)) throw new MlicError('USAGE', `invalid model name '${o.model}'`);
-  for (const f of [...(o.features ?? []), ...(o.components ?? [])]) if (!NAME_RE.test(f)) throw new MlicError('USAGE', `invalid feature or component name '${f}'`);
-  if (o.tier !== undefined && !NAME_RE.test(o.tier)) throw new MlicError('USAGE', `invalid tier '${o.tier}'`);
-  for (const r of o.regions ?? []) if (!REGION_RE.test(r)) throw new MlicError('USAGE', `invalid region '${r}' (use ISO 3166 codes like DE, or EU/EEA)`);
+  if (o.expires === undefined && !o.perpetual)
+    throw new MlicError('USAGE', 'say how long the licence is valid: --days N, --expires DATE, or --perpetual for a licence without an end');
+  if (o.expires !== undefined && o.perpetual) throw new MlicError('USAGE', '--perpetual and an expiry exclude each other');
   const notBefore = o.notBefore ?? now;
   if (o.expires && o.expires.getTime() <= notBefore.getTime()) throw new MlicError('USAGE', 'the licence would expire before it starts');
   const host = o.request?.payload;
   const hostPub = host ? Buffer.from(host.hostPublicKey, 'base64') : undefined;
-  const master = o.key.master;
+  const mk = modelKey(o.key.master, o.model);
   const grants: GrantedKey[] = [];
-  const v = o.versions;
   const grantLines = (range: string | undefined) => {
-    const lines = range === undefined ? undefined : linesOfRange(parseRange(range)!);
-    if (lines === undefined) grants.push(sealGrant('model', modelKey(master, o.model), hostPub, {}));
-    else for (const line of lines) grants.push(sealGrant('line', lineKey(modelKey(master, o.model), line), hostPub, { line }));
+    const parsed = range === undefined ? undefined : parseRange(range);
+    if (range !== undefined && !parsed) throw new MlicError('USAGE', `--versions: '${range}' is not a version range`, { hint: "for example '^2', '>=2.1 <3' or '=2.1.0'" });
+    const nodes = grantNodes(parsed ? lineIntervals(parsed) : ALL_LINES);
+    if (nodes.length === 0) throw new MlicError('USAGE', `--versions: '${range}' matches no version`);
+    if (nodes.length > MAX_GRANTS) throw new MlicError('USAGE', `--versions: '${range}' needs ${nodes.length} keys, more than the ${MAX_GRANTS} a licence may carry; use fewer alternatives`);
+    for (const n of nodes) {
+      const k = nodeKey(mk, n.tree, n.depth, n.prefix);
+      grants.push(sealGrant({ scope: 'lines', ...n }, k, hostPub));
+      k.fill(0);
+    }
   };
-  let versions: VersionPolicy = v;
+  let versions: VersionPolicy;
+  const v = o.versions;
   switch (v.policy) {
     case 'range':
-      if (!parseRange(v.range)) throw new MlicError('USAGE', `--versions: '${v.range}' is not a version range`, { hint: "for example '^2', '>=2.1 <3' or '=2.1.0'" });
       grantLines(v.range);
+      versions = { policy: 'range', range: v.range };
       break;
     case 'pin': {
       const sv = parseSemver(v.version);
       if (!sv) throw new MlicError('USAGE', `--versions: '${v.version}' is not a semantic version`);
       const b = o.pinnedBundle;
-      if (!b)
-        throw new MlicError('USAGE', 'a pinned licence needs the bundle it pins, so that it can grant that bundle\'s key alone', { hint: 'add --bundle model-2.1.0.mlb' });
+      if (!b) throw new MlicError('USAGE', "a pinned licence needs the bundle it pins, so that it can grant that bundle's key alone", { hint: 'add --bundle model-2.1.0.mlb' });
       if (b.model.name !== o.model || b.model.version !== v.version) throw new MlicError('USAGE', `--bundle is ${b.model.name}@${b.model.version}, not ${o.model}@${v.version}`);
       if (b.vendor.keyId !== keyIdHex(o.key.keyId)) throw new MlicError('USAGE', `--bundle was packed with vendor key ${b.vendor.keyId}, not this key`);
       versions = { policy: 'pin', version: v.version, bundleId: b.bundleId };
-      grants.push(sealGrant('bundle', bundleKeyFromMaster(master, o.model, versionLine(sv), b.bundleId), hostPub, { bundleId: b.bundleId }));
+      const k = bundleKeyFromMaster(o.key.master, o.model, versionLine(sv), b.bundleId);
+      grants.push(sealGrant({ scope: 'bundle', bundleId: b.bundleId }, k, hostPub));
+      k.fill(0);
       break;
     }
     case 'rolling':
       grantLines(undefined);
+      versions = { policy: 'rolling' };
       break;
     case 'maintenance':
-      if (v.range !== undefined && !parseRange(v.range)) throw new MlicError('USAGE', `--versions: '${v.range}' is not a version range`);
       grantLines(v.range);
+      versions = { policy: 'maintenance', until: v.until, ...(v.range !== undefined ? { range: v.range } : {}) };
       break;
   }
+  mk.fill(0);
+  const customer = o.customer ?? host?.customer;
+  const binding: LicensePayload['host'] = host
+    ? ({
+        binding: 'host',
+        publicKey: host.hostPublicKey,
+        signingPublicKey: host.signingPublicKey,
+        requestId: host.requestId,
+        hostname: host.hostname,
+        ...(host.region !== undefined ? { region: host.region } : {}),
+        fingerprint: {
+          salt: host.fingerprint.salt,
+          components: host.fingerprint.components.map((c) => ({ kind: c.kind, hash: c.hash, label: c.label })),
+          container: host.fingerprint.container,
+          vm: host.fingerprint.vm,
+        },
+        match: o.match ?? { policy: 'all' },
+      } satisfies HostBinding)
+    : { binding: 'unbound' };
   const payload: LicensePayload = {
-    v: 1,
+    v: 2,
     kind: 'mlic-license',
     licenseId: randomBytes(16).toString('hex'),
-    issuedAt: iso(now),
+    issuedAt: isoSeconds(now),
     vendor: { keyId: keyIdHex(o.key.keyId), ...(o.key.name ? { name: o.key.name } : {}) },
-    ...(o.customer ?? host?.customer ? { customer: o.customer ?? host?.customer } : {}),
+    ...(customer !== undefined ? { customer } : {}),
     model: o.model,
     versions,
-    notBefore: iso(notBefore),
-    ...(o.expires ? { expires: iso(o.expires) } : {}),
+    notBefore: isoSeconds(notBefore),
+    ...(o.expires ? { expires: isoSeconds(o.expires) } : {}),
     graceSeconds: o.graceSeconds ?? 0,
     clockToleranceSeconds: o.clockToleranceSeconds ?? 3600,
-    ...(o.tier ? { tier: o.tier } : {}),
+    ...(o.tier !== undefined ? { tier: o.tier } : {}),
     features: [...new Set(o.features ?? [])].sort(),
     ...(o.components?.length ? { components: [...new Set(o.components)].sort() } : {}),
-    host: host
-      ? {
-          binding: 'host',
-          publicKey: host.hostPublicKey,
-          signingPublicKey: host.signingPublicKey,
-          requestId: host.requestId,
-          ...(host.hostname ? { hostname: host.hostname } : {}),
-          ...(host.region ? { region: host.region } : {}),
-          fingerprint: host.fingerprint,
-          match: o.match ?? { policy: 'all' },
-        }
-      : { binding: 'unbound' },
+    host: binding,
     meters: o.meters ?? [],
     ...(o.regions?.length ? { regions: [...new Set(o.regions)].sort() } : {}),
     keys: grants,
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
   };
+  // The host's own validation, before anything is signed.
+  try {
+    assertLicensePayload(payload);
+  } catch (e) {
+    if (e instanceof MlicError) throw new MlicError('USAGE', `refusing to sign a licence that hosts would reject: ${e.message}`, { ...(e.details ? { details: e.details } : {}) });
+    throw e;
+  }
   return { license: signLicense(payload, o.key.seed, o.key.keyId), payload };
 }

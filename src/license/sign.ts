@@ -5,8 +5,8 @@ import { keyIdHex, type MinisignPublicKey } from '../format/minisign.js';
 import {
   licenseSigningBytes,
   parseLicenseText,
+  parseRequestText,
   requestSigningBytes,
-  assertActivationRequest,
   type ActivationRequest,
   type ActivationRequestPayload,
   type LicensePayload,
@@ -39,14 +39,9 @@ export function signRequest(payload: ActivationRequestPayload, seed: Uint8Array)
   return { payload, signature: ed25519Sign(seed, requestSigningBytes(payload)).toString('base64') };
 }
 
+/** Parses an activation request strictly and checks the host's own signature over it (it proves the request is whole, not who sent it). */
 export function parseAndVerifyRequest(text: string, what = 'activation request'): ActivationRequest {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new MlicError('FORMAT_INVALID', `${what}: not JSON`);
-  }
-  assertActivationRequest(v);
+  const v = parseRequestText(text, what);
   const pub = Buffer.from(v.payload.signingPublicKey, 'base64');
   if (!ed25519Verify(pub, requestSigningBytes(v.payload), Buffer.from(v.signature, 'base64')))
     throw new MlicError('SIGNATURE_INVALID', `${what}: the host's signature does not verify (the request was modified)`);

@@ -1,7 +1,8 @@
 /** Signing and verifying any file with minisign-compatible signatures (prehashed ED, or legacy Ed). */
-import { readFile, stat } from 'node:fs/promises';
+import { access, readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { MlicError, fromFsError, readTextFile } from '../errors.js';
+import { MlicError, fromFsError } from '../errors.js';
+import { MAX_INPUT, readTextFile } from '../util/files.js';
 import { hashFile } from '../crypto/hash.js';
 import { keyIdHex, parseSignature, serializeSignature, type MinisignPublicKey, type SigAlg } from '../format/minisign.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
@@ -39,6 +40,8 @@ export interface SignFileOptions {
   trustedComment?: string;
   legacy?: boolean;
   sigPath?: string;
+  /** replace an existing signature file (default: refuse, IO_EXISTS) */
+  force?: boolean;
   now?: Date;
   onBytes?: (n: number) => void;
 }
@@ -47,9 +50,11 @@ export async function signFile(path: string, o: SignFileOptions): Promise<{ sigP
   const alg: SigAlg = o.legacy ? 'Ed' : 'ED';
   const trustedComment = o.trustedComment ?? defaultTrustedComment(path, o.signer.keyId, alg, o.now);
   if (/[\r\n]/.test(trustedComment)) throw new MlicError('USAGE', 'the trusted comment must be one line');
-  const sig = minisignSign(o.signer, await messageFor(path, alg, o.onBytes), alg, trustedComment);
   const sigPath = o.sigPath ?? `${path}.minisig`;
-  await writeSmallFileAtomic(sigPath, serializeSignature(sig), { mode: 0o644, force: true });
+  if (!o.force && (await access(sigPath).then(() => true, () => false)))
+    throw new MlicError('IO_EXISTS', `${sigPath}: already exists; refusing to replace a signature`, { hint: 'use --force to replace it' });
+  const sig = minisignSign(o.signer, await messageFor(path, alg, o.onBytes), alg, trustedComment);
+  await writeSmallFileAtomic(sigPath, serializeSignature(sig), { mode: 0o644, force: o.force ?? false });
   return { sigPath, trustedComment, alg };
 }
 
@@ -63,7 +68,7 @@ export interface VerifyFileResult {
 }
 
 export async function verifyFileSignature(path: string, pub: MinisignPublicKey, sigPath = `${path}.minisig`, onBytes?: (n: number) => void): Promise<VerifyFileResult> {
-  const text = await readTextFile(sigPath);
+  const text = await readTextFile(sigPath, { maxBytes: MAX_INPUT.signature, what: 'signature' });
   const sig = parseSignature(text, sigPath);
   if (keyIdHex(sig.keyId) !== keyIdHex(pub.keyId)) minisignVerify(pub, sig, Buffer.alloc(0), sigPath); // throws KEY_MISMATCH
   minisignVerify(pub, sig, await messageFor(path, sig.alg, onBytes), `signature of ${path}`);

@@ -28,6 +28,12 @@ export interface ChainLogOptions {
   open?: 'full' | 'tail';
   /** keep verified records in memory for transact's view (default true); long-lived append-only writers turn it off */
   keepRecords?: boolean;
+  /**
+   * Called under the lock once the records up to `seq` are on disk and before the head file names
+   * them (docs/FORMAT.md §8.2): a caller binds other state to the log here (the host's clock
+   * record, docs/FORMAT.md §7). A failure fails the append (strict) or the sync (batched).
+   */
+  beforeHead?: (durable: { seq: number; hash: string }) => Promise<void>;
 }
 
 export interface ChainRecord<T> {
@@ -196,9 +202,17 @@ export class ChainLog<T = unknown> {
     const hash = this.recordHash(r.seq, r.time, r.prev, r.raw);
     if (!equalHex(hash, r.hash)) throw tampered(this.path, 'edited', `record ${expectSeq} was edited (hash mismatch)`, expectSeq);
     if (!equalHex(hmacHex(this.opts.macKey, hash), r.mac)) throw tampered(this.path, 'mac', `record ${expectSeq} has a bad MAC (forged or written with another key)`, expectSeq);
-    if (this.keep) this.records.push({ seq: r.seq, time: r.time, prev: r.prev, hash: r.hash, data: r.data });
+    this.lastRecord = { seq: r.seq, time: r.time, prev: r.prev, hash: r.hash, data: r.data };
+    if (this.keep) this.records.push(this.lastRecord);
     else this.base = r.seq + 1;
     this.lastHash = hash;
+  }
+
+  private lastRecord: ChainRecord<T> | undefined;
+
+  /** The last record this process has seen or written (also after a tail-only open). */
+  get last(): ChainRecord<T> | undefined {
+    return this.lastRecord;
   }
 
   private keep = true;
@@ -286,8 +300,10 @@ export class ChainLog<T = unknown> {
       if (this.keep) this.records.push(...added);
       else this.base += added.length;
       this.lastHash = prev;
+      this.lastRecord = added[added.length - 1];
       if (this.opts.durability === 'strict') {
         await this.fh.datasync();
+        await this.opts.beforeHead?.({ seq: this.lastSeq, hash: this.lastHash });
         await this.writeHead(true);
       } else {
         // The head is written only after the data it names is on disk (at the next flush), so a
@@ -309,14 +325,45 @@ export class ChainLog<T = unknown> {
     this.timer.unref();
   }
 
-  /** Batched mode: data to disk, then the head that names it (under the lock, so heads never go backwards). */
+  /**
+   * Batched mode: data to disk, then the head that names it. Under the lock, after catching up
+   * with other processes (whose appends to the same file the datasync also makes durable), so
+   * that heads never go backwards.
+   */
   private async syncNow(): Promise<void> {
     await this.locked(async () => {
       if (!this.dirty || this.fhClosed) return;
       this.dirty = false;
+      await this.catchUp(false);
       await this.fh.datasync();
+      await this.opts.beforeHead?.({ seq: this.lastSeq, hash: this.lastHash });
       await this.writeHead(false);
     });
+  }
+
+  /** Batched mode: makes what was appended durable now (and writes the head), instead of at the next timer. */
+  async sync(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.dirty && !this.fhClosed) await this.syncNow();
+  }
+
+  /** Runs `fn` under this log's inter-process lock, caught up with other processes (for state that must change in step with the log). */
+  exclusive<R>(fn: () => Promise<R>): Promise<R> {
+    return this.locked(async () => {
+      await this.catchUp(false);
+      return fn();
+    });
+  }
+
+  /** The seq of the last record this process has seen (-1 for an empty log). */
+  get lastSeq(): number {
+    return this.base + this.records.length - 1;
+  }
+
+  /** The head file's seq (-1 when it names no record or is absent); verified. */
+  async headSeq(): Promise<number> {
+    return (await this.readHead())?.seq ?? -1;
   }
 
   async append(data: T): Promise<ChainRecord<T>> {
@@ -353,10 +400,6 @@ export class ChainLog<T = unknown> {
   async verify(): Promise<{ ok: true; records: number; head: string }> {
     const all = await this.readAll();
     return { ok: true, records: all.length, head: all.length ? all[all.length - 1]!.hash : ZERO };
-  }
-
-  head(): { seq: number; hash: string } {
-    return { seq: this.base + this.records.length - 1, hash: this.lastHash };
   }
 
   private fhClosed = false;

@@ -13,7 +13,7 @@ import { hmacSha256 } from '../crypto/hash.js';
 import { constantTimeEqual, randomBytes } from '../crypto/random.js';
 import { x25519FromSecret, x25519Generate } from '../crypto/seal.js';
 import { canonicalJson } from '../format/canonical.js';
-import { keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
+import { keyFingerprint, keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 import { REGION_RE } from '../format/license.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
 
@@ -144,11 +144,22 @@ export class StateDir {
 
   // ---- trusted vendor keys ----
 
-  async trustAdd(pubText: string): Promise<MinisignPublicKey> {
+  /**
+   * Trusts a vendor key. Key ids are chosen by a key's owner, so a different key under an id
+   * already trusted is refused unless `replace` says so explicitly.
+   */
+  async trustAdd(pubText: string, opts: { replace?: boolean } = {}): Promise<{ key: MinisignPublicKey; status: 'added' | 'unchanged' | 'replaced'; previous?: MinisignPublicKey }> {
     const pk = parsePublicKey(pubText);
+    const id = keyIdHex(pk.keyId);
+    const existing = await this.trusted(id);
+    if (existing && constantTimeEqual(existing.publicKey, pk.publicKey)) return { key: existing, status: 'unchanged' };
+    if (existing && !opts.replace)
+      throw new MlicError('IO_EXISTS', `a different key with id ${id} is already trusted (${keyFingerprint(existing)}; this one is ${keyFingerprint(pk)})`, {
+        hint: 'key ids are chosen by whoever made the key: check both fingerprints with your vendor; `mlic trust add --replace` replaces the trusted one',
+      });
     await this.ensure('trust');
-    await writeSmallFileAtomic(this.path('trust', `${keyIdHex(pk.keyId)}.pub`), serializePublicKey(pk), { mode: 0o600, force: true });
-    return pk;
+    await writeSmallFileAtomic(this.path('trust', `${id}.pub`), serializePublicKey(pk), { mode: 0o600, force: true });
+    return { key: pk, status: existing ? 'replaced' : 'added', ...(existing ? { previous: existing } : {}) };
   }
 
   async trustRemove(keyId: string): Promise<boolean> {
@@ -206,37 +217,50 @@ export class StateDir {
     return out;
   }
 
-  async licenseRemove(licenseId: string): Promise<boolean> {
-    try {
-      await unlink(this.path('licenses', `${licenseId}.lic`));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  // ---- clock high-water mark ----
+  // ---- the clock record (docs/FORMAT.md §7) ----
 
   private clockKey(h: HostIdentity): Buffer {
-    return hkdfSha256(h.signSeed, Buffer.from('mlic/v1/clock'), Buffer.from('high-water'));
+    return hkdfSha256(h.signSeed, Buffer.from('mlic/v2/clock'), Buffer.from('clock-record'));
   }
 
-  /** The highest time seen, verified; a file that fails its MAC is CLOCK_TAMPERED. */
-  async clockHighWater(h: HostIdentity): Promise<Date | undefined> {
-    const f = await readJson<{ t: string; mac: string }>(this.path('clock.json'));
+  /** The clock record, verified; undefined when there is none. A record that fails its MAC is STATE_TAMPERED. */
+  async readClock(h: HostIdentity): Promise<ClockRecord | undefined> {
+    const p = this.path('clock.json');
+    const f = await readJson<Record<string, unknown>>(p);
     if (!f) return undefined;
-    const ok = typeof f.t === 'string' && typeof f.mac === 'string' && !Number.isNaN(Date.parse(f.t));
-    if (!ok || !constantTimeEqual(hmacSha256(this.clockKey(h), canonicalJson({ t: f.t })), Buffer.from(f.mac, 'hex')))
-      throw new MlicError('CLOCK_TAMPERED', `${this.path('clock.json')}: the clock record was modified`, { hint: 'restore it, or re-activate this host' });
-    return new Date(f.t);
+    const { mac, ...body } = f;
+    const ok =
+      body.v === 2 &&
+      typeof body.t === 'string' &&
+      !Number.isNaN(Date.parse(body.t)) &&
+      Number.isSafeInteger(body.audit) &&
+      typeof body.ledgers === 'object' &&
+      body.ledgers !== null &&
+      Object.entries(body.ledgers).every(([k, v]) => /^[0-9a-f]{32}$/.test(k) && Number.isSafeInteger(v)) &&
+      typeof mac === 'string';
+    if (!ok || !constantTimeEqual(hmacSha256(this.clockKey(h), canonicalJson(body)), Buffer.from(mac as string, 'hex')))
+      throw new MlicError('STATE_TAMPERED', `${p}: the clock record was modified or is not from this host`, { hint: 'restore the state directory from a backup, or ask your vendor' });
+    return body as unknown as ClockRecord;
   }
 
-  async clockAdvance(h: HostIdentity, now: Date): Promise<void> {
-    const prev = await this.clockHighWater(h);
-    if (prev && prev.getTime() >= now.getTime()) return;
-    const t = now.toISOString();
-    const mac = hmacSha256(this.clockKey(h), canonicalJson({ t })).toString('hex');
-    await this.ensure();
-    await writeSmallFileAtomic(this.path('clock.json'), JSON.stringify({ t, mac }) + '\n', { mode: 0o600, force: true });
+  async writeClock(h: HostIdentity, rec: ClockRecord, sync: boolean): Promise<void> {
+    const body = { v: 2, t: rec.t, audit: rec.audit, ledgers: rec.ledgers };
+    const mac = hmacSha256(this.clockKey(h), canonicalJson(body)).toString('hex');
+    // The file is fsynced so that a crash never leaves it empty; an older one after a crash is harmless (host/journal.ts).
+    await writeSmallFileAtomic(this.path('clock.json'), JSON.stringify({ ...body, mac }) + '\n', { mode: 0o600, force: true, sync, syncDir: false });
   }
+}
+
+/**
+ * The host's clock record: the latest time any licence decision has seen, bound to the audit log
+ * and the usage ledgers by the last record of each it was written with (docs/FORMAT.md §7).
+ */
+export interface ClockRecord {
+  v: 2;
+  /** the high-water mark, ISO */
+  t: string;
+  /** seq of the audit log record this was written after (-1: none) */
+  audit: number;
+  /** licenceId -> seq of that licence's usage ledger record this was written after */
+  ledgers: Record<string, number>;
 }

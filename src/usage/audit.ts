@@ -10,7 +10,7 @@ import { Flusher } from '../util/flusher.js';
 
 export interface AuditData {
   t: string;
-  action: 'activate' | 'validate' | 'consume' | 'unpack' | 'run' | 'openBundle' | 'audit';
+  action: 'activate' | 'validate' | 'consume' | 'unpack' | 'run' | 'openBundle' | 'audit' | 'report';
   decision: 'allow' | 'deny';
   code?: string;
   licenseId?: string;
@@ -25,6 +25,8 @@ export interface AuditData {
   /** batched mode: identical decisions without hashes within one flush window are one record: how many, and the last one's time */
   count?: number;
   tEnd?: string;
+  /** the host's clock high-water mark after this decision (docs/SECURITY.md: the clock) */
+  hw?: string;
 }
 
 const HASH_RE = /^[A-Za-z0-9:+/=_-]{1,200}$/;
@@ -43,6 +45,7 @@ export class AuditLog {
     readonly log: ChainLog<AuditData>,
     readonly durability: Durability,
     readonly flushMs: number,
+    private readonly merging: boolean,
   ) {
     this.flusher = new Flusher(flushMs, async () => {
       if (this.buffer.length === 0) return;
@@ -53,11 +56,30 @@ export class AuditLog {
     });
   }
 
-  static async open(path: string, macKey: Uint8Array, opts: { durability?: Durability; flushMs?: number; open?: 'full' | 'tail' } = {}): Promise<AuditLog> {
+  static async open(
+    path: string,
+    macKey: Uint8Array,
+    opts: {
+      durability?: Durability;
+      /** batched mode: merge identical hash-less decisions of one flush window into one record (default true) */
+      merge?: boolean;
+      flushMs?: number;
+      open?: 'full' | 'tail';
+      beforeHead?: (durable: { seq: number; hash: string }) => Promise<void>;
+    } = {},
+  ): Promise<AuditLog> {
     const durability = opts.durability ?? 'batched';
     // The audit log is only appended to here; records are not kept in memory (readAll re-reads).
-    const log = await ChainLog.open<AuditData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50, open: opts.open ?? 'full', keepRecords: false });
-    return new AuditLog(log, durability, opts.flushMs ?? 50);
+    const log = await ChainLog.open<AuditData>({
+      path,
+      macKey,
+      durability,
+      flushMs: opts.flushMs ?? 50,
+      open: opts.open ?? 'full',
+      keepRecords: false,
+      ...(opts.beforeHead ? { beforeHead: opts.beforeHead } : {}),
+    });
+    return new AuditLog(log, durability, opts.flushMs ?? 50, opts.merge ?? true);
   }
 
   async record(r: AuditData): Promise<void> {
@@ -65,13 +87,14 @@ export class AuditLog {
       await this.log.append(r);
       return;
     }
-    if (r.inputHash === undefined && r.outputHash === undefined) {
+    if (this.merging && r.inputHash === undefined && r.outputHash === undefined) {
       const k = `${r.action}|${r.decision}|${r.code ?? ''}|${r.licenseId ?? ''}|${r.bundleId ?? ''}|${r.feature ?? ''}|${r.metric ?? ''}`;
       const prev = this.merge.get(k);
       if (prev) {
         prev.count = (prev.count ?? 1) + 1;
         if (r.quantity !== undefined) prev.quantity = (prev.quantity ?? 0) + r.quantity;
         prev.tEnd = r.t;
+        if (r.hw !== undefined) prev.hw = r.hw;
         return;
       }
       this.merge.set(k, r);

@@ -50,6 +50,23 @@ export function tempNameFor(finalPath: string): string {
 export interface AtomicOptions {
   mode?: number;
   force?: boolean;
+  /** fsync the file before it is renamed into place, and its directory after (default true) */
+  sync?: boolean;
+  /** with sync: also fsync the directory after the rename (default true) */
+  syncDir?: boolean;
+}
+
+/** fsyncs a directory, so that a rename or link inside it survives a power failure (best effort: not every filesystem allows it). */
+export async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    /* e.g. EINVAL on filesystems without directory fsync */
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
 }
 
 export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
@@ -65,7 +82,7 @@ export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions,
   try {
     if (opts.mode !== undefined) await fh.chmod(opts.mode);
     const result = await fn(fh);
-    await fh.sync();
+    if (opts.sync !== false) await fh.sync();
     await fh.close();
     if (opts.force) await rename(tmp, finalPath);
     else {
@@ -78,6 +95,7 @@ export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions,
       }
       await unlink(tmp);
     }
+    if (opts.sync !== false && opts.syncDir !== false) await syncDir(dirname(finalPath));
     ok = true;
     return result;
   } catch (e) {

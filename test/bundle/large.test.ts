@@ -29,7 +29,7 @@ describe('files over 4 GiB (sparse), bounded memory', () => {
     for (const at of [0, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, size - 1]) await fh.write(Buffer.from([0xa5]), 0, 1, at);
     await fh.close();
     const k = key('big');
-    await writeFile(join(d, 'k.key'), encodeSecretKey(k, undefined), { mode: 0o600 });
+    await writeFile(join(d, 'k.key'), await encodeSecretKey(k, undefined), { mode: 0o600 });
     await writeFile(join(d, 'k.pub'), publicKeyFileText(k));
     const out = join(d, 'huge.mlb');
     const p = timedCli(['pack', src, '--name', 'huge', '--version', '1.0.0', '--key', join(d, 'k.key'), '-o', out, '--json']);

@@ -10,7 +10,7 @@ describe('mlic CLI: keygen, pack, inspect, verify', () => {
   let d: string;
   beforeAll(async () => {
     d = await tmp();
-    const r = await mlic(['keygen', '--out', d, '--name', 'acme', '--unencrypted', '--json']);
+    const r = await mlic(['keygen', '-o', d, '--name', 'acme', '--unencrypted', '--json']);
     expect(r.code, r.stderr).toBe(0);
   });
 
@@ -30,20 +30,20 @@ describe('mlic CLI: keygen, pack, inspect, verify', () => {
     expect((await stat(join(d, 'acme.key'))).mode & 0o777).toBe(0o600);
     const pub = await readFile(join(d, 'acme.pub'), 'utf8');
     expect(pub).toMatch(/^untrusted comment: minisign public key [0-9A-F]{16}\n[A-Za-z0-9+/]{56}\n$/);
-    const again = await mlic(['keygen', '--out', d, '--name', 'acme', '--unencrypted', '--json']);
+    const again = await mlic(['keygen', '-o', d, '--name', 'acme', '--unencrypted', '--json']);
     expect(again.code).toBe(2);
     expect(again.json.error.code).toBe('IO_EXISTS');
   });
 
   it('keygen without a passphrase source and without a TTY refuses (never prompts)', async () => {
-    const r = await mlic(['keygen', '--out', d, '--name', 'nopw']);
+    const r = await mlic(['keygen', '-o', d, '--name', 'nopw']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('PASSPHRASE_REQUIRED');
     expect(await readdir(d)).not.toContain('nopw.key');
   });
 
   it('an encrypted key: MLIC_PASSPHRASE unlocks, a wrong passphrase has its own code, MLIC_SECRET_KEY works', async () => {
-    const k = await mlic(['keygen', '--out', d, '--name', 'enc', '--json'], { env: { MLIC_PASSPHRASE: 'correct horse' } });
+    const k = await mlic(['keygen', '-o', d, '--name', 'enc', '--json'], { env: { MLIC_PASSPHRASE: 'correct horse' } });
     expect(k.code, k.stderr).toBe(0);
     expect(k.json.result.encrypted).toBe(true);
     const keyText = await readFile(join(d, 'enc.key'), 'utf8');

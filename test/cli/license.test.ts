@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { BIN, mlic } from './run.js';
 import { tmp, writeRandom } from '../helpers.js';
 import { fakeRoot } from '../license/hosts.js';
+import { createActivationRequest } from '../../src/host/licences.js';
+import { probeHost } from '../../src/hardware/probe.js';
 
 describe('mlic CLI: vendor to customer', () => {
   let v: string; // vendor's directory
@@ -12,15 +14,16 @@ describe('mlic CLI: vendor to customer', () => {
   let hostB: { home: string; env: Record<string, string> };
   let model: Buffer;
 
-  const host = async (name: string, gpus: string[]) => {
-    const r = await fakeRoot(name, gpus);
+  // The CLI always probes the real machine (no flag or variable can change what a licence
+  // decision sees): two "hosts" here are two state directories on this machine.
+  const host = async (name: string) => {
     const home = join(await tmp(`mlic-cli-${name}-`), 'home');
-    return { home, env: { MLIC_HOME: home, MLIC_PROBE_ROOT: r.root, PATH: `${r.binDir}:${process.env.PATH}` } };
+    return { home, env: { MLIC_HOME: home } };
   };
 
   beforeAll(async () => {
     v = await tmp('mlic-vendor-');
-    expect((await mlic(['keygen', '--out', v, '--name', 'acme', '--unencrypted'])).code).toBe(0);
+    expect((await mlic(['keygen', '-o', v, '--name', 'acme', '--unencrypted'])).code).toBe(0);
     const src = join(v, 'model');
     await mkdir(src);
     model = await writeRandom(join(src, 'weights.bin'), 300_000, 3);
@@ -32,23 +35,23 @@ describe('mlic CLI: vendor to customer', () => {
       const p = await mlic(['pack', src, '--name', 'm', '--version', ver!, '--release-date', date!, '--key', join(v, 'acme.key'), '-o', join(v, `m-${ver}.mlb`)]);
       expect(p.code, p.stderr).toBe(0);
     }
-    hostA = await host('hosta', ['GPU-11111111-2222-3333-4444-555555555555', 'GPU-66666666-7777-8888-9999-000000000000']);
-    hostB = await host('hostb', ['GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee']);
+    hostA = await host('hosta');
+    hostB = await host('hostb');
   });
 
-  it('fingerprint reads the injected root and a fake nvidia-smi; identifiers never appear', async () => {
+  it('fingerprint probes this machine; identifiers never appear; no variable, flag or PATH entry can present another machine', async () => {
     const r = await mlic(['fingerprint', '--json'], { env: hostA.env });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.json.result.gpus).toHaveLength(2);
-    expect(r.json.result.gpus[0]).toMatchObject({ uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'NVIDIA H100 80GB HBM3', pciBusId: '00000000:18:00.0', source: 'nvidia-smi' });
-    const kinds = r.json.result.components.map((c: { kind: string }) => c.kind).sort();
-    expect(kinds).toEqual(['cpu', 'gpu', 'gpu', 'mac', 'machine-id']);
-    expect(JSON.stringify(r.json.result.components)).not.toContain('0a:1b:2c');
-    expect(r.json.result.missing['/sys/class/dmi/id/product_uuid']).toBeDefined();
-    // Without nvidia-smi, the /proc/driver/nvidia fallback; a missing source is never fatal.
-    const noSmi = await mlic(['fingerprint', '--json'], { env: { ...hostA.env, PATH: '/usr/bin:/bin' } });
-    expect(noSmi.code).toBe(0);
-    expect(noSmi.json.result.missing['nvidia-smi']).toContain('not found');
+    const real = await probeHost();
+    expect(r.json.result.components.map((c: { kind: string }) => c.kind)).toEqual(real.components.map((c) => c.kind));
+    for (const c of real.components) if (c.kind !== 'cpu') expect(JSON.stringify(r.json.result)).not.toContain(c.value); // the CPU model is shown as such
+    // A fake machine root and a fake nvidia-smi first on PATH change nothing (the old test seam, MLIC_PROBE_ROOT, is gone).
+    const fake = await fakeRoot('evil', ['GPU-11111111-2222-3333-4444-555555555555']);
+    const spoofed = await mlic(['fingerprint', '--json'], { env: { ...hostA.env, MLIC_PROBE_ROOT: fake.root, PATH: `${fake.binDir}:${process.env.PATH}` } });
+    expect(spoofed.code).toBe(0);
+    expect(spoofed.json.result.components).toEqual(r.json.result.components);
+    expect(spoofed.json.result.gpus.some((g: { uuid: string }) => g.uuid.startsWith('GPU-1111'))).toBe(false);
+    expect((await mlic(['fingerprint', '--root', fake.root])).code).toBe(2);
   });
 
   it('the whole flow: request, issue, trust, activate, licenses, unpack, run; refused on host B', async () => {
@@ -80,15 +83,15 @@ describe('mlic CLI: vendor to customer', () => {
     expect(ls.json.result.licenses[0].license.tier).toBe('pro');
     // unpack
     const out = join(await tmp(), 'out');
-    const u = await mlic(['unpack', join(v, 'm-2.1.0.mlb'), '--out', out, '--json'], { env: hostA.env });
+    const u = await mlic(['unpack', join(v, 'm-2.1.0.mlb'), '-o', out, '--json'], { env: hostA.env });
     expect(u.code, u.stderr).toBe(0);
     expect((await readFile(join(out, 'weights.bin'))).equals(model)).toBe(true);
     expect((await stat(join(out, 'weights.bin'))).mode & 0o777).toBe(0o600);
-    const u3 = await mlic(['unpack', join(v, 'm-3.0.0.mlb'), '--out', join(out, 'x'), '--json'], { env: hostA.env });
+    const u3 = await mlic(['unpack', join(v, 'm-3.0.0.mlb'), '-o', join(out, 'x'), '--json'], { env: hostA.env });
     expect(u3.code).toBe(1);
     expect(u3.json.error.code).toBe('VERSION_NOT_LICENSED');
     expect(u3.json.error.message).toContain('^2');
-    const uf = await mlic(['unpack', join(v, 'm-2.1.0.mlb'), '--out', join(out, 'y'), '--feature', 'translate'], { env: hostA.env });
+    const uf = await mlic(['unpack', join(v, 'm-2.1.0.mlb'), '-o', join(out, 'y'), '--feature', 'translate'], { env: hostA.env });
     expect(uf.code).toBe(1);
     expect(uf.stderr).toContain('FEATURE_NOT_LICENSED');
     await expect(access(join(out, 'y'))).rejects.toThrow();
@@ -98,19 +101,29 @@ describe('mlic CLI: vendor to customer', () => {
     const dirUsed = r.stdout.trim();
     expect(dirUsed).toMatch(/mlic-run-/);
     await expect(access(dirUsed)).rejects.toThrow();
-    // Host B: the same licence is refused.
+    // Host B (another host key): the same licence is refused with its own code and hint, while the hardware matches.
     expect((await mlic(['activate', '--request', '-o', join(v, 'b.json')], { env: hostB.env })).code).toBe(0);
     await mlic(['trust', 'add', join(v, 'acme.pub')], { env: hostB.env });
     const onB = await mlic(['activate', lic, '--json'], { env: hostB.env });
     expect(onB.code).toBe(1);
-    expect(onB.json.error.code).toBe('HW_MISMATCH');
-    // fingerprint --compare on B against A's request names what differs
-    const cmp = await mlic(['fingerprint', '--compare', req, '--json'], { env: hostB.env });
-    expect(cmp.code).toBe(1);
-    expect(cmp.json.error.code).toBe('HW_MISMATCH');
+    expect(onB.json.error.code).toBe('HOST_KEY_MISMATCH');
+    expect(onB.json.error.hint).toMatch(/activate --request/);
     const same = await mlic(['fingerprint', '--compare', req, '--json'], { env: hostA.env });
     expect(same.code).toBe(0);
     expect(same.json.result.matches).toBe(true);
+    // Other hardware under A's host key: a request made (through the library) on a machine with other components.
+    const other = await fakeRoot('other', []);
+    const { request } = await createActivationRequest({ stateDir: hostA.home, probe: { root: other.root, nvidiaSmi: join(other.binDir, 'nvidia-smi') } });
+    const req2 = join(v, 'other.json');
+    await writeFile(req2, JSON.stringify(request));
+    const lic2 = join(v, 'other.lic');
+    expect((await mlic(['license', 'issue', '--key', join(v, 'acme.key'), '--request', req2, '--model', 'm', '--versions', '^2', '--days', '30', '-o', lic2])).code).toBe(0);
+    const hw = await mlic(['activate', lic2, '--json'], { env: hostA.env });
+    expect(hw.code).toBe(1);
+    expect(hw.json.error.code).toBe('HW_MISMATCH');
+    const cmp = await mlic(['fingerprint', '--compare', req2, '--json'], { env: hostA.env });
+    expect(cmp.code).toBe(1);
+    expect(cmp.json.error.code).toBe('HW_MISMATCH');
   });
 
   it('mlic run wipes its directory on failure and on SIGTERM', async () => {
@@ -139,7 +152,7 @@ describe('mlic CLI: vendor to customer', () => {
     expect(r.json.error.code).toBe('FORMAT_INVALID');
     const badReq = join(v, 'bad.json');
     await writeFile(badReq, '{"payload":{}}');
-    const i = await mlic(['license', 'issue', '--key', join(v, 'acme.key'), '--request', badReq, '--model', 'm', '--rolling', '--json']);
+    const i = await mlic(['license', 'issue', '--key', join(v, 'acme.key'), '--request', badReq, '--model', 'm', '--rolling', '--perpetual', '--json']);
     expect(i.code).toBe(2);
   });
 });

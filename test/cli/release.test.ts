@@ -36,7 +36,7 @@ describe('OpenSSF Model Signing from the CLI', () => {
 
   it('keygen --type ecdsa-p256, sign --oms, verify --oms (with an encrypted key too)', async () => {
     const d = await tmp();
-    const k = await mlic(['keygen', '--type', 'ecdsa-p256', '--out', d, '--name', 'oms', '--unencrypted', '--json']);
+    const k = await mlic(['keygen', '--type', 'ecdsa-p256', '-o', d, '--name', 'oms', '--unencrypted', '--json']);
     expect(k.code, k.stderr).toBe(0);
     expect((await stat(join(d, 'oms.pem'))).mode & 0o777).toBe(0o600);
     expect(await readFile(join(d, 'oms.pub.pem'), 'utf8')).toContain('BEGIN PUBLIC KEY');
@@ -53,7 +53,7 @@ describe('OpenSSF Model Signing from the CLI', () => {
     const unc = await mlic(['verify', '--oms', m, '--sig', sig, '--pub', join(d, 'oms.pub.pem'), '--json']);
     expect(unc.code).toBe(1);
     expect(unc.json.error.details.uncovered).toEqual(['extra.txt']);
-    const e = await mlic(['keygen', '--type', 'ecdsa-p256', '--out', d, '--name', 'enc', '--json'], { env: { MLIC_PASSPHRASE: 'pw' } });
+    const e = await mlic(['keygen', '--type', 'ecdsa-p256', '-o', d, '--name', 'enc', '--json'], { env: { MLIC_PASSPHRASE: 'pw' } });
     expect(e.code, e.stderr).toBe(0);
     expect(await readFile(join(d, 'enc.pem'), 'utf8')).toContain('ENCRYPTED PRIVATE KEY');
     expect((await mlic(['sign', '--oms', m, '--key', join(d, 'enc.pem'), '-o', join(d, 'e.sig')], { env: { MLIC_PASSPHRASE: 'pw' } })).code).toBe(0);
@@ -66,8 +66,8 @@ describe('OpenSSF Model Signing from the CLI', () => {
 describe('examples/release.sh, the CI recipe', () => {
   it('packs, signs (minisign and OMS) and collects the artifacts; customers verify them', async () => {
     const d = await tmp();
-    expect((await mlic(['keygen', '--out', d, '--name', 'vendor', '--json'], { env: { MLIC_PASSPHRASE: 'ci-pass' } })).code).toBe(0);
-    expect((await mlic(['keygen', '--type', 'ecdsa-p256', '--out', d, '--name', 'oms', '--unencrypted'])).code).toBe(0);
+    expect((await mlic(['keygen', '-o', d, '--name', 'vendor', '--json'], { env: { MLIC_PASSPHRASE: 'ci-pass' } })).code).toBe(0);
+    expect((await mlic(['keygen', '--type', 'ecdsa-p256', '-o', d, '--name', 'oms', '--unencrypted'])).code).toBe(0);
     const model = join(d, 'model');
     await mkdir(model);
     await writeRandom(join(model, 'weights.bin'), 2_500_000, 9);

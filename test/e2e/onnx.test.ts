@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { pack } from '../../src/bundle/pack.js';
-import { unpack } from '../../src/bundle/unpack.js';
-import { openBundle } from '../../src/bundle/open.js';
+import { unpack } from '../../src/host/unpack.js';
+import { openBundle } from '../../src/host/open.js';
 import { issueLicense } from '../../src/license/issue.js';
 import { serializeLicense } from '../../src/format/license.js';
-import { activateLicense, createActivationRequest } from '../../src/license/runtime.js';
+import { activateLicense, createActivationRequest } from '../../src/host/licences.js';
 import { publicKeyFileText } from '../../src/keys/vendor.js';
 import { key, tmp } from '../helpers.js';
 import { fakeHost } from '../license/hosts.js';
@@ -34,7 +34,7 @@ describe('end to end with a real ONNX model in onnxruntime-node', () => {
     const host = await fakeHost('gpu1');
     await host.state.trustAdd(publicKeyFileText(vendor));
     const { request } = await createActivationRequest({ stateDir: host.stateDir, hostProbe: host.probe() });
-    const lic = serializeLicense(issueLicense({ key: vendor, request, model: 'tiny', versions: { policy: 'range', range: '^1' } }).license);
+    const lic = serializeLicense(issueLicense({ key: vendor, request, model: 'tiny', versions: { policy: 'range', range: '^1' }, perpetual: true }).license);
     await activateLicense(lic, { stateDir: host.stateDir, hostProbe: host.probe() });
 
     const out = join(d, 'unpacked');

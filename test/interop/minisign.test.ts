@@ -12,7 +12,7 @@ describe.skipIf(!hasMinisign)('interop with minisign', () => {
   let d: string;
   beforeAll(async () => {
     d = await tmp();
-    expect((await mlic(['keygen', '--out', d, '--name', 'v', '--unencrypted'])).code).toBe(0);
+    expect((await mlic(['keygen', '-o', d, '--name', 'v', '--unencrypted'])).code).toBe(0);
   });
 
   it('mlic signs (prehashed), minisign verifies; one changed byte and minisign rejects', async () => {
@@ -88,7 +88,7 @@ describe.skipIf(!hasMinisign)('interop with minisign', () => {
 describe.skipIf(!hasSignify)('interop with signify (OpenBSD)', () => {
   it('a legacy Ed signature from mlic (--legacy) is accepted by signify -V; signify signatures verify in mlic', async () => {
     const d = await tmp();
-    expect((await mlic(['keygen', '--out', d, '--name', 'v', '--unencrypted'])).code).toBe(0);
+    expect((await mlic(['keygen', '-o', d, '--name', 'v', '--unencrypted'])).code).toBe(0);
     const f = join(d, 'model.onnx');
     await writeRandom(f, 50_000, 4);
     expect((await mlic(['sign', f, '--key', join(d, 'v.key'), '--legacy', '-o', join(d, 'model.onnx.sig')])).code).toBe(0);

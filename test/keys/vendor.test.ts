@@ -20,7 +20,7 @@ async function code(p: Promise<unknown>): Promise<string> {
 describe('vendor keys', () => {
   it('round-trips an encrypted key; wrong passphrase is PASSPHRASE_WRONG', async () => {
     const k = generateVendorKey('acme');
-    const text = encodeSecretKey(k, 'pass phrase', FAST);
+    const text = await encodeSecretKey(k, 'pass phrase', FAST);
     expect(secretKeyIsEncrypted(text)).toBe(true);
     expect(text).not.toContain(k.master.toString('base64'));
     const back = await decodeSecretKey(text, () => 'pass phrase');
@@ -29,27 +29,30 @@ describe('vendor keys', () => {
     expect(await code(decodeSecretKey(text, () => 'wrong'))).toBe('PASSPHRASE_WRONG');
   });
 
-  it('the default cost is scrypt N=2^17 r=8', () => {
-    const text = encodeSecretKey(generateVendorKey(), 'x');
+  it('the default cost is scrypt N=2^17 r=8', async () => {
+    const text = await encodeSecretKey(generateVendorKey(), 'x');
     const body = JSON.parse(Buffer.from(text.split('\n').slice(1, -2).join(''), 'base64').toString());
     expect(body.protection).toMatchObject({ kdf: 'scrypt', logN: 17, r: 8, p: 1, aead: 'xchacha20poly1305' });
   });
 
   it('detects edits to the key file (public key, parameters, secret)', async () => {
     const k = generateVendorKey();
-    const text = encodeSecretKey(k, 'pw', FAST);
+    const text = await encodeSecretKey(k, 'pw', FAST);
     const body = JSON.parse(Buffer.from(text.split('\n').slice(1, -2).join(''), 'base64').toString());
     const rewrap = (b: object) => `-----BEGIN MLIC SECRET KEY-----\n${Buffer.from(JSON.stringify(b)).toString('base64')}\n-----END MLIC SECRET KEY-----\n`;
     const other = generateVendorKey();
     expect(await code(decodeSecretKey(rewrap({ ...body, publicKey: other.publicKey.toString('base64') }), () => 'pw'))).toBe('PASSPHRASE_WRONG');
     expect(await code(decodeSecretKey(rewrap({ ...body, protection: { ...body.protection, logN: 13 } }), () => 'pw'))).toBe('PASSPHRASE_WRONG');
+    // Costly or malformed parameters are refused before any work (KEY_INVALID), never an internal error.
+    for (const protection of [{ ...body.protection, logN: 22 }, { ...body.protection, p: 16 }, { ...body.protection, r: 32 }, { ...body.protection, nonce: undefined }, { ...body.protection, nonce: 7 }, { ...body.protection, salt: 'x' }])
+      expect(await code(decodeSecretKey(rewrap({ ...body, protection }), () => 'pw'))).toBe('KEY_INVALID');
     const s = Buffer.from(body.secret, 'base64');
     s[0]! ^= 1;
     expect(await code(decodeSecretKey(rewrap({ ...body, secret: s.toString('base64') }), () => 'pw'))).toBe('PASSPHRASE_WRONG');
     expect(await code(decodeSecretKey('garbage', () => 'pw'))).toBe('KEY_INVALID');
     expect(await code(decodeSecretKey(rewrap({ v: 2 }), () => 'pw'))).toBe('KEY_INVALID');
     // Unencrypted, with a public key that does not match the seed.
-    const plain = JSON.parse(Buffer.from(encodeSecretKey(k, undefined).split('\n').slice(1, -2).join(''), 'base64').toString());
+    const plain = JSON.parse(Buffer.from((await encodeSecretKey(k, undefined)).split('\n').slice(1, -2).join(''), 'base64').toString());
     expect(await code(decodeSecretKey(rewrap({ ...plain, publicKey: other.publicKey.toString('base64') }), () => ''))).toBe('KEY_INVALID');
   });
 

@@ -3,12 +3,12 @@ import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pack } from '../../src/bundle/pack.js';
-import { openBundle } from '../../src/bundle/open.js';
-import { unpack } from '../../src/bundle/unpack.js';
+import { openBundle } from '../../src/host/open.js';
+import { unpack } from '../../src/host/unpack.js';
 import { inspectBundle } from '../../src/bundle/inspect.js';
 import { checkBundleKey } from '../../src/bundle/decrypt.js';
 import { issueLicense, type IssueOptions } from '../../src/license/issue.js';
-import { activateLicense, authorizeBundle, createActivationRequest, listLicenses } from '../../src/license/runtime.js';
+import { activateLicense, authorizeBundle, createActivationRequest, listLicenses } from '../../src/host/licences.js';
 import { bundleKeyFromLicense } from '../../src/license/keys.js';
 import { serializeLicense, type ActivationRequest } from '../../src/format/license.js';
 import { publicKeyFileText, type VendorKey } from '../../src/keys/vendor.js';
@@ -58,13 +58,12 @@ describe('licences bound to hardware and versions', () => {
   });
 
   const issueFor = (req: ActivationRequest | undefined, o: Partial<IssueOptions>) =>
-    serializeLicense(issueLicense({ key: vendor, ...(req ? { request: req } : {}), model: 'm', versions: { policy: 'range', range: '^2' }, now: NOW, notBefore: D('2026-01-01T00:00:00Z'), ...o }).license);
+    serializeLicense(issueLicense({ key: vendor, ...(req ? { request: req } : {}), model: 'm', versions: { policy: 'range', range: '^2' }, now: D('2026-01-01T00:00:00Z'), notBefore: D('2026-01-01T00:00:00Z'), ...(o.expires ? {} : { perpetual: true }), ...o }).license);
 
-  /** A fresh state dir for host A with only this licence installed. */
+  /** Host A's state with only this licence installed, and a fresh clock (its licences, clock record and audit log removed together). */
   async function onA(text: string, h: FakeHost = A, now: Date = NOW) {
-    const { readdir: rd, rm } = await import('node:fs/promises');
-    for (const f of await rd(h.state.path('licenses')).catch(() => [] as string[])) await rm(h.state.path('licenses', f));
-    await rm(h.state.path('clock.json'), { force: true });
+    const { rm } = await import('node:fs/promises');
+    for (const p of ['licenses', 'clock.json', 'audit', 'usage']) await rm(h.state.path(p), { recursive: true, force: true });
     return activateLicense(text, { stateDir: h.stateDir, hostProbe: h.probe(), now });
   }
   const allow = (v: string, o: { now?: Date; h?: FakeHost; feature?: string; components?: string[] } = {}) =>
@@ -162,15 +161,15 @@ describe('licences bound to hardware and versions', () => {
     }
   });
 
-  it("host B refuses A's licence, and cannot unwrap its keys even with the policy check bypassed", async () => {
+  it("host B refuses A's licence (HOST_KEY_MISMATCH), and cannot unwrap its keys even with the policy check bypassed", async () => {
     const text = issueFor(reqA, {});
-    expect(await code(activateLicense(text, { stateDir: B.stateDir, hostProbe: B.probe(), now: NOW }))).toBe('HW_MISMATCH');
+    expect(await code(activateLicense(text, { stateDir: B.stateDir, hostProbe: B.probe(), now: NOW }))).toBe('HOST_KEY_MISMATCH');
     // Copy A's licence file into B's store by hand, as an attacker would.
     await createActivationRequest({ stateDir: B.stateDir, hostProbe: B.probe(), now: NOW });
     await B.state.licenseInstall('ab'.repeat(16), text);
-    expect(await allow('2.1.0', { h: B })).toBe('HW_MISMATCH');
+    expect(await allow('2.1.0', { h: B })).toBe('HOST_KEY_MISMATCH');
     // Even B presenting A's exact fingerprint (a cloned probe) cannot unwrap: the keys are sealed to A's host key.
-    expect(await code(authorizeBundle(bundles['2.1.0']!, { stateDir: B.stateDir, hostProbe: A.probe(), now: NOW }))).toBe('HW_MISMATCH');
+    expect(await code(authorizeBundle(bundles['2.1.0']!, { stateDir: B.stateDir, hostProbe: A.probe(), now: NOW }))).toBe('HOST_KEY_MISMATCH');
     const { parseLicenseText } = await import('../../src/format/license.js');
     const l = parseLicenseText(text).payload;
     const hostB = (await B.state.loadHost())!;
@@ -195,7 +194,7 @@ describe('licences bound to hardware and versions', () => {
 
   it('a licence signed by an untrusted key is UNTRUSTED_VENDOR; a bundle from an untrusted vendor too', async () => {
     const other = key('mallory');
-    const text = serializeLicense(issueLicense({ key: other, request: reqA, model: 'm', versions: { policy: 'rolling' }, now: NOW }).license);
+    const text = serializeLicense(issueLicense({ key: other, request: reqA, model: 'm', versions: { policy: 'rolling' }, perpetual: true, now: NOW }).license);
     expect(await code(activateLicense(text, { stateDir: A.stateDir, hostProbe: A.probe(), now: NOW }))).toBe('UNTRUSTED_VENDOR');
     const src = join(dir, 'other.bin');
     await writeRandom(src, 100);
@@ -212,7 +211,7 @@ describe('licences bound to hardware and versions', () => {
     expect(await allow('2.1.0', { now: D('2026-11-10T01:00:00Z') })).toBe('OK');
     const clock = JSON.parse(await readFile(A.state.path('clock.json'), 'utf8'));
     await writeFile(A.state.path('clock.json'), JSON.stringify({ ...clock, t: '2026-01-01T00:00:00.000Z' }));
-    expect(await allow('2.1.0', { now: D('2026-11-10T02:00:00Z') })).toBe('CLOCK_TAMPERED');
+    expect(await allow('2.1.0', { now: D('2026-11-10T02:00:00Z') })).toBe('STATE_TAMPERED');
   });
 
   it('features and regions', async () => {
@@ -249,7 +248,7 @@ describe('licences bound to hardware and versions', () => {
     await writeRandom(join(d, 'cls.bin'), 3000, 3);
     const pb = join(dir, 'pipe.mlb');
     await pack({ components: [{ name: 'detector', path: join(d, 'det') }, { name: 'recognizer', path: join(d, 'ocr') }, { name: 'classifier', path: join(d, 'cls.bin') }], name: 'pipe', version: '1.0.0', key: vendor, out: pb, now: NOW });
-    const text = serializeLicense(issueLicense({ key: vendor, request: reqA, model: 'pipe', versions: { policy: 'range', range: '^1' }, components: ['detector', 'classifier'], now: NOW }).license);
+    const text = serializeLicense(issueLicense({ key: vendor, request: reqA, model: 'pipe', versions: { policy: 'range', range: '^1' }, components: ['detector', 'classifier'], perpetual: true, now: NOW }).license);
     await onA(text);
     const opts = { stateDir: A.stateDir, hostProbe: A.probe(), now: NOW };
     const m = await openBundle(pb, opts);

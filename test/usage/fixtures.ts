@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { issueLicense, type IssueOptions } from '../../src/license/issue.js';
 import { serializeLicense } from '../../src/format/license.js';
-import { createActivationRequest, activateLicense } from '../../src/license/runtime.js';
+import { createActivationRequest, activateLicense } from '../../src/host/licences.js';
 import { publicKeyFileText, type VendorKey } from '../../src/keys/vendor.js';
 import { writeFile } from 'node:fs/promises';
 import { key, tmp } from '../helpers.js';
@@ -31,6 +31,7 @@ export async function meteredHost(o: Partial<IssueOptions> = {}, now = new Date(
     features: ['sentiment-analysis', 'batch'],
     meters: [{ metric: 'inferences', limit: 1000, period: 'month' }],
     now,
+    ...(o.expires ? {} : { perpetual: true }),
     ...o,
   });
   const licenseText = serializeLicense(license);

@@ -1,16 +1,17 @@
 import { describe, it, expect } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { readFile, writeFile, rm } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadLicense, ledgerPath, auditPath } from '../../src/usage/handle.js';
+import { loadLicense } from '../../src/host/handle.js';
+import { ledgerPath, auditPath } from '../../src/usage/paths.js';
 import { buildReport, verifyReport } from '../../src/usage/report.js';
 import { parseLicenseText, serializeLicense } from '../../src/format/license.js';
 import { issueLicense } from '../../src/license/issue.js';
 import { StateDir } from '../../src/state/home.js';
 import { MlicError } from '../../src/errors.js';
-import { serve } from '../../src/usage/server.js';
+import { serve } from '../../src/host/meter-server.js';
 import { publicKeyFileText } from '../../src/keys/vendor.js';
 import { meteredHost } from './fixtures.js';
 import { BIN, mlic } from '../cli/run.js';
@@ -83,10 +84,9 @@ describe('validate(): features, quotas and periods', () => {
 
   it('8 processes consuming at once never exceed the quota together and lose no count', async () => {
     const s = await meteredHost({ request: undefined } as never);
-    // An unbound licence: the worker processes do not share the fake host's probe.
-    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, meters: [{ metric: 'inferences', limit: 1000, period: 'month' }], notBefore: new Date('2026-01-01T00:00:00Z') }).license);
-    const lf = join(s.dir, 'unbound.lic');
-    await writeFile(lf, text);
+    // Unbound licences (one per mode): the worker processes do not share the fake host's probe.
+    const unbound = () => serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, meters: [{ metric: 'inferences', limit: 1000, period: 'month' }], notBefore: new Date('2026-01-01T00:00:00Z'), now: new Date('2026-11-01T00:00:00Z'), perpetual: true }).license);
+    let lf = '';
     const run = (mode: string) =>
       new Promise<number>((resolve, reject) => {
         const c = spawn(process.execPath, [join(FIX, 'consume.mjs'), s.host.stateDir, lf, '300', mode], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -95,9 +95,8 @@ describe('validate(): features, quotas and periods', () => {
         c.on('close', (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`worker exit ${code}`))));
       });
     for (const mode of ['strict', 'batched']) {
-      const lic0 = parseLicenseText(text).payload;
-      await rm(ledgerPath(new StateDir(s.host.stateDir), lic0.licenseId), { force: true });
-      await rm(ledgerPath(new StateDir(s.host.stateDir), lic0.licenseId) + '.head', { force: true });
+      lf = join(s.dir, `unbound-${mode}.lic`);
+      await writeFile(lf, unbound());
       const allowed = (await Promise.all(Array.from({ length: 8 }, () => run(mode)))).reduce((a, b) => a + b, 0);
       const lic = await loadLicense({ stateDir: s.host.stateDir, licenseFile: lf, clock: () => new Date('2026-11-15T12:00:00Z') });
       const recorded = (await lic.usageRecords()).filter((r) => r.data.kind === 'consume').reduce((a, r) => a + (r.data as { quantity: number }).quantity, 0);
@@ -112,7 +111,7 @@ describe('validate(): features, quotas and periods', () => {
 
   it('kill -9 of consuming processes never corrupts the ledger and never loses a strict count', async () => {
     const s = await meteredHost();
-    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, meters: [{ metric: 'inferences', limit: 1_000_000, period: 'month' }], notBefore: new Date('2026-01-01T00:00:00Z') }).license);
+    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, meters: [{ metric: 'inferences', limit: 1_000_000, period: 'month' }], notBefore: new Date('2026-01-01T00:00:00Z'), now: new Date('2026-11-01T00:00:00Z'), perpetual: true }).license);
     const lf = join(s.dir, 'k.lic');
     await writeFile(lf, text);
     let last = 0;
@@ -181,7 +180,8 @@ describe('validate(): features, quotas and periods', () => {
     await lic.close();
     const host = (await s.host.state.loadHost())!;
     const license = parseLicenseText(s.licenseText).payload;
-    const mk = (period: string, recs = records) => JSON.stringify(buildReport({ records: recs, period, license, hostSignSeed: host.signSeed, hostSignPublic: host.signPublic, hostBoxPublic: host.boxPublic }));
+    let auditSeq = 10;
+    const mk = (period: string, recs = records, seq = (auditSeq += 5)) => JSON.stringify(buildReport({ records: recs, period, license, hostSignSeed: host.signSeed, hostSignPublic: host.signPublic, hostBoxPublic: host.boxPublic, auditSeq: seq }));
     const oct = mk('2026-10');
     const nov = mk('2026-11');
     const dec = mk('2026-12');
@@ -189,8 +189,8 @@ describe('validate(): features, quotas and periods', () => {
     const n = verifyReport(nov, license, oct);
     expect(n.continuity).toBe('checked');
     expect(n.totals).toEqual([
-      { metric: 'inferences', quantity: 3, overageQuantity: 0, records: 1 },
-      { metric: 'inferences', feature: 'batch', quantity: 5, overageQuantity: 0, records: 1 },
+      { metric: 'inferences', quantity: 3, overageQuantity: 0, forfeitedQuantity: 0, records: 1 },
+      { metric: 'inferences', feature: 'batch', quantity: 5, overageQuantity: 0, forfeitedQuantity: 0, records: 1 },
     ]);
     expect(verifyReport(dec, license, nov).continuity).toBe('checked');
     const code = (f: () => unknown) => {
@@ -206,6 +206,8 @@ describe('validate(): features, quotas and periods', () => {
     // A reset ledger (the state wiped) starts again at record 0: a rewind.
     const reset = mk('2026-12', records.slice(0, 0));
     expect(code(() => verifyReport(reset, license, nov))).toMatch(/REPORT_INVALID/);
+    // The host's audit log went back (the state restored from an older copy) while the ledger continues.
+    expect(code(() => verifyReport(mk('2026-12', records, 11), license, nov))).toMatch(/REPORT_INVALID: rewind: the host's audit log/);
     // An edited report.
     const edited = JSON.parse(nov);
     edited.payload.totals[0].quantity = 1;
@@ -213,7 +215,7 @@ describe('validate(): features, quotas and periods', () => {
     // A report from another host for this licence, and this report against another licence.
     const other = await meteredHost();
     const oh = (await other.host.state.loadHost())!;
-    const foreign = JSON.stringify(buildReport({ records, period: '2026-11', license, hostSignSeed: oh.signSeed, hostSignPublic: oh.signPublic, hostBoxPublic: oh.boxPublic }));
+    const foreign = JSON.stringify(buildReport({ records, period: '2026-11', license, hostSignSeed: oh.signSeed, hostSignPublic: oh.signPublic, hostBoxPublic: oh.boxPublic, auditSeq: 99 }));
     expect(code(() => verifyReport(foreign, license))).toMatch(/REPORT_INVALID: .*another host/);
     expect(code(() => verifyReport(nov, parseLicenseText(other.licenseText).payload))).toMatch(/REPORT_INVALID/);
   });
@@ -270,7 +272,7 @@ describe('mlic meter serve and the CLI', () => {
       return;
     }
     const s = await meteredHost();
-    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, features: ['batch'], meters: [{ metric: 'inferences', limit: 40, period: 'term' }] }).license);
+    const text = serializeLicense(issueLicense({ key: s.vendor, model: 'm', versions: { policy: 'range', range: '^1' }, features: ['batch'], meters: [{ metric: 'inferences', limit: 40, period: 'term' }], perpetual: true }).license);
     const lf = join(s.dir, 'u.lic');
     await writeFile(lf, text);
     const home = join(await tmp(), 'home');

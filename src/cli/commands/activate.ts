@@ -1,5 +1,6 @@
-import { MlicError, readTextFile } from '../../errors.js';
-import { activateLicense, createActivationRequest } from '../../license/runtime.js';
+import { MlicError } from '../../errors.js';
+import { MAX_INPUT, readTextFile } from '../../util/files.js';
+import { activateLicense, createActivationRequest } from '../../host/licences.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { describeVersions } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';
@@ -27,7 +28,7 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     return;
   }
   if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, or --request to make an activation request');
-  const text = await readTextFile(licenseFile);
+  const text = await readTextFile(licenseFile, { maxBytes: MAX_INPUT.licence, what: 'licence' });
   const r = await activateLicense(text, base);
   const l = r.license;
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);

@@ -1,4 +1,5 @@
-import { MlicError, readTextFile } from '../../errors.js';
+import { MlicError } from '../../errors.js';
+import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { fingerprintOf, matchFingerprint } from '../../hardware/fingerprint.js';
 import { probeHost } from '../../hardware/probe.js';
 import { parseAndVerifyRequest } from '../../license/sign.js';
@@ -8,14 +9,13 @@ import { printResult, type Ctx } from '../output.js';
 
 export interface FingerprintOpts {
   compare?: string;
-  root?: string;
   home?: string;
 }
 
 export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
-  const probe = await probeHost(o.root ? { root: o.root } : {});
+  const probe = await probeHost();
   if (o.compare !== undefined) {
-    const text = await readTextFile(o.compare);
+    const text = await readTextFile(o.compare, { maxBytes: MAX_INPUT.licence, what: 'request or licence' });
     // Either an activation request or a licence.
     let licensed;
     let match = { policy: 'all' } as import('../../format/license.js').MatchPolicy;

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MlicError, fromFsError } from '../../errors.js';
 import { NAME_RE } from '../../format/manifest.js';
@@ -12,7 +12,7 @@ import { printResult, type Ctx } from '../output.js';
 
 export interface KeygenOpts {
   type?: string;
-  out?: string;
+  output?: string;
   name?: string;
   unencrypted?: boolean;
   force?: boolean;
@@ -22,9 +22,15 @@ export interface KeygenOpts {
 export async function run(ctx: Ctx, o: KeygenOpts): Promise<void> {
   const name = o.name ?? 'vendor';
   if (!NAME_RE.test(name)) throw new MlicError('USAGE', `invalid key name '${name}'`);
-  const dir = o.out ?? '.';
+  const dir = o.output ?? '.';
   try {
-    if (!(await stat(dir)).isDirectory()) throw new MlicError('USAGE', `${dir}: not a directory`);
+    const st = await stat(dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      return undefined;
+    });
+    // A new directory for keys is private, as `mkdir -m 700`.
+    if (!st) await mkdir(dir, { recursive: true, mode: 0o700 });
+    else if (!st.isDirectory()) throw new MlicError('IO_NOT_REGULAR', `${dir}: not a directory`);
   } catch (e) {
     throw fromFsError(e, dir);
   }
@@ -55,7 +61,7 @@ export async function run(ctx: Ctx, o: KeygenOpts): Promise<void> {
     return;
   }
   const key = generateVendorKey(name);
-  await writeSmallFileAtomic(keyPath, encodeSecretKey(key, passphrase), { mode: 0o600, force: o.force ?? false });
+  await writeSmallFileAtomic(keyPath, await encodeSecretKey(key, passphrase), { mode: 0o600, force: o.force ?? false });
   await writeSmallFileAtomic(pubPath, publicKeyFileText(key), { mode: 0o644, force: o.force ?? false });
   const keyId = keyIdHex(key.keyId);
   ctx.note(`wrote ${keyPath} (secret key${passphrase === undefined ? ', NOT encrypted' : ', encrypted'}; keep it safe, mode 0600)`);

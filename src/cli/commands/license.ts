@@ -1,14 +1,17 @@
-import { MlicError, readTextFile } from '../../errors.js';
-import { issueLicense, parseMatch, parseMeter } from '../../license/issue.js';
+import { MlicError } from '../../errors.js';
+import { MAX_INPUT, readTextFile } from '../../util/files.js';
+import { issueLicense, parseMatch, parseMeter, type IssueOptions } from '../../license/issue.js';
 import { parseAndVerifyRequest, verifyLicenseText } from '../../license/sign.js';
-import { describeVersions } from '../../license/policy.js';
-import { loadPublicKey, loadSecretKey } from '../../keys/load.js';
-import { parseLicenseText, redactedPayload, serializeLicense, type VersionPolicy } from '../../format/license.js';
+import { checkTime, describeVersions } from '../../license/policy.js';
+import { loadPublicKey } from '../../keys/load.js';
+import { vendorPublicKey } from '../../keys/vendor.js';
+import { parseLicenseText, redactedPayload, serializeLicense } from '../../format/license.js';
+import { isoSeconds } from '../../format/fields.js';
 import { keyIdHex } from '../../format/minisign.js';
-import { inspectBundle } from '../../bundle/inspect.js';
+import { openVerified } from '../../bundle/verify.js';
 import { StateDir } from '../../state/home.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
-import { passphraseSource } from '../passphrase.js';
+import { vendorKey } from '../keys.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface IssueOpts {
@@ -24,6 +27,7 @@ export interface IssueOpts {
   notBefore?: string;
   expires?: string;
   days?: string;
+  perpetual?: boolean;
   grace?: string;
   clockTolerance?: string;
   tier?: string;
@@ -51,22 +55,29 @@ export function duration(s: string, what: string): number {
   return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
 }
 
-const readText = readTextFile;
-
 export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
   if (!o.request === !o.unbound) throw new MlicError('USAGE', 'give exactly one of --request FILE or --unbound');
   if ([o.rolling, o.updatesUntil !== undefined].filter(Boolean).length > 1) throw new MlicError('USAGE', '--rolling and --updates-until exclude each other');
   if (o.rolling && o.versions) throw new MlicError('USAGE', '--rolling covers every version; drop --versions');
-  if (o.expires && o.days) throw new MlicError('USAGE', '--expires and --days exclude each other');
-  let versions: VersionPolicy;
+  if ([o.expires !== undefined, o.days !== undefined, o.perpetual === true].filter(Boolean).length > 1) throw new MlicError('USAGE', '--expires, --days and --perpetual exclude each other');
+  if (o.expires === undefined && o.days === undefined && !o.perpetual)
+    throw new MlicError('USAGE', 'say how long the licence is valid: --days N, --expires DATE, or --perpetual for a licence without an end');
+  let versions: IssueOptions['versions'];
   if (o.rolling) versions = { policy: 'rolling' };
-  else if (o.updatesUntil !== undefined) versions = { policy: 'maintenance', until: date(o.updatesUntil, '--updates-until').toISOString().replace('.000Z', 'Z'), ...(o.versions ? { range: o.versions } : {}) };
+  else if (o.updatesUntil !== undefined) versions = { policy: 'maintenance', until: isoSeconds(date(o.updatesUntil, '--updates-until')), ...(o.versions ? { range: o.versions } : {}) };
   else if (o.versions === undefined) throw new MlicError('USAGE', 'say which versions: --versions RANGE, --rolling or --updates-until DATE');
   else if (/^=\s*\d/.test(o.versions.trim())) versions = { policy: 'pin', version: o.versions.trim().replace(/^=\s*/, '') };
   else versions = { policy: 'range', range: o.versions };
-  const request = o.request ? parseAndVerifyRequest(await readText(o.request), o.request) : undefined;
-  const pinnedBundle = o.bundle ? (await inspectBundle(o.bundle)).manifest : undefined;
-  const key = await loadSecretKey({ ...(o.key !== undefined ? { keyFile: o.key } : {}), passphrase: passphraseSource(o.passphraseFile) });
+  if (o.bundle !== undefined && versions.policy !== 'pin') throw new MlicError('USAGE', "--bundle is for a pin (--versions '=X.Y.Z')");
+  const request = o.request ? parseAndVerifyRequest(await readTextFile(o.request, { maxBytes: MAX_INPUT.request, what: 'activation request' }), o.request) : undefined;
+  const key = await vendorKey(ctx, o);
+  // The pinned bundle decides which key is granted: trust it only once its signature verifies with this key.
+  let pinnedBundle;
+  if (o.bundle !== undefined) {
+    const v = await openVerified(o.bundle, vendorPublicKey(key));
+    await v.bundle.close();
+    pinnedBundle = v.manifest;
+  }
   const now = new Date();
   const notBefore = o.notBefore ? date(o.notBefore, '--not-before') : now;
   const expires = o.expires ? date(o.expires, '--expires') : o.days ? new Date(notBefore.getTime() + duration(`${o.days}d`, '--days') * 1000) : undefined;
@@ -78,6 +89,7 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
     ...(pinnedBundle ? { pinnedBundle } : {}),
     notBefore,
     ...(expires ? { expires } : {}),
+    ...(o.perpetual ? { perpetual: true } : {}),
     graceSeconds: o.grace ? duration(o.grace, '--grace') : 0,
     clockToleranceSeconds: o.clockTolerance ? duration(o.clockTolerance, '--clock-tolerance') : 3600,
     ...(o.tier ? { tier: o.tier } : {}),
@@ -91,13 +103,14 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
     now,
   });
   const out = o.output ?? `${payload.model}-${payload.licenseId.slice(0, 8)}.lic`;
-  await writeSmallFileAtomic(out, serializeLicense(license), { mode: 0o644, force: o.force ?? false });
+  // 0600 like every secret: a bound licence holds sealed keys, an unbound one its keys in the clear.
+  await writeSmallFileAtomic(out, serializeLicense(license), { mode: 0o600, force: o.force ?? false });
   ctx.out(`wrote ${out}: licence ${payload.licenseId} for ${payload.model}, ${describeVersions(payload.versions)}, ${payload.host.binding === 'host' ? `bound to host ${payload.host.hostname ?? payload.host.requestId}` : 'UNBOUND (its keys are in the file: treat it as a secret)'}`);
   printResult(ctx, { license: out, licenseId: payload.licenseId, payload: redactedPayload(payload) });
 }
 
 export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: string }): Promise<void> {
-  const text = await readText(file);
+  const text = await readTextFile(file, { maxBytes: MAX_INPUT.licence, what: 'licence' });
   const l = parseLicenseText(text, file);
   let verified = false;
   let verifyError: { code: string; message: string } | undefined;
@@ -111,9 +124,12 @@ export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: 
     verifyError = { code: e.code, message: e.message };
   }
   const p = l.payload;
+  const time = checkTime(p, new Date());
+  const status = !time.ok ? (time.code === 'LICENSE_EXPIRED' ? `EXPIRED on ${p.expires}` : `not yet valid (from ${p.notBefore})`) : time.inGrace ? `EXPIRED on ${p.expires}, in its grace period` : 'valid now';
   const lines: [string, string][] = [
     ['licence', p.licenseId],
     ['signature', verified ? `valid (vendor key ${l.signature.keyId})` : `NOT VERIFIED: ${verifyError?.message}`],
+    ['status', status],
     ['model', p.model],
     ['versions', describeVersions(p.versions)],
     ['issued', p.issuedAt],
@@ -126,10 +142,10 @@ export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: 
     ['host', p.host.binding === 'host' ? `${p.host.hostname ?? '?'} (${p.host.fingerprint.components.length} components, match ${p.host.match.policy === 'k' ? `${p.host.match.k} of n` : p.host.match.policy})${p.host.region ? `, region ${p.host.region}` : ''}` : 'unbound'],
     ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${m.overage?.mode === 'allow' ? ` (+${m.overage.percent}%)` : ''}`).join(', ') || '-'],
     ['regions', p.regions?.join(', ') ?? 'anywhere'],
-    ['keys', p.keys.map((k) => `${k.scope}${k.line ? ` ${k.line}` : ''}${k.bundleId ? ` ${k.bundleId.slice(0, 8)}` : ''} (${k.sealed ? 'sealed to host' : 'clear'})`).join(', ')],
+    ['keys', `${p.keys.length} (${p.keys.some((k) => k.sealed) ? 'sealed to the host' : 'in the clear: an unbound licence, keep it secret'})`],
   ];
   for (const [k, v] of lines) ctx.out(`${k.padEnd(11)} ${v}`);
   if (!verified && verifyError)
     throw new MlicError(verifyError.code as 'SIGNATURE_INVALID', verifyError.message, { details: { payload: redactedPayload(p) } });
-  printResult(ctx, { verified, signature: { alg: l.signature.alg, keyId: l.signature.keyId }, payload: redactedPayload(p) });
+  printResult(ctx, { verified, status: !time.ok ? time.code : time.inGrace ? 'IN_GRACE' : 'VALID', expired: !time.ok && time.code === 'LICENSE_EXPIRED', signature: { alg: l.signature.alg, keyId: l.signature.keyId }, payload: redactedPayload(p) });
 }

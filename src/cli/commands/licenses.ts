@@ -1,4 +1,4 @@
-import { listLicenses } from '../../license/runtime.js';
+import { listLicenses } from '../../host/licences.js';
 import { redactedPayload } from '../../format/license.js';
 import { describeVersions } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';

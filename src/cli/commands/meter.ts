@@ -1,6 +1,7 @@
-import { MlicError, type ErrorCode } from '../../errors.js';
-import { loadLicense, type LoadLicenseOptions, type ValidateError } from '../../usage/handle.js';
-import { serve } from '../../usage/server.js';
+import { MlicError } from '../../errors.js';
+import { loadLicense, type LoadLicenseOptions } from '../../host/handle.js';
+import { serve } from '../../host/meter-server.js';
+import { VALIDATE_ERRORS } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface MeterOpts {
@@ -15,16 +16,6 @@ export interface MeterOpts {
   socket?: string;
 }
 
-const CODES: Record<ValidateError, ErrorCode> = {
-  quota_exceeded: 'QUOTA_EXCEEDED',
-  feature_not_licensed: 'FEATURE_NOT_LICENSED',
-  license_expired: 'LICENSE_EXPIRED',
-  license_not_yet_valid: 'LICENSE_NOT_YET_VALID',
-  metric_not_licensed: 'METRIC_NOT_LICENSED',
-  clock_tampered: 'CLOCK_TAMPERED',
-  invalid_request: 'USAGE',
-  closed: 'INTERNAL',
-};
 
 export function loadOpts(o: MeterOpts): LoadLicenseOptions {
   if (o.durability !== undefined && o.durability !== 'strict' && o.durability !== 'batched') throw new MlicError('USAGE', '--durability is strict or batched');
@@ -44,7 +35,7 @@ export async function status(ctx: Ctx, o: MeterOpts): Promise<void> {
     const l = lic.license;
     ctx.out(`licence ${l.licenseId} for ${l.model}${l.tier ? `, tier ${l.tier}` : ''}${l.features.length ? `, features ${l.features.join(', ')}` : ''}`);
     if (meters.length === 0) ctx.out('no meters in this licence');
-    for (const m of meters) ctx.out(`${m.metric.padEnd(16)} ${m.used} of ${m.limit} used (${m.period}), ${m.remaining} left${m.resetsAt ? `, resets ${m.resetsAt}` : ''}`);
+    for (const m of meters) ctx.out(`${m.metric.padEnd(16)} ${m.used} of ${m.limit} used${m.reserved ? `, ${m.reserved} reserved by running processes` : ''} (${m.period}), ${m.remaining} left${m.resetsAt ? `, resets ${m.resetsAt}` : ''}`);
     printResult(ctx, { licenseId: l.licenseId, model: l.model, tier: l.tier ?? null, features: l.features, meters });
   } finally {
     await lic.close();
@@ -57,8 +48,8 @@ export async function consume(ctx: Ctx, o: MeterOpts): Promise<void> {
   const lic = await loadLicense({ ...loadOpts(o), durability: (o.durability as 'strict' | 'batched' | undefined) ?? 'strict' });
   try {
     const r = await lic.validate({ ...(o.feature ? { feature: o.feature } : {}), meter: { metric: o.metric, quantity: Number(o.quantity) } });
-    if (!r.valid) throw new MlicError(CODES[r.error!], r.message ?? r.error!, { details: { ...r } });
-    ctx.out(`ok: ${o.quantity} ${o.metric} counted; ${r.remaining} of ${r.limit} left this period${r.overage ? ' (OVERAGE)' : ''}`);
+    if (!r.valid) throw new MlicError(VALIDATE_ERRORS[r.error!], r.message ?? r.error!, { details: { ...r } });
+    ctx.out(`ok: ${o.quantity} ${o.metric} counted; ${r.used} of ${r.limit} used${r.reserved ? `, ${r.reserved} reserved by running processes` : ''}, ${r.remaining} left this period${r.overage ? ' (OVERAGE)' : ''}`);
     printResult(ctx, r);
   } finally {
     await lic.close();

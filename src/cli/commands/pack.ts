@@ -1,8 +1,7 @@
 import { basename } from 'node:path';
 import { MlicError } from '../../errors.js';
 import { pack } from '../../bundle/pack.js';
-import { loadSecretKey } from '../../keys/load.js';
-import { passphraseSource } from '../passphrase.js';
+import { vendorKey } from '../keys.js';
 import { makeProgress } from '../progress.js';
 import { printResult, type Ctx } from '../output.js';
 
@@ -35,7 +34,7 @@ export async function run(ctx: Ctx, input: string | undefined, o: PackOpts): Pro
   }
   const out = o.output ?? `${o.name}-${o.version}.mlb`;
   if (input === undefined && components.length === 0) throw new MlicError('USAGE', 'nothing to pack: give a model path or --component NAME=PATH');
-  const key = await loadSecretKey({ ...(o.key !== undefined ? { keyFile: o.key } : {}), passphrase: passphraseSource(o.passphraseFile) });
+  const key = await vendorKey(ctx, o);
   const progress = makeProgress(`packing ${basename(out)}`, ctx.json);
   const t0 = Date.now();
   const r = await pack({

@@ -1,4 +1,4 @@
-import { runWithBundle } from '../../bundle/run.js';
+import { runWithBundle } from '../../host/run.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface RunOpts {

@@ -2,9 +2,8 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { MlicError } from '../../errors.js';
 import { makeProgress } from '../progress.js';
-import { loadSecretKey } from '../../keys/load.js';
 import { signFile } from '../../signing/files.js';
-import { passphraseSource } from '../passphrase.js';
+import { vendorKey } from '../keys.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface SignOpts {
@@ -15,6 +14,7 @@ export interface SignOpts {
   oms?: boolean;
   output?: string;
   ignore?: string[];
+  force?: boolean;
 }
 
 export async function run(ctx: Ctx, files: string[], o: SignOpts): Promise<void> {
@@ -24,7 +24,7 @@ export async function run(ctx: Ctx, files: string[], o: SignOpts): Promise<void>
   }
   if (files.length === 0) throw new MlicError('USAGE', 'nothing to sign');
   if (o.output !== undefined && files.length > 1) throw new MlicError('USAGE', '-o names one signature file; sign one file at a time with it');
-  const key = await loadSecretKey({ ...(o.key !== undefined ? { keyFile: o.key } : {}), passphrase: passphraseSource(o.passphraseFile) });
+  const key = await vendorKey(ctx, o);
   const signer = { seed: key.seed, keyId: key.keyId };
   const results = [];
   for (const f of files) {
@@ -36,6 +36,7 @@ export async function run(ctx: Ctx, files: string[], o: SignOpts): Promise<void>
       ...(o.comment !== undefined ? { trustedComment: o.comment } : {}),
       legacy: o.legacy ?? false,
       ...(o.output ? { sigPath: o.output } : {}),
+      force: o.force ?? false,
       onBytes: (n) => progress.update((done += n), size),
     }).finally(() => progress.done());
     ctx.out(`signed ${f} -> ${r.sigPath}`);

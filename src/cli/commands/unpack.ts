@@ -1,9 +1,9 @@
-import { unpack } from '../../bundle/unpack.js';
+import { unpack } from '../../host/unpack.js';
 import { makeProgress } from '../progress.js';
 import { printResult, type Ctx } from '../output.js';
 
 export interface UnpackOpts {
-  out: string;
+  output: string;
   feature?: string;
   component?: string[];
   force?: boolean;
@@ -13,7 +13,7 @@ export interface UnpackOpts {
 export async function run(ctx: Ctx, bundle: string, o: UnpackOpts): Promise<void> {
   const progress = makeProgress('decrypting', ctx.json);
   try {
-    const r = await unpack(bundle, o.out, {
+    const r = await unpack(bundle, o.output, {
       ...(o.home ? { stateDir: o.home } : {}),
       ...(o.feature ? { feature: o.feature } : {}),
       ...(o.component?.length ? { components: o.component } : {}),

@@ -9,9 +9,9 @@ import { Readable } from 'node:stream';
 import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
 import type { Manifest, ManifestFile } from '../format/manifest.js';
-import { authorizeBundle, type AuthorizeOptions } from '../license/runtime.js';
+import { authorizeBundle, type AuthorizeOptions } from './licences.js';
 import type { LicensePayload } from '../format/license.js';
-import { decryptChunks } from './decrypt.js';
+import { decryptChunks } from '../bundle/decrypt.js';
 
 export interface OpenBundleOptions extends AuthorizeOptions {
   /** decrypt every released file into memory at open (default true); else use readFile/createReadStream */

@@ -4,13 +4,14 @@
  */
 import { spawn } from 'node:child_process';
 import { access, mkdtemp, chmod, rm, constants } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
-import { authorizeBundle, type AuthorizeOptions } from '../license/runtime.js';
+import { authorizeBundle, type AuthorizeOptions } from './licences.js';
 import { registerTempDir } from '../util/atomic.js';
 import { unpackAuthorized } from './unpack.js';
+import { SafeDir } from '../util/safedir.js';
 
 export interface RunOptions extends AuthorizeOptions {
   /** where to create the private directory; default /dev/shm when writable, else the OS temp dir */
@@ -53,7 +54,12 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
     dir = await mkdtemp(join(base, 'mlic-run-'));
     unregister = registerTempDir(dir);
     await chmod(dir, 0o700);
-    await unpackAuthorized(a, dir);
+    const root = await SafeDir.open(dir);
+    try {
+      await unpackAuthorized(a, root);
+    } finally {
+      await root.close();
+    }
   } catch (e) {
     await wipeDir();
     throw e;
@@ -93,6 +99,5 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
 }
 
 function signalNumber(s: NodeJS.Signals): number {
-  const n: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 };
-  return n[s] ?? 1;
+  return osConstants.signals[s] ?? 1;
 }

@@ -1,0 +1,267 @@
+/**
+ * loadLicense(): the runtime interface for inference services. The licence is verified once
+ * (signature, trust, host key, hardware, time, the clock's high-water mark) through the same
+ * decision path as unpack and run; then validate() answers per call from memory with the same
+ * time and feature rules (license/policy.ts), counts metered usage in the ledger, and records
+ * every decision in the host's journal (which moves the clock's high-water mark).
+ *
+ *   const lic = await loadLicense({ bundle: 'resnet-2.1.0.mlb' });
+ *   const r = await lic.validate({ feature: 'sentiment-analysis', meter: { metric: 'inferences', quantity: 32 } });
+ *   if (!r.valid) throw new Error(r.error);
+ *
+ * Usage survives a process that never calls close(): the buffers are flushed when the event
+ * loop empties, and a reservation left behind by a killed process becomes consumed usage when it
+ * expires (usage/ledger.ts).
+ */
+import { MlicError } from '../errors.js';
+import { wipe } from '../crypto/random.js';
+import { METRIC_RE, type LicensePayload } from '../format/license.js';
+import type { Manifest } from '../format/manifest.js';
+import { readTextFile } from '../util/files.js';
+import { checkFeature, checkTimeAt, timeWindow, validateErrorOf, type Denial, type TimeWindow, type ValidateError } from '../license/policy.js';
+import { validHash, type AuditData } from '../usage/audit.js';
+import { UsageLedger, type Durability, type Figures } from '../usage/ledger.js';
+import { ledgerKey, ledgerPath } from '../usage/paths.js';
+import type { ChainRecord } from '../state/chainlog.js';
+import type { UsageData } from '../usage/ledger.js';
+import { HostContext, type HostOptions } from './context.js';
+import { Journal } from './journal.js';
+import { authorizeBundle, choose, withDecision, type Candidate } from './licences.js';
+import { MAX_LICENSE_BYTES } from '../format/license.js';
+
+export type { ValidateError } from '../license/policy.js';
+
+export interface LoadLicenseOptions extends HostOptions {
+  /** the bundle the licence must cover (its installed licence is found and checked against it) */
+  bundle?: string;
+  /** a licence file to use instead of the installed ones */
+  licenseFile?: string;
+  /** with neither bundle nor licenceFile: an installed licence for this model */
+  model?: string;
+  durability?: Durability;
+  flushMs?: number;
+  /** the clock (tests inject one); default () => new Date() */
+  clock?: () => Date;
+}
+
+export interface ValidateRequest {
+  feature?: string;
+  meter?: { metric: string; quantity: number };
+  inputHash?: string;
+  outputHash?: string;
+}
+
+export interface ValidateResult {
+  valid: boolean;
+  error?: ValidateError;
+  message?: string;
+  /** metered: recorded usage this period (docs/USAGE.md: the figures) */
+  used?: number;
+  /** metered: reserved by live leases and not yet used */
+  reserved?: number;
+  /** metered: what is left this period under the limit: limit - used - reserved */
+  remaining?: number;
+  limit?: number;
+  resetsAt?: string;
+  /** metered: this consumption went over the limit, within the licence's allowed overage */
+  overage?: boolean;
+  /** the licence has expired and is in its grace period */
+  inGrace?: boolean;
+  /** outputs must be watermarked (e.g. a free tier): the caller's contract, see docs/USAGE.md */
+  watermarkRequired: boolean;
+  tier?: string;
+}
+
+export interface MeterStatus extends Figures {
+  metric: string;
+  resetsAt: string | null;
+  period: string;
+}
+
+/** Handles not yet closed: flushed and closed when the event loop empties (one listener for all). */
+const live = new Set<LoadedLicense>();
+const closeAllBeforeExit = () => {
+  for (const h of live) void h.close().catch(() => undefined);
+};
+
+export class LoadedLicense {
+  private closed = false;
+  private readonly window: TimeWindow;
+
+  constructor(
+    readonly license: LicensePayload,
+    readonly manifest: Pick<Manifest, 'bundleId' | 'model'> | undefined,
+    private readonly ledger: UsageLedger,
+    private readonly journal: Journal,
+    private readonly clock: () => Date,
+  ) {
+    this.window = timeWindow(license);
+    // A script that ends without close() still has its usage recorded.
+    if (live.size === 0) process.on('beforeExit', closeAllBeforeExit);
+    live.add(this);
+  }
+
+  private base(now: Date): Omit<AuditData, 'action' | 'decision'> {
+    return {
+      t: now.toISOString(),
+      licenseId: this.license.licenseId,
+      ...(this.manifest ? { bundleId: this.manifest.bundleId, model: this.manifest.model.name, version: this.manifest.model.version } : { model: this.license.model }),
+    };
+  }
+
+  private extra(): Pick<ValidateResult, 'watermarkRequired' | 'tier'> {
+    return { watermarkRequired: this.license.requireWatermark === true, ...(this.license.tier ? { tier: this.license.tier } : {}) };
+  }
+
+  private deny(now: Date, error: ValidateError, message: string, req: ValidateRequest, figures?: Partial<ValidateResult>): ValidateResult {
+    void this.journal.record({ ...this.base(now), action: req.meter ? 'consume' : 'validate', decision: 'deny', code: error, ...this.reqFields(req) }, now).catch(() => undefined);
+    return { valid: false, error, message, ...figures, ...this.extra() };
+  }
+
+  private denial(now: Date, d: Denial, req: ValidateRequest): ValidateResult {
+    return this.deny(now, validateErrorOf(d), d.message, req);
+  }
+
+  private reqFields(req: ValidateRequest): Partial<AuditData> {
+    return {
+      ...(req.feature !== undefined ? { feature: String(req.feature).slice(0, 128) } : {}),
+      ...(req.meter ? { metric: String(req.meter.metric).slice(0, 64), quantity: Number(req.meter.quantity) } : {}),
+      ...(validHash(req.inputHash) ? { inputHash: req.inputHash } : {}),
+      ...(validHash(req.outputHash) ? { outputHash: req.outputHash } : {}),
+    };
+  }
+
+  /** Is this use allowed now? Counts metered usage. Never throws for a "no": returns valid false with an error. */
+  async validate(req: ValidateRequest = {}): Promise<ValidateResult> {
+    const now = this.clock();
+    if (this.closed) return { valid: false, error: 'closed', message: 'the licence handle is closed', ...this.extra() };
+    if ((req.inputHash !== undefined && !validHash(req.inputHash)) || (req.outputHash !== undefined && !validHash(req.outputHash)))
+      return this.deny(now, 'invalid_request', 'inputHash/outputHash must be short printable strings (e.g. sha256:<hex>)', req);
+    const hw = this.journal.highWater()?.getTime() ?? 0;
+    const time = checkTimeAt(this.license, this.window, now.getTime(), hw);
+    if (!time.ok) return this.denial(now, time, req);
+    const feature = checkFeature(this.license, req.feature);
+    if (feature) return this.denial(now, feature, req);
+    const extra = { ...this.extra(), ...(time.inGrace ? { inGrace: true } : {}) };
+    if (req.meter) {
+      const { metric, quantity } = req.meter;
+      if (typeof metric !== 'string' || !METRIC_RE.test(metric) || !Number.isSafeInteger(quantity) || quantity < 0)
+        return this.deny(now, 'invalid_request', 'meter needs a metric name and a non-negative integer quantity', req);
+      if (!this.ledger.meter(metric)) return this.deny(now, 'metric_not_licensed', `the licence has no meter '${metric}' (it meters: ${this.license.meters.map((m) => m.metric).join(', ') || 'nothing'})`, req);
+      const r = await this.ledger.consume(metric, quantity, now, req.feature);
+      const q = { used: r.used, reserved: r.reserved, remaining: r.remaining, limit: r.limit, ...(r.resetsAt ? { resetsAt: r.resetsAt.toISOString() } : {}) };
+      if (!r.ok)
+        return this.deny(
+          now,
+          'quota_exceeded',
+          `quota for '${metric}' exhausted: ${r.used} used${r.reserved ? ` and ${r.reserved} reserved by other processes` : ''} of ${r.limit} this period${r.resetsAt ? `; resets at ${r.resetsAt.toISOString()}` : ''}`,
+          req,
+          q,
+        );
+      void this.journal.record({ ...this.base(now), action: 'consume', decision: 'allow', ...this.reqFields(req), ...(r.overage ? { code: 'OVERAGE' } : {}) }, now).catch(() => undefined);
+      return { valid: true, ...q, ...(r.overage ? { overage: true } : {}), ...extra };
+    }
+    void this.journal.record({ ...this.base(now), action: 'validate', decision: 'allow', ...this.reqFields(req) }, now).catch(() => undefined);
+    return { valid: true, ...extra };
+  }
+
+  /** Records the hashes of one inference's input and output in the audit log. */
+  async audit(r: { inputHash?: string; outputHash?: string; feature?: string }): Promise<void> {
+    if ((r.inputHash !== undefined && !validHash(r.inputHash)) || (r.outputHash !== undefined && !validHash(r.outputHash)))
+      throw new MlicError('USAGE', 'inputHash/outputHash must be short printable strings (e.g. sha256:<hex>)');
+    const now = this.clock();
+    await this.journal.record({ ...this.base(now), action: 'audit', decision: 'allow', ...this.reqFields(r) }, now);
+  }
+
+  /** Usage of each metered metric in its current period (the same figures validate() returns). */
+  async status(): Promise<MeterStatus[]> {
+    const now = this.clock();
+    const out: MeterStatus[] = [];
+    for (const m of this.license.meters) {
+      const s = (await this.ledger.status(m.metric, now))!;
+      out.push({ metric: m.metric, used: s.used, reserved: s.reserved, limit: s.limit, remaining: s.remaining, resetsAt: s.resetsAt?.toISOString() ?? null, period: s.period });
+    }
+    return out;
+  }
+
+  /** Every ledger record of this licence on this host, verified. */
+  async usageRecords(): Promise<ChainRecord<UsageData>[]> {
+    return this.ledger.records();
+  }
+
+  /** The audit log's last record seq (for reports). */
+  get auditSeq(): number {
+    return this.journal.audit.log.lastSeq;
+  }
+
+  /** Records a decision that is not a validate() call (a usage report). */
+  async note(data: Omit<AuditData, 't' | 'hw' | 'decision'>): Promise<void> {
+    const now = this.clock();
+    await this.journal.record({ ...this.base(now), ...data, t: now.toISOString(), decision: 'allow' }, now);
+  }
+
+  async flush(): Promise<void> {
+    await this.ledger.flush();
+    await this.journal.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    live.delete(this);
+    if (live.size === 0) process.off('beforeExit', closeAllBeforeExit);
+    try {
+      await this.ledger.close();
+    } finally {
+      await this.journal.close();
+    }
+  }
+}
+
+/** Verifies a licence once (the same decision path as unpack and run) and returns a handle for fast validate() calls. */
+export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLicense> {
+  const clock = o.clock ?? (() => o.now ?? new Date());
+  const ctx = new HostContext({ ...o, now: clock() });
+  const durability = o.durability ?? 'batched';
+  let license: LicensePayload;
+  let manifest: Pick<Manifest, 'bundleId' | 'model'> | undefined;
+  const installed = await ctx.state.licenseTexts();
+  if (o.bundle !== undefined) {
+    const a = await authorizeBundle(o.bundle, { ...o, now: clock(), action: 'validate' });
+    license = a.license;
+    manifest = { bundleId: a.manifest.bundleId, model: a.manifest.model };
+    wipe(a.bundleKey);
+    await a.bundle.close();
+  } else {
+    const candidates: Candidate[] = o.licenseFile !== undefined ? [{ path: o.licenseFile, text: await readTextFile(o.licenseFile, { maxBytes: MAX_LICENSE_BYTES, what: 'licence' }) }] : installed;
+    if (candidates.length === 0) throw new MlicError('NO_LICENSE', 'no licence installed', { hint: 'run `mlic activate <licence>` first' });
+    license = await withDecision(ctx, { licensed: installed.length > 0, action: 'validate', about: o.model ? { model: o.model } : {} }, async (env) => {
+      const { license: l } = await choose(env, candidates, o.model !== undefined ? { model: o.model } : {});
+      return { value: l, audit: { licenseId: l.licenseId, model: l.model } };
+    });
+  }
+  const host = await ctx.state.hostIdentity({ create: true });
+  await ctx.state.ensure('usage');
+  // The ledger carries the durability a caller asks for; the audit log follows within flushMs
+  // (strict: one record per decision, never merged).
+  const journal = await Journal.open(ctx.state, host, { licensed: true, durability: 'batched', merge: durability === 'batched', open: 'tail', ...(o.flushMs ? { flushMs: o.flushMs } : {}) });
+  try {
+    const id = license.licenseId;
+    const ledger = await UsageLedger.open(ledgerPath(ctx.state, id), ledgerKey(host, id), license, {
+      durability,
+      ...(o.flushMs ? { flushMs: o.flushMs } : {}),
+      beforeHead: async (d) => journal.durable(id, d.seq),
+    });
+    try {
+      // Under the ledger's lock, caught up with other processes (lock order: ledger, then audit).
+      await ledger.log.exclusive(async () => journal.checkLedger(id, ledger.log.lastSeq));
+    } catch (e) {
+      await ledger.close().catch(() => undefined);
+      throw e;
+    }
+    return new LoadedLicense(license, manifest, ledger, journal, clock);
+  } catch (e) {
+    await journal.close().catch(() => undefined);
+    throw e;
+  }
+}

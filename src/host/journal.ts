@@ -1,0 +1,174 @@
+/**
+ * The host's decision journal: the audit log of every licence decision, and the clock record
+ * (clock.json) that binds the audit log and the usage ledgers to each other (docs/FORMAT.md §7,
+ * docs/SECURITY.md "The clock").
+ *
+ * - Every decision, allowed or refused, is an audit record carrying the high-water mark `hw`
+ *   (the latest time seen), so the mark moves with refusals too.
+ * - The mark is max(clock.json's `t`, the last audit record's `hw`): restoring or deleting
+ *   clock.json alone cannot move it back.
+ * - clock.json names the last audit record and the last record of each usage ledger that were on
+ *   disk when it was written (it is written only after they are durable: at once for one-shot
+ *   decisions, at most every second while a handle runs, and when it closes). So at every open
+ *   clock.audit <= last(audit) and clock.ledgers[id] <= last(ledger): a log deleted or restored
+ *   from an older copy breaks this (STATE_TAMPERED), and a missing clock.json while the audit log
+ *   has records or licences are installed is STATE_TAMPERED too. An older clock.json alone moves
+ *   nothing back: the mark also comes from the audit log. Only a consistent restore of all of
+ *   them together goes unseen (docs/SECURITY.md says so).
+ */
+import { MlicError } from '../errors.js';
+import type { HostIdentity, StateDir, ClockRecord } from '../state/home.js';
+import { AuditLog, type AuditData } from '../usage/audit.js';
+import type { Durability } from '../usage/ledger.js';
+import { auditKey, auditPath } from '../usage/paths.js';
+
+const tampered = (message: string) =>
+  new MlicError('STATE_TAMPERED', message, {
+    hint: "the host's state directory was partly deleted or restored from an older copy; restore all of it from one backup, or ask your vendor to re-issue the licence",
+  });
+
+export interface JournalOptions {
+  durability?: Durability;
+  flushMs?: number;
+  /** 'tail' (one-shot commands: O(1) open) or 'full' */
+  open?: 'full' | 'tail';
+  /** write the clock record with every decision (one-shot commands); else at most every second and on close */
+  eager?: boolean;
+  /** batched: merge identical hash-less decisions of one flush window (default true) */
+  merge?: boolean;
+}
+
+/** How often a running handle writes the clock record at most. */
+const CLOCK_EVERY_MS = 1000;
+
+export class Journal {
+  private hw: number;
+  /** durable seqs not yet in clock.json: 'audit' or a licence id -> seq */
+  private pending = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly state: StateDir,
+    private readonly host: HostIdentity,
+    readonly audit: AuditLog,
+    hw: number,
+    private readonly eager: boolean,
+  ) {
+    this.hw = hw;
+  }
+
+  /**
+   * Opens the audit log and checks it against the clock record. `licensed`: licences are
+   * installed (then a missing clock record is tampering, not a fresh start).
+   */
+  static async open(state: StateDir, host: HostIdentity, opts: JournalOptions & { licensed: boolean }): Promise<Journal> {
+    await state.ensure('audit');
+    let journal: Journal | undefined;
+    const audit = await AuditLog.open(auditPath(state), auditKey(host), {
+      durability: opts.durability ?? 'strict',
+      open: opts.open ?? 'tail',
+      merge: opts.merge ?? true,
+      ...(opts.flushMs ? { flushMs: opts.flushMs } : {}),
+      beforeHead: async (durable) => journal?.durable('audit', durable.seq),
+    });
+    try {
+      const hw = await audit.log.exclusive(async () => {
+        const clock = await state.readClock(host);
+        const last = audit.log.lastSeq;
+        if (!clock) {
+          if (last >= 0) throw tampered(`${state.path('clock.json')} is missing while the audit log holds ${last + 1} records`);
+          if (opts.licensed) throw tampered(`${state.path('clock.json')} and the audit log are missing while licences are installed`);
+          // A fresh host: the clock record exists from now on, so that a missing one is tampering.
+          await state.writeClock(host, { v: 2, t: new Date(0).toISOString(), audit: -1, ledgers: {} }, true);
+          return 0;
+        }
+        if (clock.audit > last)
+          throw tampered(`the audit log ends at record ${last} but the clock record names record ${clock.audit}: the audit log was removed or restored from an older copy`);
+        const lastHw = audit.log.last?.data.hw;
+        return Math.max(Date.parse(clock.t), lastHw ? Date.parse(lastHw) : 0);
+      });
+      journal = new Journal(state, host, audit, hw, opts.eager ?? false);
+      return journal;
+    } catch (e) {
+      await audit.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** The latest time this host has seen, or undefined on a fresh host. */
+  highWater(): Date | undefined {
+    return this.hw > 0 ? new Date(this.hw) : undefined;
+  }
+
+  /** Moves the mark forward to `now` (never back); returns it. */
+  advance(now: Date): Date {
+    if (now.getTime() > this.hw) this.hw = now.getTime();
+    return new Date(this.hw);
+  }
+
+  /** Records a decision (allowed or refused) and advances the mark to its time. */
+  async record(data: Omit<AuditData, 'hw'>, now: Date): Promise<void> {
+    const hw = this.advance(now);
+    await this.audit.record({ ...data, hw: hw.toISOString() });
+    // One-shot decisions (strict): the clock record is on disk before the decision returns.
+    if (this.eager) await this.writeClock();
+  }
+
+  /** A log's records up to `seq` are on disk (its beforeHead hook): the next clock record names them. */
+  durable(log: 'audit' | string, seq: number): void {
+    this.pending.set(log, Math.max(this.pending.get(log) ?? -1, seq));
+    if (!this.eager && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.writeClock().catch(() => undefined);
+      }, CLOCK_EVERY_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Merges the mark and the durable seqs into clock.json, under the audit log's lock (fsynced; values only ever grow). */
+  async writeClock(): Promise<void> {
+    while (this.writing) await this.writing;
+    this.writing = this.audit.log
+      .exclusive(async () => {
+        const cur = (await this.state.readClock(this.host)) ?? { v: 2 as const, t: new Date(0).toISOString(), audit: -1, ledgers: {} };
+        const pending = this.pending;
+        this.pending = new Map();
+        const next: ClockRecord = { v: 2, t: new Date(Math.max(Date.parse(cur.t), this.hw)).toISOString(), audit: Math.max(cur.audit, pending.get('audit') ?? -1), ledgers: { ...cur.ledgers } };
+        for (const [k, seq] of pending) if (k !== 'audit') next.ledgers[k] = Math.max(next.ledgers[k] ?? -1, seq);
+        await this.state.writeClock(this.host, next, true);
+      })
+      .finally(() => {
+        this.writing = undefined;
+      });
+    await this.writing;
+  }
+
+  /**
+   * Checks a usage ledger against the clock record (see above) when it is opened, under the
+   * ledger's lock; `last` is its last record's seq (-1 when none).
+   */
+  async checkLedger(licenseId: string, last: number): Promise<void> {
+    const clock = await this.audit.log.exclusive(() => this.state.readClock(this.host));
+    const bound = clock?.ledgers[licenseId] ?? -1;
+    if (bound > last) throw tampered(`the usage ledger of licence ${licenseId.slice(0, 8)} ends at record ${last} but the clock record names record ${bound}: usage/ was removed or restored from an older copy`);
+  }
+
+  /** Appends and syncs what is buffered, then writes the clock record that names it. */
+  async flush(): Promise<void> {
+    await this.audit.flush();
+    await this.audit.log.sync();
+    await this.writeClock();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    try {
+      await this.flush();
+    } finally {
+      await this.audit.close();
+    }
+  }
+}

@@ -1,0 +1,8 @@
+/** mlic's vendor tools as a library ('mlic/vendor'): keys, packing, licences, checking usage reports. */
+export { generateVendorKey, encodeSecretKey, publicKeyFileText, type VendorKey } from './keys/vendor.js';
+export { loadSecretKey, loadPublicKey, type LoadSecretKeyOptions, type PassphraseSource } from './keys/load.js';
+export { pack, type PackOptions, type PackResult } from './bundle/pack.js';
+export { issueLicense, parseMeter, parseMatch, type IssueOptions } from './license/issue.js';
+export { parseAndVerifyRequest, verifyLicenseText } from './license/sign.js';
+export { serializeLicense, type SignedLicense, type ActivationRequest } from './format/license.js';
+export { verifyReport as verifyUsageReport, type UsageReport, type ReportCheck } from './usage/report.js';
