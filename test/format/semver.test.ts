@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { parseSemver, compareSemver } from '../../src/format/semver.js';
-import { parseRange, satisfies, linesOfRange } from '../../src/format/semver-range.js';
+import { parseRange, satisfies } from '../../src/format/semver-range.js';
 
 const v = (s: string) => parseSemver(s)!;
 const sat = (ver: string, range: string) => satisfies(v(ver), parseRange(range)!);
@@ -34,17 +34,5 @@ describe('ranges', () => {
   });
   it('rejects malformed ranges', () => {
     for (const bad of ['^', '>=x.1', '2.x.3', 'foo', '>>2']) expect(parseRange(bad), bad).toBeUndefined();
-  });
-  it('computes the key lines a range reaches', () => {
-    expect(linesOfRange(parseRange('^2')!)).toEqual(['2']);
-    expect(linesOfRange(parseRange('>=2.1 <3')!)).toEqual(['2']);
-    expect(linesOfRange(parseRange('>=2.1 <4')!)).toEqual(['2', '3']);
-    expect(linesOfRange(parseRange('>=2.1 <=4.0.0')!)).toEqual(['2', '3', '4']);
-    expect(linesOfRange(parseRange('=2.1.0')!)).toEqual(['2']);
-    expect(linesOfRange(parseRange('^0.3')!)).toEqual(['0.3']);
-    expect(linesOfRange(parseRange('1.x || 3.x')!)).toEqual(['1', '3']);
-    expect(linesOfRange(parseRange('>=2')!)).toBeUndefined();
-    expect(linesOfRange(parseRange('<2')!)).toBeUndefined();
-    expect(linesOfRange(parseRange('*')!)).toBeUndefined();
   });
 });
