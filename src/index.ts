@@ -8,7 +8,8 @@ export { MlicError, isMlicError, exitStatusFor, type ErrorCode } from './errors.
 export { inspectBundle, type InspectResult } from './bundle/inspect.js';
 export { verifyBundle, type VerifyResult } from './bundle/verify.js';
 // The customer's host: activation, licences, licensed use.
-export { createActivationRequest, activateLicense, listLicenses, type HostOptions, type ActivateResult, type InstalledLicense } from './host/licences.js';
+export { createActivationRequest, activateLicense, type HostOptions, type ActivateResult } from './host/licences.js';
+export { listLicenses, type InstalledLicense } from './host/list.js';
 export { openBundle, type OpenBundleOptions, type OpenedBundle } from './host/open.js';
 export { unpack, type UnpackOptions, type UnpackResult } from './host/unpack.js';
 export { runWithBundle, type RunOptions, type RunResult } from './host/run.js';

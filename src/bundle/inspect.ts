@@ -4,11 +4,14 @@ import { parseSignature } from '../format/minisign.js';
 import { keyIdHex } from '../format/minisign.js';
 import type { Manifest } from '../format/manifest.js';
 import { BundleFile, parseManifest } from './reader.js';
+import { layoutOf } from './layout.js';
 
 export interface InspectResult {
   manifest: Manifest;
   signatureKeyId: string;
   size: number;
+  /** the size the (unverified) manifest implies; a different size means a truncated or extended file */
+  expectedSize: number;
   /** inspect does not verify; `mlic verify --pub` does */
   verified: false;
 }
@@ -24,7 +27,8 @@ export async function inspectBundle(path: string): Promise<InspectResult> {
     } catch {
       throw new MlicError('SIGNATURE_INVALID', `${path}: the manifest signature is malformed`);
     }
-    return { manifest, signatureKeyId, size: bundle.size, verified: false };
+    const expectedSize = layoutOf(manifest, head.manifestBytes.length, head.signatureBytes.length).totalSize;
+    return { manifest, signatureKeyId, size: bundle.size, expectedSize, verified: false };
   } finally {
     await bundle.close();
   }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { MlicError } from '../errors.js';
-import { cleanupTempFilesSync } from '../util/atomic.js';
+import { cleanupTempFilesSync } from '../util/cleanup.js';
 import { makeCtx, printError, type Ctx } from './output.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -340,9 +340,9 @@ async function main(): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
       // No command, or `mlic help <unknown>`: the help went to stderr; that is a usage error.
       if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync') return 2;
-      return printError(wantsJson, new MlicError('USAGE', e.message.replace(/^error: /, ''), { hint: 'run with --help for usage and examples' }));
+      return await printError(wantsJson, new MlicError('USAGE', e.message.replace(/^error: /, ''), { hint: 'run with --help for usage and examples' }));
     }
-    return printError(wantsJson, e);
+    return await printError(wantsJson, e);
   }
 }
 
@@ -351,8 +351,8 @@ main().then(
     cleanupTempFilesSync();
     process.exitCode = code;
   },
-  (e) => {
+  async (e) => {
     cleanupTempFilesSync();
-    process.exitCode = printError(wantsJson, e);
+    process.exitCode = await printError(wantsJson, e);
   },
 );

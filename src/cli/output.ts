@@ -1,6 +1,18 @@
 /** Where the CLI's words go: one JSON object on stdout with --json, else human text on stderr/stdout. */
-import chalk from 'chalk';
 import { MlicError, exitStatusFor } from '../errors.js';
+
+/** Colour only on a terminal, never with --json or NO_COLOR; chalk is loaded only then (start-up time). */
+export function colorWanted(json: boolean): boolean {
+  return !json && !process.env.NO_COLOR && Boolean(process.stderr.isTTY);
+}
+
+type Paint = (s: string) => string;
+async function painter(json: boolean): Promise<{ red: Paint; yellow: Paint; dim: Paint }> {
+  if (!colorWanted(json)) return { red: (s) => s, yellow: (s) => s, dim: (s) => s };
+  const { default: chalk } = await import('chalk');
+  chalk.level = chalk.level || 1;
+  return { red: (s) => chalk.red(s), yellow: (s) => chalk.yellow(s), dim: (s) => chalk.dim(s) };
+}
 
 export interface Ctx {
   json: boolean;
@@ -26,8 +38,7 @@ export function safeText(s: string): string {
 
 
 export function makeCtx(json: boolean): Ctx {
-  const color = !json && !process.env.NO_COLOR && Boolean(process.stderr.isTTY);
-  chalk.level = color ? chalk.level || 1 : 0;
+  const color = colorWanted(json);
   return {
     json,
     color,
@@ -44,7 +55,7 @@ export function printResult(ctx: Ctx, result: unknown): void {
   if (ctx.json) process.stdout.write(JSON.stringify({ ok: true, result }) + '\n');
 }
 
-export function printError(json: boolean, e: unknown): number {
+export async function printError(json: boolean, e: unknown): Promise<number> {
   const err =
     e instanceof MlicError
       ? e
@@ -57,8 +68,9 @@ export function printError(json: boolean, e: unknown): number {
       JSON.stringify({ ok: false, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) } }) + '\n',
     );
   } else {
-    process.stderr.write(`${chalk.red('mlic: error:')} ${safeText(err.message)} ${chalk.dim(`[${err.code}]`)}\n`);
-    if (err.hint) process.stderr.write(`${chalk.yellow('hint:')} ${safeText(err.hint)}\n`);
+    const paint = await painter(json);
+    process.stderr.write(`${paint.red('mlic: error:')} ${safeText(err.message)} ${paint.dim(`[${err.code}]`)}\n`);
+    if (err.hint) process.stderr.write(`${paint.yellow('hint:')} ${safeText(err.hint)}\n`);
     if (err.code === 'INTERNAL' && process.env.MLIC_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
   }
   return status;

@@ -20,3 +20,14 @@ export async function spinner(text: string, json: boolean): Promise<Spinner> {
     },
   };
 }
+
+/** This host's probe (nvidia-smi can take a second or two on a GPU server), with a spinner meanwhile. */
+export async function probeWithSpinner(json: boolean): Promise<import('../hardware/probe.js').HostProbe> {
+  const { probeHost } = await import('../hardware/probe.js');
+  const spin = await spinner('probing this host (nvidia-smi, /etc, /sys)', json);
+  try {
+    return await probeHost();
+  } finally {
+    spin.stop();
+  }
+}

@@ -8,7 +8,7 @@
 import { hostname as osHostname } from 'node:os';
 import { MlicError } from '../errors.js';
 import { randomBytes, wipe } from '../crypto/random.js';
-import type { ActivationRequest, LicensePayload, SignedLicense } from '../format/license.js';
+import type { ActivationRequest, LicensePayload } from '../format/license.js';
 import { parseSignature, keyIdHex } from '../format/minisign.js';
 import type { Manifest } from '../format/manifest.js';
 import { fingerprintOf } from '../hardware/fingerprint.js';
@@ -17,7 +17,7 @@ import { BundleFile, parseManifest } from '../bundle/reader.js';
 import { checkTrustedComment, verifyManifestSignature } from '../bundle/signature.js';
 import { checkBundleKey } from '../bundle/decrypt.js';
 import type { EntrySpan } from '../bundle/layout.js';
-import { decide, checkTime, checkHost, orThrow, type Allowed, type Decision } from '../license/policy.js';
+import { decide, orThrow, type Allowed, type Decision } from '../license/policy.js';
 import { bundleKeyFromLicense, unwrapGrant } from '../license/keys.js';
 import { signRequest, verifyLicenseText } from '../license/sign.js';
 import type { AuditData } from '../usage/audit.js';
@@ -173,37 +173,6 @@ export async function activateLicense(text: string, o: HostOptions = {}): Promis
     const path = await ctx.state.licenseInstall(l.licenseId, text.endsWith('\n') ? text : text + '\n');
     return { value: { license: l, path, inGrace: decision.inGrace }, audit: { licenseId: l.licenseId, model: l.model } };
   });
-}
-
-export interface InstalledLicense {
-  path: string;
-  license?: SignedLicense;
-  /** why it does not verify, if it does not */
-  error?: { code: string; message: string };
-  /** its status now: ok, or the code of what it refuses */
-  status: string;
-}
-
-/** The installed licences and each one's status now (not a decision: nothing is recorded). */
-export async function listLicenses(o: HostOptions = {}): Promise<InstalledLicense[]> {
-  const ctx = new HostContext(o);
-  const now = ctx.now();
-  const out: InstalledLicense[] = [];
-  const h = await ctx.state.loadHost();
-  const hostKey = h ? b64(h.boxPublic) : undefined;
-  for (const { path, text } of await ctx.state.licenseTexts()) {
-    try {
-      const l = await verifyLicenseText(text, (id) => ctx.state.trusted(id), path);
-      const time = checkTime(l.payload, now);
-      const host = l.payload.host.binding === 'host' && hostKey !== l.payload.host.publicKey ? checkHost(l.payload, hostKey, undefined) : undefined;
-      out.push({ path, license: l, status: !time.ok ? time.code : host ? host.code : 'ok' });
-    } catch (e) {
-      const err = e as MlicError;
-      if (!(e instanceof MlicError)) throw e;
-      out.push({ path, error: { code: err.code, message: err.message }, status: err.code });
-    }
-  }
-  return out;
 }
 
 /** A bundle a licence allows here and now, ready to decrypt. Internal: the public API hands out closable handles, never keys. */

@@ -4,44 +4,12 @@
  * cleanupTempFilesSync(), leaves no partial file behind.
  */
 import { open, link, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { unlinkSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MlicError, fromFsError } from '../errors.js';
+import { trackTempFile } from './cleanup.js';
 
-const pending = new Set<string>();
-const pendingDirs = new Set<string>();
-
-/** Removes every temporary file and directory still in flight (for signal handlers). */
-export function cleanupTempFilesSync(): void {
-  for (const p of pending) {
-    try {
-      unlinkSync(p);
-    } catch {
-      /* already gone */
-    }
-  }
-  pending.clear();
-  for (const d of pendingDirs) {
-    try {
-      rmSync(d, { recursive: true, force: true });
-    } catch {
-      /* best effort */
-    }
-  }
-  pendingDirs.clear();
-}
-
-/** Tracks a temporary file for removal by cleanupTempFilesSync(); returns the untrack function. */
-export function trackTempFile(path: string): () => void {
-  pending.add(path);
-  return () => pending.delete(path);
-}
-
-export function registerTempDir(dir: string): () => void {
-  pendingDirs.add(dir);
-  return () => pendingDirs.delete(dir);
-}
+export { cleanupTempFilesSync, trackTempFile, registerTempDir } from './cleanup.js';
 
 export function tempNameFor(finalPath: string): string {
   return join(dirname(finalPath), `.${basename(finalPath)}.tmp-${randomBytes(6).toString('hex')}`);
@@ -77,7 +45,7 @@ export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions,
   } catch (e) {
     throw fromFsError(e, dirname(finalPath));
   }
-  pending.add(tmp);
+  const untrack = trackTempFile(tmp);
   let ok = false;
   try {
     if (opts.mode !== undefined) await fh.chmod(opts.mode);
@@ -105,7 +73,7 @@ export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions,
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);
     }
-    pending.delete(tmp);
+    untrack();
   }
 }
 

@@ -4,6 +4,7 @@ import { activateLicense, createActivationRequest } from '../../host/licences.js
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { describeVersions } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';
+import { probeWithSpinner } from '../spinner.js';
 
 export interface ActivateOpts {
   request?: boolean;
@@ -18,7 +19,8 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
   const base = o.home ? { stateDir: o.home } : {};
   if (o.request) {
     if (licenseFile !== undefined) throw new MlicError('USAGE', '--request takes no licence file');
-    const { request, reused } = await createActivationRequest({ ...base, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    const hostProbe = await probeWithSpinner(ctx.json);
+    const { request, reused } = await createActivationRequest({ ...base, hostProbe, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
     const text = JSON.stringify(request, null, 2) + '\n';
     const out = o.output ?? 'request.json';
     await writeSmallFileAtomic(out, text, { mode: 0o644, force: o.force ?? false });
@@ -29,7 +31,7 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
   }
   if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, or --request to make an activation request');
   const text = await readTextFile(licenseFile, { maxBytes: MAX_INPUT.licence, what: 'licence' });
-  const r = await activateLicense(text, base);
+  const r = await activateLicense(text, { ...base, hostProbe: await probeWithSpinner(ctx.json) });
   const l = r.license;
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);
   if (r.inGrace) ctx.note('warning: the licence has expired and is in its grace period');

@@ -6,6 +6,7 @@ import { parseAndVerifyRequest } from '../../license/sign.js';
 import { parseLicenseText } from '../../format/license.js';
 import { StateDir } from '../../state/home.js';
 import { printResult, type Ctx } from '../output.js';
+import { spinner } from '../spinner.js';
 
 export interface FingerprintOpts {
   compare?: string;
@@ -13,7 +14,8 @@ export interface FingerprintOpts {
 }
 
 export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
-  const probe = await probeHost();
+  const spin = await spinner('probing this host (nvidia-smi, /etc, /sys)', ctx.json);
+  const probe = await probeHost().finally(() => spin.stop());
   if (o.compare !== undefined) {
     const text = await readTextFile(o.compare, { maxBytes: MAX_INPUT.licence, what: 'request or licence' });
     // Either an activation request or a licence.

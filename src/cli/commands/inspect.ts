@@ -1,3 +1,4 @@
+import { MlicError } from '../../errors.js';
 import { inspectBundle } from '../../bundle/inspect.js';
 import { printResult, type Ctx } from '../output.js';
 
@@ -18,5 +19,9 @@ export async function run(ctx: Ctx, path: string): Promise<void> {
   ctx.out(`files        ${m.files.length}, ${human(m.files.reduce((a, f) => a + f.size, 0))}`);
   for (const f of m.files) ctx.out(`  ${human(f.size).padStart(10)}  ${f.format.padEnd(18)} ${f.path}`);
   ctx.note('signature not checked here: run `mlic verify <bundle> --pub vendor.pub`');
+  // A damaged file is said so, even though nothing is verified here.
+  if (r.size < r.expectedSize)
+    throw new MlicError('BUNDLE_TRUNCATED', `${path} is truncated: ${r.size} of the ${r.expectedSize} bytes its manifest describes`, { details: { manifest: m, size: r.size, expectedSize: r.expectedSize } });
+  if (r.size > r.expectedSize) throw new MlicError('BUNDLE_TRAILING_DATA', `${path} has ${r.size - r.expectedSize} bytes after the end its manifest describes`, { details: { manifest: m, size: r.size, expectedSize: r.expectedSize } });
   printResult(ctx, { manifest: m, signatureKeyId: r.signatureKeyId, size: r.size, verified: false });
 }

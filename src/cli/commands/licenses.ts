@@ -1,4 +1,4 @@
-import { listLicenses } from '../../host/licences.js';
+import { listLicenses } from '../../host/list.js';
 import { redactedPayload } from '../../format/license.js';
 import { describeVersions } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';

@@ -3,6 +3,8 @@ import { loadLicense, type LoadLicenseOptions } from '../../host/handle.js';
 import { serve } from '../../host/meter-server.js';
 import { VALIDATE_ERRORS } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';
+import { probeWithSpinner } from '../spinner.js';
+import type { HostProbe } from '../../hardware/probe.js';
 
 export interface MeterOpts {
   home?: string;
@@ -17,7 +19,7 @@ export interface MeterOpts {
 }
 
 
-export function loadOpts(o: MeterOpts): LoadLicenseOptions {
+export function loadOpts(o: MeterOpts, hostProbe?: HostProbe): LoadLicenseOptions {
   if (o.durability !== undefined && o.durability !== 'strict' && o.durability !== 'batched') throw new MlicError('USAGE', '--durability is strict or batched');
   return {
     ...(o.home ? { stateDir: o.home } : {}),
@@ -25,11 +27,12 @@ export function loadOpts(o: MeterOpts): LoadLicenseOptions {
     ...(o.license ? { licenseFile: o.license } : {}),
     ...(o.model ? { model: o.model } : {}),
     ...(o.durability ? { durability: o.durability as 'strict' | 'batched' } : {}),
+    ...(hostProbe ? { hostProbe } : {}),
   };
 }
 
 export async function status(ctx: Ctx, o: MeterOpts): Promise<void> {
-  const lic = await loadLicense(loadOpts(o));
+  const lic = await loadLicense(loadOpts(o, await probeWithSpinner(ctx.json)));
   try {
     const meters = await lic.status();
     const l = lic.license;
@@ -45,7 +48,7 @@ export async function status(ctx: Ctx, o: MeterOpts): Promise<void> {
 export async function consume(ctx: Ctx, o: MeterOpts): Promise<void> {
   if (o.metric === undefined || o.quantity === undefined) throw new MlicError('USAGE', '--metric and --quantity are required');
   if (!/^\d+$/.test(o.quantity)) throw new MlicError('USAGE', `--quantity must be a non-negative integer, got '${o.quantity}'`);
-  const lic = await loadLicense({ ...loadOpts(o), durability: (o.durability as 'strict' | 'batched' | undefined) ?? 'strict' });
+  const lic = await loadLicense({ ...loadOpts(o, await probeWithSpinner(ctx.json)), durability: (o.durability as 'strict' | 'batched' | undefined) ?? 'strict' });
   try {
     const r = await lic.validate({ ...(o.feature ? { feature: o.feature } : {}), meter: { metric: o.metric, quantity: Number(o.quantity) } });
     if (!r.valid) throw new MlicError(VALIDATE_ERRORS[r.error!], r.message ?? r.error!, { details: { ...r } });
@@ -58,7 +61,7 @@ export async function consume(ctx: Ctx, o: MeterOpts): Promise<void> {
 
 export async function serveCmd(ctx: Ctx, o: MeterOpts): Promise<void> {
   if (!o.socket) throw new MlicError('USAGE', '--socket PATH is required');
-  const lic = await loadLicense(loadOpts(o));
+  const lic = await loadLicense(loadOpts(o, await probeWithSpinner(ctx.json)));
   const server = await serve({ socketPath: o.socket, license: lic });
   ctx.note(`mlic meter: serving licence ${lic.license.licenseId} (${lic.license.model}) on ${o.socket}; stop with SIGTERM or Ctrl-C`);
   if (ctx.json) process.stdout.write(JSON.stringify({ ok: true, result: { listening: o.socket, licenseId: lic.license.licenseId } }) + '\n');

@@ -1,5 +1,6 @@
 import { runWithBundle } from '../../host/run.js';
 import { printResult, type Ctx } from '../output.js';
+import { probeWithSpinner } from '../spinner.js';
 
 export interface RunOpts {
   feature?: string;
@@ -10,6 +11,7 @@ export interface RunOpts {
 /** Returns the child's exit status (main exits with it). With --json the command's stdout goes to stderr. */
 export async function run(ctx: Ctx, bundle: string, command: string[], o: RunOpts): Promise<number> {
   const r = await runWithBundle(bundle, command, {
+    hostProbe: await probeWithSpinner(ctx.json),
     ...(o.home ? { stateDir: o.home } : {}),
     ...(o.feature ? { feature: o.feature } : {}),
     ...(o.component?.length ? { components: o.component } : {}),

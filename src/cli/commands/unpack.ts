@@ -1,6 +1,7 @@
 import { unpack } from '../../host/unpack.js';
 import { makeProgress } from '../progress.js';
 import { printResult, type Ctx } from '../output.js';
+import { probeWithSpinner } from '../spinner.js';
 
 export interface UnpackOpts {
   output: string;
@@ -13,7 +14,9 @@ export interface UnpackOpts {
 export async function run(ctx: Ctx, bundle: string, o: UnpackOpts): Promise<void> {
   const progress = makeProgress('decrypting', ctx.json);
   try {
+    const hostProbe = await probeWithSpinner(ctx.json);
     const r = await unpack(bundle, o.output, {
+      hostProbe,
       ...(o.home ? { stateDir: o.home } : {}),
       ...(o.feature ? { feature: o.feature } : {}),
       ...(o.component?.length ? { components: o.component } : {}),

@@ -10,6 +10,7 @@ import { loadPublicKey } from '../../keys/load.js';
 import { keyIdHex } from '../../format/minisign.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { loadOpts, type MeterOpts } from './meter.js';
+import { probeWithSpinner } from '../spinner.js';
 import { stat } from 'node:fs/promises';
 import { printResult, safeText, type Ctx } from '../output.js';
 
@@ -19,7 +20,7 @@ const reportText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.report, 
 export async function report(ctx: Ctx, o: MeterOpts & { period?: string; output?: string; force?: boolean }): Promise<void> {
   const period = o.period ?? new Date().toISOString().slice(0, 7);
   monthBounds(period);
-  const lic = await loadLicense(loadOpts(o));
+  const lic = await loadLicense(loadOpts(o, await probeWithSpinner(ctx.json)));
   try {
     const state = StateDir.fromEnv(process.env, o.home);
     const host = await state.hostIdentity({ create: false });

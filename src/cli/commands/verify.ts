@@ -22,9 +22,12 @@ async function isBundle(path: string): Promise<boolean> {
     throw fromFsError(e, path);
   }
   try {
+    if (!(await fh.stat()).isFile()) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
     const head = Buffer.alloc(1024);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);
     return looksLikeBundle(head.subarray(0, bytesRead));
+  } catch (e) {
+    throw fromFsError(e, path);
   } finally {
     await fh.close();
   }

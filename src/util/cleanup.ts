@@ -1,0 +1,40 @@
+/**
+ * Temporary files and directories in flight, removed by cleanupTempFilesSync() when the process
+ * is interrupted (SIGINT, SIGTERM, SIGHUP, a closed pipe). Kept apart from the atomic writer so
+ * that the CLI's entry point loads nothing more than this.
+ */
+import { unlinkSync, rmSync } from 'node:fs';
+
+const pending = new Set<string>();
+const pendingDirs = new Set<string>();
+
+/** Removes every temporary file and directory still in flight (for signal handlers). */
+export function cleanupTempFilesSync(): void {
+  for (const p of pending) {
+    try {
+      unlinkSync(p);
+    } catch {
+      /* already gone */
+    }
+  }
+  pending.clear();
+  for (const d of pendingDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
+  pendingDirs.clear();
+}
+
+/** Tracks a temporary file for removal by cleanupTempFilesSync(); returns the untrack function. */
+export function trackTempFile(path: string): () => void {
+  pending.add(path);
+  return () => pending.delete(path);
+}
+
+export function registerTempDir(dir: string): () => void {
+  pendingDirs.add(dir);
+  return () => pendingDirs.delete(dir);
+}
