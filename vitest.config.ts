@@ -1,8 +1,12 @@
 import { defineConfig } from 'vitest/config';
 
+// `npm test` runs everything but test/slow/ (the >4 GiB file test); `npm run test:slow` runs those.
+const slow = process.env.MLIC_TESTS === 'slow';
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: slow ? ['test/slow/**/*.test.ts'] : ['test/**/*.test.ts'],
+    exclude: slow ? [] : ['test/slow/**', 'node_modules/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

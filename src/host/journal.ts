@@ -8,13 +8,14 @@
  * - The mark is max(clock.json's `t`, the last audit record's `hw`): restoring or deleting
  *   clock.json alone cannot move it back.
  * - clock.json names the last audit record and the last record of each usage ledger that were on
- *   disk when it was written (it is written only after they are durable: at once for one-shot
- *   decisions, at most every second while a handle runs, and when it closes). So at every open
- *   clock.audit <= last(audit) and clock.ledgers[id] <= last(ledger): a log deleted or restored
- *   from an older copy breaks this (STATE_TAMPERED), and a missing clock.json while the audit log
- *   has records or licences are installed is STATE_TAMPERED too. An older clock.json alone moves
- *   nothing back: the mark also comes from the audit log. Only a consistent restore of all of
- *   them together goes unseen (docs/SECURITY.md says so).
+ *   disk when it was written. It is written after the records it names are durable: before every
+ *   head file of the audit log (so head(audit) <= clock.audit <= last(audit) always), and for the
+ *   ledgers at most a second after their records (and when a handle closes), so
+ *   clock.ledgers[id] <= last(ledger). A deleted or older audit log, a deleted or older
+ *   clock.json, or a deleted or older usage ledger breaks one of these: STATE_TAMPERED. So does a
+ *   missing clock.json while the audit log has records or licences are installed. What goes
+ *   unseen: clock.json and the audit log restored together from one copy, or the whole state
+ *   (docs/SECURITY.md says so).
  */
 import { MlicError } from '../errors.js';
 import type { HostIdentity, StateDir, ClockRecord } from '../state/home.js';
@@ -32,8 +33,6 @@ export interface JournalOptions {
   flushMs?: number;
   /** 'tail' (one-shot commands: O(1) open) or 'full' */
   open?: 'full' | 'tail';
-  /** write the clock record with every decision (one-shot commands); else at most every second and on close */
-  eager?: boolean;
   /** batched: merge identical hash-less decisions of one flush window (default true) */
   merge?: boolean;
 }
@@ -46,14 +45,12 @@ export class Journal {
   /** durable seqs not yet in clock.json: 'audit' or a licence id -> seq */
   private pending = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
-  private writing: Promise<void> | undefined;
 
   private constructor(
     private readonly state: StateDir,
     private readonly host: HostIdentity,
     readonly audit: AuditLog,
     hw: number,
-    private readonly eager: boolean,
   ) {
     this.hw = hw;
   }
@@ -70,7 +67,12 @@ export class Journal {
       open: opts.open ?? 'tail',
       merge: opts.merge ?? true,
       ...(opts.flushMs ? { flushMs: opts.flushMs } : {}),
-      beforeHead: async (durable) => journal?.durable('audit', durable.seq),
+      // The clock record is written before every audit head: head(audit) <= clock.audit always.
+      beforeHead: async (durable) => {
+        if (!journal) return;
+        journal.pending.set('audit', Math.max(journal.pending.get('audit') ?? -1, durable.seq));
+        await journal.mergeClock();
+      },
     });
     try {
       const hw = await audit.log.exclusive(async () => {
@@ -85,10 +87,13 @@ export class Journal {
         }
         if (clock.audit > last)
           throw tampered(`the audit log ends at record ${last} but the clock record names record ${clock.audit}: the audit log was removed or restored from an older copy`);
+        const head = await audit.log.headSeq();
+        if (clock.audit < head)
+          throw tampered(`the clock record names audit record ${clock.audit} but the audit log's head is at ${head}: clock.json was restored from an older copy`);
         const lastHw = audit.log.last?.data.hw;
         return Math.max(Date.parse(clock.t), lastHw ? Date.parse(lastHw) : 0);
       });
-      journal = new Journal(state, host, audit, hw, opts.eager ?? false);
+      journal = new Journal(state, host, audit, hw);
       return journal;
     } catch (e) {
       await audit.close().catch(() => undefined);
@@ -110,15 +115,14 @@ export class Journal {
   /** Records a decision (allowed or refused) and advances the mark to its time. */
   async record(data: Omit<AuditData, 'hw'>, now: Date): Promise<void> {
     const hw = this.advance(now);
+    // Strict (one-shot decisions): the record, then the clock record (the audit log's beforeHead hook), are on disk before this returns.
     await this.audit.record({ ...data, hw: hw.toISOString() });
-    // One-shot decisions (strict): the clock record is on disk before the decision returns.
-    if (this.eager) await this.writeClock();
   }
 
-  /** A log's records up to `seq` are on disk (its beforeHead hook): the next clock record names them. */
-  durable(log: 'audit' | string, seq: number): void {
-    this.pending.set(log, Math.max(this.pending.get(log) ?? -1, seq));
-    if (!this.eager && !this.timer) {
+  /** A usage ledger's records up to `seq` are on disk (its beforeHead hook): a clock record written within a second names them. */
+  durable(licenseId: string, seq: number): void {
+    this.pending.set(licenseId, Math.max(this.pending.get(licenseId) ?? -1, seq));
+    if (!this.timer) {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         void this.writeClock().catch(() => undefined);
@@ -127,22 +131,19 @@ export class Journal {
     }
   }
 
-  /** Merges the mark and the durable seqs into clock.json, under the audit log's lock (fsynced; values only ever grow). */
-  async writeClock(): Promise<void> {
-    while (this.writing) await this.writing;
-    this.writing = this.audit.log
-      .exclusive(async () => {
-        const cur = (await this.state.readClock(this.host)) ?? { v: 2 as const, t: new Date(0).toISOString(), audit: -1, ledgers: {} };
-        const pending = this.pending;
-        this.pending = new Map();
-        const next: ClockRecord = { v: 2, t: new Date(Math.max(Date.parse(cur.t), this.hw)).toISOString(), audit: Math.max(cur.audit, pending.get('audit') ?? -1), ledgers: { ...cur.ledgers } };
-        for (const [k, seq] of pending) if (k !== 'audit') next.ledgers[k] = Math.max(next.ledgers[k] ?? -1, seq);
-        await this.state.writeClock(this.host, next, true);
-      })
-      .finally(() => {
-        this.writing = undefined;
-      });
-    await this.writing;
+  /** Merges the mark and the durable seqs into clock.json (fsynced; every value only grows). The caller holds the audit log's lock. */
+  private async mergeClock(): Promise<void> {
+    const cur = (await this.state.readClock(this.host)) ?? { v: 2 as const, t: new Date(0).toISOString(), audit: -1, ledgers: {} };
+    const pending = this.pending;
+    this.pending = new Map();
+    const next: ClockRecord = { v: 2, t: new Date(Math.max(Date.parse(cur.t), this.hw)).toISOString(), audit: Math.max(cur.audit, pending.get('audit') ?? -1), ledgers: { ...cur.ledgers } };
+    for (const [k, seq] of pending) if (k !== 'audit') next.ledgers[k] = Math.max(next.ledgers[k] ?? -1, seq);
+    await this.state.writeClock(this.host, next, true);
+  }
+
+  /** Writes the clock record now, under the audit log's lock. */
+  writeClock(): Promise<void> {
+    return this.audit.log.exclusive(() => this.mergeClock());
   }
 
   /**

@@ -138,7 +138,7 @@ export async function withDecision<T>(
   fn: (env: Env) => Promise<{ value: T; audit: Partial<AuditData> }>,
 ): Promise<T> {
   const host = await ctx.state.hostIdentity({ create: true, now: ctx.now() });
-  const journal = opts.journal ?? (await Journal.open(ctx.state, host, { licensed: opts.licensed, eager: true }));
+  const journal = opts.journal ?? (await Journal.open(ctx.state, host, { licensed: opts.licensed }));
   const now = ctx.now();
   try {
     const env: Env = { ctx, host, highWater: journal.highWater(), now };

@@ -76,13 +76,25 @@ describe('the clock: every decision moves the mark, and it is bound to the host 
     expect(await use(s, '2026-11-20T00:00:00Z')).toBe('STATE_TAMPERED');
   });
 
-  it('restoring an older clock.json moves nothing back: the mark also lives in the audit log', async () => {
+  it('restoring an older clock.json is STATE_TAMPERED (the audit log is past it); and the mark also lives in the audit log', async () => {
     const s = await setup();
     const saved = join(await tmp(), 'clock.json');
     await cp(s.host.state.path('clock.json'), saved);
     expect(await use(s, '2027-01-04T00:00:00Z')).toBe('LICENSE_EXPIRED');
     await cp(saved, s.host.state.path('clock.json'));
-    expect(await use(s, '2026-11-02T00:00:00Z')).toBe('CLOCK_TAMPERED');
+    expect(await use(s, '2026-11-02T00:00:00Z')).toBe('STATE_TAMPERED');
+  });
+
+  it('what remains: clock.json and the audit log restored together from one copy move the mark back to the copy (docs/SECURITY.md)', async () => {
+    const s = await setup();
+    const saved = await tmp();
+    await cp(s.host.state.path('clock.json'), join(saved, 'clock.json'));
+    await cp(s.host.state.path('audit'), join(saved, 'audit'), { recursive: true });
+    expect(await use(s, '2027-01-04T00:00:00Z')).toBe('LICENSE_EXPIRED');
+    await rm(s.host.state.path('audit'), { recursive: true });
+    await cp(join(saved, 'audit'), s.host.state.path('audit'), { recursive: true });
+    await cp(join(saved, 'clock.json'), s.host.state.path('clock.json'));
+    expect(await use(s, '2026-11-02T00:00:00Z')).toBe('OK');
   });
 
   it('deleting or restoring the audit log alone is STATE_TAMPERED; so is deleting both with licences installed', async () => {
@@ -132,6 +144,23 @@ describe('quotas: a restored usage ledger is detected', () => {
     expect(await codeOf(open(s, '2026-11-12T00:00:00Z'))).toBe('STATE_TAMPERED');
     // Deleting usage/ is the same.
     await rm(s.host.state.path('usage'), { recursive: true });
+    expect(await codeOf(open(s, '2026-11-12T00:00:00Z'))).toBe('STATE_TAMPERED');
+  });
+
+  it('restoring usage/ together with clock.json from the same copy is detected too (the audit log moved on)', async () => {
+    const s = await setup();
+    const lic = await open(s, '2026-11-10T00:00:00Z');
+    await lic.validate({ meter: { metric: 'inferences', quantity: 10 } });
+    await lic.close();
+    const saved = await tmp();
+    await cp(s.host.state.path('usage'), join(saved, 'usage'), { recursive: true });
+    await cp(s.host.state.path('clock.json'), join(saved, 'clock.json'));
+    const again = await open(s, '2026-11-11T00:00:00Z');
+    expect((await again.validate({ meter: { metric: 'inferences', quantity: 990 } })).valid).toBe(true);
+    await again.close();
+    await rm(s.host.state.path('usage'), { recursive: true });
+    await cp(join(saved, 'usage'), s.host.state.path('usage'), { recursive: true });
+    await cp(join(saved, 'clock.json'), s.host.state.path('clock.json'));
     expect(await codeOf(open(s, '2026-11-12T00:00:00Z'))).toBe('STATE_TAMPERED');
   });
 
