@@ -64,3 +64,13 @@ echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 for an unlicensed version" >&2; exit 1; }
 
 printf '\n\033[1mdemo finished: bundles verified and opened only where licensed; tampering and unlicensed versions refused.\033[0m\n'
+
+# The README's commands call `mlic`: put this checkout's on PATH (npm link), unless it already is.
+if [[ "$(readlink -f "$(type -P mlic || true)" 2>/dev/null)" != "$root/bin/mlic.js" ]]; then
+  step "11. put mlic on PATH for the README's commands" "npm link"
+  if npm link --no-audit --no-fund >/dev/null 2>&1 && type -P mlic >/dev/null; then
+    echo "mlic is on PATH now: $(type -P mlic) -> $root/bin/mlic.js"
+  else
+    echo "npm link could not write to $(npm prefix -g 2>/dev/null)/bin: run 'sudo npm link' here, or use 'npx mlic ...' inside this checkout"
+  fi
+fi
