@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import '../dist/cli/main.js';
+// The CLI, bundled by scripts/bundle-cli.mjs (npm run build).
+import '../dist/cli-bundle/main.js';
