@@ -175,11 +175,6 @@ export function ecPublicKeyHint(pub: EcPublicKey): string {
   return createHash('sha256').update(ecPublicKeyPem(pub), 'utf8').digest('hex');
 }
 
-/** The public key as DER SubjectPublicKeyInfo. */
-export function ecPublicKeyDer(pub: EcPublicKey): Buffer {
-  return pub.key.export({ type: 'spki', format: 'der' });
-}
-
 /** DER ECDSA signature over `data`, hashed with the curve's hash. */
 export function ecdsaSign(priv: EcPrivateKey, data: Uint8Array): Buffer {
   return nodeSign(ecHashFor(priv.curve), data, { key: priv.key, dsaEncoding: 'der' });

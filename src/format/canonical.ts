@@ -29,10 +29,3 @@ function enc(v: unknown, path: string): string {
       throw new TypeError(`canonical json: ${path} has unsupported type ${typeof v}`);
   }
 }
-
-/** JSON.parse that rejects duplicate keys would need a custom parser; we instead re-serialize and compare. */
-export function parseCanonicalJson(text: string): unknown {
-  const v: unknown = JSON.parse(text);
-  if (canonicalJson(v) !== text) throw new SyntaxError('not canonical JSON');
-  return v;
-}

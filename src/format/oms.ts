@@ -467,13 +467,6 @@ export function assertOmsBundle(json: unknown): asserts json is OmsBundle {
   if (p.list.length) fail(p.list);
 }
 
-/** Checks a statement object (already decoded from the payload); FORMAT_INVALID lists every bad field. */
-export function assertOmsStatement(json: unknown): asserts json is OmsStatement {
-  const p = new Problems();
-  checkStatement(json, p, 'statement');
-  if (p.list.length) fail(p.list);
-}
-
 /** Parses signature-file text: JSON, then assertOmsBundle; returns the decoded parts. */
 export function parseOmsBundle(text: string): ParsedOmsBundle {
   if (typeof text !== 'string' || text.trim() === '') fail(['(file): is empty, not a JSON signature bundle']);

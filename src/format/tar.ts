@@ -81,16 +81,6 @@ export function parseHeader(h: Uint8Array): ParsedHeader | undefined {
   return { name, size, type: String.fromCharCode(b[156]!) };
 }
 
-/** Parses the pax records of an 'x' entry; returns its `size` if present. */
-export function parsePaxSize(data: Uint8Array): number | undefined {
-  const s = Buffer.from(data).toString('utf8');
-  const m = /^(\d+) size=(\d+)\n$/.exec(s.replace(/\0+$/, ''));
-  if (!m) return undefined;
-  if (Number(m[1]) !== Buffer.byteLength(m[0])) return undefined;
-  const size = Number(m[2]);
-  return Number.isSafeInteger(size) ? size : undefined;
-}
-
 function parseOctal(field: Uint8Array): number | undefined {
   const s = Buffer.from(field).toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
   if (!/^[0-7]{1,12}$/.test(s)) return undefined;

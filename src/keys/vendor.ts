@@ -114,10 +114,6 @@ function parseBody(text: string): KeyFileBody {
   return body as unknown as KeyFileBody;
 }
 
-export function secretKeyIsEncrypted(text: string): boolean {
-  return parseBody(text).protection.kdf !== 'none';
-}
-
 /** Decodes a key file; `passphrase` is asked for only when the key is encrypted. */
 export async function decodeSecretKey(text: string, passphrase: (() => Promise<string> | string) & { tries?: number; onWrong?: () => void }): Promise<VendorKey> {
   const body = parseBody(text);
