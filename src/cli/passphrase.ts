@@ -76,15 +76,15 @@ export function passphraseSource(file: string | undefined, keyName = 'the secret
   });
 }
 
-/** For a new key: asked twice on a TTY. */
-export async function newPassphrase(file: string | undefined): Promise<string> {
+/** For a new key (`keyName`: the file it will be written to): asked twice on a TTY. */
+export async function newPassphrase(file: string | undefined, keyName = 'the new key'): Promise<string> {
   if (file !== undefined) return readPassphraseFile(file);
   if (process.env.MLIC_PASSPHRASE) return process.env.MLIC_PASSPHRASE;
   if (!canPrompt())
     throw new MlicError('PASSPHRASE_REQUIRED', 'a passphrase is needed to encrypt the new secret key', {
       hint: 'set MLIC_PASSPHRASE, pass --passphrase-file FILE, or --unencrypted for a key kept in a secrets store',
     });
-  const a = await promptHidden('passphrase for the new key: ');
+  const a = await promptHidden(`passphrase for ${keyName}: `);
   if (a === '') throw new MlicError('USAGE', 'empty passphrase', { hint: 'use --unencrypted to store the key without one' });
   const b = await promptHidden('repeat the passphrase: ');
   if (a !== b) throw new MlicError('USAGE', 'the passphrases do not match');

@@ -75,7 +75,7 @@ export class ChainLog<T = unknown> {
     readonly opts: ChainLogOptions,
     private fh: FileHandle,
   ) {
-    this.lock = new FileLock(`${opts.path}.lock`, opts.lockTimeoutMs ?? 10_000);
+    this.lock = new FileLock(`${opts.path}.lock`, opts.lockTimeoutMs ?? 30_000);
   }
 
   get path(): string {
@@ -260,7 +260,9 @@ export class ChainLog<T = unknown> {
       await fh.close();
     }
     await rename(tmp, `${this.path}.head`);
-    if (sync) {
+    // The directory is fsynced when the head file is new (so that its absence later is always
+    // tampering); a later head lost in a crash only leaves an older head, which readers accept.
+    if (sync && seq < 0) {
       const dir = await open(dirname(this.path), 'r');
       try {
         await dir.sync();

@@ -48,7 +48,7 @@ export async function run(ctx: Ctx, o: KeygenOpts): Promise<void> {
       if (exists) throw new MlicError('IO_EXISTS', `${p}: already exists; refusing to overwrite a key`, { hint: 'use --force to replace it (the old key is lost)' });
     }
   }
-  const passphrase = o.unencrypted ? undefined : await newPassphrase(o.passphraseFile);
+  const passphrase = o.unencrypted ? undefined : await newPassphrase(o.passphraseFile, `the new key ${keyPath}`);
   if (curve) {
     const pair = generateEcdsaKeyPair(curve, passphrase);
     await writeSmallFileAtomic(keyPath, pair.privateKeyPem, { mode: 0o600, force: o.force ?? false });
