@@ -2,7 +2,7 @@
 import { MlicError } from '../errors.js';
 import { chunkCount, MAX_CHUNK, MIN_CHUNK, TAG_LEN } from '../crypto/stream.js';
 import { canonicalJson } from './canonical.js';
-import { HEX32_RE, HEX64_RE, KEYID_RE, NAME_RE, isIso, isPlainObject, unknownKeys } from './fields.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, NAME_RE, isFormatVersion, isIso, isPlainObject, unknownKeys } from './fields.js';
 import { parseJson } from './json.js';
 import { unsafePathReason } from './paths.js';
 import { parseSemver, versionLine } from './semver.js';
@@ -63,7 +63,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
   for (const k of unknownKeys(o, ['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components'])) bad.push(`${k} (unknown field)`);
   if (o.format !== BUNDLE_FORMAT) bad.push('format');
   if (o.formatVersion !== BUNDLE_FORMAT_VERSION) {
-    if (typeof o.formatVersion === 'number' && o.format === BUNDLE_FORMAT)
+    if (isFormatVersion(o.formatVersion) && o.format === BUNDLE_FORMAT)
       throw new MlicError('UNSUPPORTED_VERSION', `bundle format version ${o.formatVersion} is not supported (this mlic reads version ${BUNDLE_FORMAT_VERSION})`, {
         hint: o.formatVersion < BUNDLE_FORMAT_VERSION ? 'ask the vendor to repack the model with a current mlic' : 'upgrade mlic',
       });

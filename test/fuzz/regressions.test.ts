@@ -12,10 +12,13 @@ import { inspectBundle } from '../../src/bundle/inspect.js';
 import { verifyBundle } from '../../src/bundle/verify.js';
 import { unpack } from '../../src/host/unpack.js';
 import { activateLicense } from '../../src/host/licences.js';
+import { parseAndVerifyRequest } from '../../src/license/sign.js';
+import { parseReport } from '../../src/usage/report.js';
+import { decodeSecretKey, SECRET_KEY_BEGIN, SECRET_KEY_END } from '../../src/keys/vendor.js';
 import { assertManifest, type Manifest } from '../../src/format/manifest.js';
 import type { VendorKey } from '../../src/keys/vendor.js';
 import { codeOf } from '../helpers.js';
-import { NOW, deterministicNacl, fastTmp, host, licence, resetHost, vectorKey, vendorPublicKey, type Host } from './fixtures.js';
+import { NOW, armor, deterministicNacl, fastTmp, host, licence, resetHost, vectorKey, vendorPublicKey, type Host } from './fixtures.js';
 import { signedBundle } from './bundles.js';
 
 /** The code every step (inspect, verify, unpack) gives; any other error fails the test. */
@@ -73,5 +76,17 @@ describe('regressions from the fuzzers', () => {
     const m = structuredClone(manifest);
     m.files[0]!.size = 2 ** 40;
     expect((await codes(await bundle(m), vendor, A, join(dir, `o${n}`)))[1]).toBe('BUNDLE_TRUNCATED');
+  });
+
+  it('a version that is no positive integer (2.5, 1e400, -1) is an invalid field (FORMAT_INVALID), not "version 2.5 is not supported"; version 1 is UNSUPPORTED_VERSION', async () => {
+    const req = JSON.parse(JSON.stringify(A.request)) as { payload: Record<string, unknown>; signature: string };
+    const reqCode = (v: string) => codeOf(Promise.resolve().then(() => parseAndVerifyRequest(JSON.stringify(req).replace('"v":2', `"v":${v}`))));
+    expect([await reqCode('2.5'), await reqCode('1e400'), await reqCode('-1'), await reqCode('1')]).toEqual(['FORMAT_INVALID', 'FORMAT_INVALID', 'FORMAT_INVALID', 'UNSUPPORTED_VERSION']);
+    const m = (formatVersion: unknown) => codeOf(Promise.resolve().then(() => assertManifest({ ...structuredClone(manifest), formatVersion })));
+    expect([await m(2.5), await m(Infinity), await m(1)]).toEqual(['MANIFEST_INVALID', 'MANIFEST_INVALID', 'UNSUPPORTED_VERSION']);
+    const keyText = (v: string) => armor(SECRET_KEY_BEGIN, SECRET_KEY_END, `{"kind":"mlic-vendor-secret-key","v":${v}}`);
+    expect([await codeOf(decodeSecretKey(keyText('1.5'), () => '')), await codeOf(decodeSecretKey(keyText('2'), () => ''))]).toEqual(['KEY_INVALID', 'UNSUPPORTED_VERSION']);
+    const report = (v: string) => codeOf(Promise.resolve().then(() => parseReport(`{"payload":{"kind":"mlic-usage-report","v":${v}},"signature":"${Buffer.alloc(64).toString('base64')}"}`)));
+    expect([await report('2.5'), await report('1')]).toEqual(['FORMAT_INVALID', 'UNSUPPORTED_VERSION']);
   });
 });
