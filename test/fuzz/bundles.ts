@@ -51,7 +51,7 @@ export const MAX_BUILT_SIZE = 3 << 20;
  * ciphertextSize, ciphertextDigest, keyCommitment, encryption.line) to agree with the hostile
  * primary fields, so that the bundle passes every check that a careful vendor's would.
  */
-export function materialize(manifest: unknown, key: VendorKey, fixup: boolean, reserialize = true): { manifestBytes: Buffer; entries: Buffer[]; createdAt: unknown; bundleId: unknown } {
+export function materialize(manifest: unknown, key: VendorKey, fixup: boolean, reserialize = true): { manifest: unknown; manifestBytes: Buffer; entries: Buffer[]; createdAt: unknown; bundleId: unknown } {
   const entries: Buffer[] = [];
   if (isObj(manifest)) {
     const m = manifest as Loose;
@@ -95,7 +95,7 @@ export function materialize(manifest: unknown, key: VendorKey, fixup: boolean, r
       entries.push(ct);
     });
   }
-  return { manifestBytes: reserialize ? Buffer.from(serialize(toAst(manifest), { canonical: true }), 'utf8') : Buffer.alloc(0), entries, createdAt: isObj(manifest) ? manifest.createdAt : undefined, bundleId: isObj(manifest) ? manifest.bundleId : undefined };
+  return { manifest, manifestBytes: reserialize ? Buffer.from(serialize(toAst(manifest), { canonical: true }), 'utf8') : Buffer.alloc(0), entries, createdAt: isObj(manifest) ? manifest.createdAt : undefined, bundleId: isObj(manifest) ? manifest.bundleId : undefined };
 }
 
 /** Assembles the tar container around manifest bytes, a signature and entries (headers as pack writes them, when they can be written). */
