@@ -19,6 +19,8 @@ import { cases, mutateBytes, mutateJson, mutateText, rng, serialize, type Ast, t
 import { NOW, VECTORS, armor, canonicalOf, det, deterministicNacl, fastTmp, host, licence, signOver, vectorKey } from '../fuzz/fixtures.js';
 import { longPath, signedBundle } from '../fuzz/bundles.js';
 import { removeDeep } from '../fuzz/paths.js';
+import { hostile } from '../fuzz/bundle-env.js';
+import type { Manifest } from '../../src/format/manifest.js';
 
 interface Case {
   cmd: string;
@@ -161,6 +163,11 @@ describe('fuzz: the mlic binary on mutated files', () => {
       return { desc: m.desc, args: ['activate', await file('a.lic', m.text), '--home', home] };
     });
     const bundleMutant = (r: Rng) => {
+      if (r.chance(0.3)) {
+        // the hostile values of the signed-manifest fuzzer: dates past the tar range, sizes near 2^53, long paths
+        const h = hostile(r, manifest as Manifest);
+        return { desc: `signed hostile: ${h.desc}`, bytes: signedBundle(h.manifest, vendor, true) };
+      }
       if (r.chance(0.5)) {
         const m = mutateBytes(r, bundle.subarray(0, 3072));
         return { desc: `bytes: ${m.desc}`, bytes: Buffer.concat([m.bytes, bundle.subarray(3072)]) };
