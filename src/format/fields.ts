@@ -39,6 +39,14 @@ export function isB64(s: unknown, len?: number): s is string {
   return b.toString('base64') === s && (len === undefined || b.length === len);
 }
 
+/**
+ * A format version number that can be named in UNSUPPORTED_VERSION: a positive integer. Anything
+ * else (2.5, -1, 1e400) is not a version at all, and the field is simply invalid.
+ */
+export function isFormatVersion(n: unknown): n is number {
+  return Number.isSafeInteger(n) && (n as number) >= 1;
+}
+
 export function isSafeUint(n: unknown): n is number {
   return Number.isSafeInteger(n) && (n as number) >= 0;
 }

@@ -8,7 +8,7 @@
  */
 import { MlicError } from '../errors.js';
 import { canonicalJson } from './canonical.js';
-import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, REGION_RE, isB64, isIso, isPlainObject, isSafeUint, unknownKeys } from './fields.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, REGION_RE, isB64, isFormatVersion, isIso, isPlainObject, isSafeUint, unknownKeys } from './fields.js';
 import { parseJson } from './json.js';
 import { parseRange } from './semver-range.js';
 import { parseSemver } from './semver.js';
@@ -209,7 +209,7 @@ const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'custome
 /** Validates a licence payload, collecting every bad field: what a host accepts, and all a vendor may sign. */
 export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   if (!isPlainObject(v)) throw new MlicError('FORMAT_INVALID', 'licence payload is not an object');
-  if (v.kind === 'mlic-license' && typeof v.v === 'number' && v.v !== LICENSE_VERSION)
+  if (v.kind === 'mlic-license' && isFormatVersion(v.v) && v.v !== LICENSE_VERSION)
     throw new MlicError('UNSUPPORTED_VERSION', `licence format version ${v.v} is not supported (this mlic reads version ${LICENSE_VERSION})`, {
       hint: v.v < LICENSE_VERSION ? 'ask your vendor to re-issue the licence with a current mlic' : 'upgrade mlic',
     });
@@ -341,7 +341,7 @@ export interface ActivationRequest {
 export function assertActivationRequest(v: unknown, what = 'activation request'): asserts v is ActivationRequest {
   if (!isPlainObject(v) || !isPlainObject(v.payload)) throw new MlicError('FORMAT_INVALID', `${what}: not an activation request (no payload)`);
   const pl = v.payload;
-  if (pl.kind === 'mlic-activation-request' && typeof pl.v === 'number' && pl.v !== REQUEST_VERSION)
+  if (pl.kind === 'mlic-activation-request' && isFormatVersion(pl.v) && pl.v !== REQUEST_VERSION)
     throw new MlicError('UNSUPPORTED_VERSION', `${what}: activation request version ${pl.v} is not supported (this mlic reads version ${REQUEST_VERSION})`, {
       hint: pl.v < REQUEST_VERSION ? 'make a new request with `mlic activate --request` using a current mlic' : 'upgrade mlic',
     });

@@ -2,10 +2,11 @@
 import { MlicError } from '../errors.js';
 import { chunkCount, MAX_CHUNK, MIN_CHUNK, TAG_LEN } from '../crypto/stream.js';
 import { canonicalJson } from './canonical.js';
-import { HEX32_RE, HEX64_RE, KEYID_RE, NAME_RE, isIso, isPlainObject, unknownKeys } from './fields.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, NAME_RE, isFormatVersion, isIso, isPlainObject, unknownKeys } from './fields.js';
 import { parseJson } from './json.js';
 import { unsafePathReason } from './paths.js';
 import { parseSemver, versionLine } from './semver.js';
+import { BLOCK, MAX_TAR_MTIME } from './tar.js';
 
 export { NAME_RE } from './fields.js';
 export { unsafePathReason } from './paths.js';
@@ -62,7 +63,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
   for (const k of unknownKeys(o, ['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components'])) bad.push(`${k} (unknown field)`);
   if (o.format !== BUNDLE_FORMAT) bad.push('format');
   if (o.formatVersion !== BUNDLE_FORMAT_VERSION) {
-    if (typeof o.formatVersion === 'number' && o.format === BUNDLE_FORMAT)
+    if (isFormatVersion(o.formatVersion) && o.format === BUNDLE_FORMAT)
       throw new MlicError('UNSUPPORTED_VERSION', `bundle format version ${o.formatVersion} is not supported (this mlic reads version ${BUNDLE_FORMAT_VERSION})`, {
         hint: o.formatVersion < BUNDLE_FORMAT_VERSION ? 'ask the vendor to repack the model with a current mlic' : 'upgrade mlic',
       });
@@ -70,6 +71,8 @@ export function assertManifest(v: unknown): asserts v is Manifest {
   }
   if (typeof o.bundleId !== 'string' || !HEX32_RE.test(o.bundleId)) bad.push('bundleId');
   if (!isIso(o.createdAt)) bad.push('createdAt');
+  // createdAt is every tar header's mtime (docs/FORMAT.md §2): 11 octal digits, from 1970 to 2242.
+  else if (!(Date.parse(o.createdAt) >= 0 && Math.floor(Date.parse(o.createdAt) / 1000) <= MAX_TAR_MTIME)) bad.push('createdAt (a tar mtime must lie between 1970 and 2242)');
   const m = o.model;
   let line: string | undefined;
   if (!isPlainObject(m)) bad.push('model');
@@ -98,6 +101,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
   if (!Array.isArray(o.files) || o.files.length === 0 || o.files.length > MAX_FILES) bad.push('files');
   else {
     const seen = new Set<string>();
+    let total = 0;
     o.files.forEach((f: Record<string, unknown>, i: number) => {
       const p = `files[${i}]`;
       if (!isPlainObject(f)) return bad.push(p);
@@ -113,12 +117,16 @@ export function assertManifest(v: unknown): asserts v is Manifest {
       const chunkOk = Number.isSafeInteger(f.chunkSize) && (f.chunkSize as number) >= MIN_CHUNK && (f.chunkSize as number) <= MAX_CHUNK;
       if (!chunkOk) bad.push(`${p}.chunkSize`);
       if (typeof f.ciphertextDigest !== 'string' || !HEX64_RE.test(f.ciphertextDigest)) bad.push(`${p}.ciphertextDigest`);
-      if (!(chunkOk && Number.isSafeInteger(f.size) && (f.size as number) >= 0 && f.ciphertextSize === (f.size as number) + TAG_LEN * chunkCount(f.size as number, f.chunkSize as number)))
+      // A safe integer too: near 2^53 the equation holds in floating point for sizes no file has.
+      if (!(chunkOk && Number.isSafeInteger(f.size) && (f.size as number) >= 0 && Number.isSafeInteger(f.ciphertextSize) && f.ciphertextSize === (f.size as number) + TAG_LEN * chunkCount(f.size as number, f.chunkSize as number)))
         bad.push(`${p}.ciphertextSize`);
+      else total += f.ciphertextSize as number;
       for (const k of Object.keys(f))
         if (!['index', 'path', 'size', 'format', 'component', 'sha256', 'chunkSize', 'ciphertextSize', 'ciphertextDigest'].includes(k)) bad.push(`${p}.${k} (unknown field)`);
       return undefined;
     });
+    // Every offset of the layout (§2) must be exact: the entries and their headers add up to a safe integer.
+    if (total + (o.files.length + 8) * 3 * BLOCK > Number.MAX_SAFE_INTEGER) bad.push('files (the bundle would be larger than 2^53 bytes)');
   }
   if (o.components !== undefined) {
     if (!Array.isArray(o.components)) bad.push('components');

@@ -6,6 +6,8 @@
  */
 export const BLOCK = 512;
 const MAX_OCTAL_SIZE = 8 ** 11 - 1; // 8 GiB - 1
+/** The latest mtime an 11-digit octal field holds (2242-03-16T12:56:31Z); the earliest is 0 (1970). */
+export const MAX_TAR_MTIME = 8 ** 11 - 1;
 
 export function padLength(n: number): number {
   return (BLOCK - (n % BLOCK)) % BLOCK;

@@ -9,7 +9,7 @@ import { DEFAULT_SCRYPT, scryptKey, scryptParamsProblem, type ScryptParams } fro
 import { constantTimeEqual, randomBytes, wipe } from '../crypto/random.js';
 import { xsealDecrypt, xsealEncrypt } from '../crypto/seal.js';
 import { canonicalJson } from '../format/canonical.js';
-import { KEYID_RE, NAME_RE, isB64, isPlainObject, unknownKeys } from '../format/fields.js';
+import { KEYID_RE, NAME_RE, isB64, isFormatVersion, isPlainObject, unknownKeys } from '../format/fields.js';
 import { parseJson } from '../format/json.js';
 import { keyIdHex, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 
@@ -92,7 +92,7 @@ function parseBody(text: string): KeyFileBody {
   }
   const bad = (what: string) => new MlicError('KEY_INVALID', `secret key file is corrupt or of an unknown version (${what})`);
   if (!isPlainObject(body)) throw bad('not an object');
-  if (body.kind === 'mlic-vendor-secret-key' && typeof body.v === 'number' && body.v !== 1) throw new MlicError('UNSUPPORTED_VERSION', `secret key file version ${body.v} is not supported`, { hint: 'upgrade mlic' });
+  if (body.kind === 'mlic-vendor-secret-key' && isFormatVersion(body.v) && body.v !== 1) throw new MlicError('UNSUPPORTED_VERSION', `secret key file version ${body.v} is not supported`, { hint: 'upgrade mlic' });
   if (body.v !== 1 || body.kind !== 'mlic-vendor-secret-key') throw bad('kind');
   const extra = unknownKeys(body, ['v', 'kind', 'keyId', 'name', 'publicKey', 'protection', 'secret']);
   if (extra.length) throw bad(`unknown field ${extra[0]}`);

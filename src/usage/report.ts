@@ -8,7 +8,7 @@ import { MlicError } from '../errors.js';
 import { ed25519Sign, ed25519Verify } from '../crypto/ed25519.js';
 import { randomBytes } from '../crypto/random.js';
 import { canonicalJson } from '../format/canonical.js';
-import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, isB64, isIso, isPlainObject, isSafeUint, unknownKeys } from '../format/fields.js';
+import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, isB64, isFormatVersion, isIso, isPlainObject, isSafeUint, unknownKeys } from '../format/fields.js';
 import { parseJson } from '../format/json.js';
 import type { LicensePayload } from '../format/license.js';
 import type { ChainRecord } from '../state/chainlog.js';
@@ -148,7 +148,7 @@ export function parseReport(text: string, what = 'report'): UsageReport {
   if (!isB64(r.signature, 64)) throw bad('signature');
   const p = r.payload;
   if (!isPlainObject(p)) throw bad('payload');
-  if (p.kind === 'mlic-usage-report' && typeof p.v === 'number' && p.v !== REPORT_VERSION)
+  if (p.kind === 'mlic-usage-report' && isFormatVersion(p.v) && p.v !== REPORT_VERSION)
     throw new MlicError('UNSUPPORTED_VERSION', `${what}: usage report version ${p.v} is not supported (this mlic reads version ${REPORT_VERSION})`);
   const extra = unknownKeys(p, ['v', 'kind', 'reportId', 'createdAt', 'period', 'licenseId', 'model', 'vendorKeyId', 'host', 'ledger', 'audit', 'totals']);
   if (extra.length) throw bad(`unknown field ${extra[0]}`);
