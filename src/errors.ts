@@ -107,6 +107,8 @@ export function fromFsError(e: unknown, what: string): unknown {
       return new MlicError('IO_ERROR', `${what}: not a directory`, { cause: e });
     case 'ENOSPC':
       return new MlicError('IO_ERROR', `${what}: no space left on device`, { cause: e });
+    case 'ENAMETOOLONG':
+      return new MlicError('IO_ERROR', `${what}: file name or path too long for this filesystem`, { cause: e });
     case 'ELOOP':
       return new MlicError('IO_UNSAFE_PATH', `${what}: too many symbolic links`, { cause: e });
     default:

@@ -11,7 +11,7 @@ import { wipe } from '../crypto/random.js';
 import { authorizeBundle, type AuthorizeOptions } from './licences.js';
 import { registerTempDir } from '../util/atomic.js';
 import { unpackAuthorized } from './unpack.js';
-import { SafeDir } from '../util/safedir.js';
+import { SafeDir, removeTree } from '../util/safedir.js';
 
 export interface RunOptions extends AuthorizeOptions {
   /** where to create the private directory; default /dev/shm when writable, else the OS temp dir */
@@ -46,8 +46,9 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
   const { base, memoryBacked } = await privateBase(opts.baseDir);
   let dir: string | undefined;
   let unregister: () => void = () => undefined;
+  // Paths inside may be deeper than PATH_MAX; removeTree walks through directory handles.
   const wipeDir = async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir) await removeTree(dir).catch(() => rm(dir!, { recursive: true, force: true }).catch(() => undefined));
     unregister();
   };
   try {

@@ -5,12 +5,12 @@
  * only after its last chunk authenticated and its SHA-256 matched; if anything fails, every file
  * this run wrote is removed, and the output directory too when this run created it.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
 import { unsafePathReason } from '../format/paths.js';
-import { SafeDir } from '../util/safedir.js';
+import { SafeDir, removeTree } from '../util/safedir.js';
 import { trackTempFile } from '../util/atomic.js';
 import { decryptChunks } from '../bundle/decrypt.js';
 import { authorizeBundle, type AuthorizeOptions, type Authorization } from './licences.js';
@@ -101,7 +101,8 @@ export async function unpack(bundlePath: string, outDir: string, opts: UnpackOpt
       const files = await unpackAuthorized(a, root, opts);
       return { outDir, files, licenseId: a.license.licenseId, inGrace: a.decision.inGrace };
     } catch (e) {
-      if (created) await rm(out, { recursive: true, force: true });
+      // A clean-up failure never replaces the error that caused it.
+      if (created) await removeTree(out).catch(() => undefined);
       throw e;
     } finally {
       await root.close();

@@ -121,7 +121,15 @@ export class StateDir {
         ...(opts.region ? { region: opts.region } : {}),
         createdAt: (opts.now ?? new Date()).toISOString(),
       };
-      await this.saveHost(h);
+      // Created without overwriting: of processes racing to make the first host key, one wins
+      // and the others use its key (a second key would make the MACs disagree for good).
+      try {
+        await this.saveHost(h, false);
+      } catch (e) {
+        if (!(e instanceof MlicError && e.code === 'IO_EXISTS')) throw e;
+        h = (await this.loadHost())!;
+        if (opts.region !== undefined && opts.region !== h.region) await this.saveHost((h = { ...h, region: opts.region }));
+      }
     } else if (opts.region !== undefined && opts.region !== h.region) {
       h = { ...h, region: opts.region };
       await this.saveHost(h);
@@ -129,7 +137,7 @@ export class StateDir {
     return h;
   }
 
-  private async saveHost(h: HostIdentity): Promise<void> {
+  private async saveHost(h: HostIdentity, replace = true): Promise<void> {
     await this.ensure();
     const f: HostFile = {
       v: 1,
@@ -139,7 +147,7 @@ export class StateDir {
       ...(h.region ? { region: h.region } : {}),
       createdAt: h.createdAt,
     };
-    await writeSmallFileAtomic(this.path('host.json'), JSON.stringify(f, null, 2) + '\n', { mode: 0o600, force: true });
+    await writeSmallFileAtomic(this.path('host.json'), JSON.stringify(f, null, 2) + '\n', { mode: 0o600, force: replace });
   }
 
   // ---- trusted vendor keys ----

@@ -4,6 +4,7 @@
  * that the CLI's entry point loads nothing more than this.
  */
 import { unlinkSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 const pending = new Set<string>();
 const pendingDirs = new Set<string>();
@@ -22,7 +23,8 @@ export function cleanupTempFilesSync(): void {
     try {
       rmSync(d, { recursive: true, force: true });
     } catch {
-      /* best effort */
+      // Deeper than PATH_MAX: GNU rm walks with directory handles.
+      spawnSync('rm', ['-rf', '--', d], { stdio: 'ignore' });
     }
   }
   pendingDirs.clear();

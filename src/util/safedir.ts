@@ -10,7 +10,7 @@
  * remains there (docs/SECURITY.md says so).
  */
 import { constants, existsSync } from 'node:fs';
-import { link, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, rename, rm, rmdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MlicError, fromFsError } from '../errors.js';
@@ -75,9 +75,10 @@ export class SafeDir {
     }
   }
 
-  /** A new file (0600, O_EXCL|O_NOFOLLOW) under a temporary name; commit() gives it its name. */
+  /** A new file (0600, O_EXCL|O_NOFOLLOW) under a temporary name of fixed length (any name up to 255 bytes fits); commit() gives it its name. */
   async createTemp(name: string): Promise<{ fh: FileHandle; temp: string }> {
-    const temp = `.${name}.tmp-${randomBytes(6).toString('hex')}`;
+    void name;
+    const temp = `.mlic-tmp-${randomBytes(8).toString('hex')}`;
     try {
       const fh = await open(this.at(temp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       return { fh, temp };
@@ -118,4 +119,45 @@ export class SafeDir {
   async close(): Promise<void> {
     await this.fh?.close().catch(() => undefined);
   }
+}
+
+/**
+ * Removes a directory tree that may be deeper than PATH_MAX (a bundle may hold 4096-byte paths),
+ * never following a symbolic link, with one directory handle open at a time (Linux: walks through
+ * /proc/self/fd). Elsewhere it is fs.rm. A missing path is not an error.
+ */
+export async function removeTree(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st) return;
+  if (!st.isDirectory()) return unlink(path);
+  if (!PROC_FD) return rm(path, { recursive: true, force: true });
+  const names: string[] = [];
+  let cur = await open(path, DIR_FLAGS);
+  try {
+    for (;;) {
+      const at = (n: string) => `/proc/self/fd/${cur.fd}/${n}`;
+      let sub: string | undefined;
+      for (const n of await readdir(`/proc/self/fd/${cur.fd}`)) {
+        const s = await lstat(at(n));
+        if (s.isDirectory()) sub = sub ?? n;
+        else await unlink(at(n));
+      }
+      if (sub !== undefined) {
+        const next = await open(at(sub), DIR_FLAGS);
+        await cur.close();
+        cur = next;
+        names.push(sub);
+        continue;
+      }
+      const name = names.pop();
+      if (name === undefined) break;
+      const parent = await open(at('..'), DIR_FLAGS);
+      await cur.close();
+      cur = parent;
+      await rmdir(`/proc/self/fd/${cur.fd}/${name}`);
+    }
+  } finally {
+    await cur.close().catch(() => undefined);
+  }
+  await rmdir(path);
 }

@@ -116,7 +116,7 @@ describe('regressions from the fuzzers', () => {
 
   // ---- known, outside the parsers (src/host/): pinned, see the report ----
 
-  it.skipIf(!HAVE_PROC_FD).fails('KNOWN (src/host/unpack.ts): when unpack fails after writing a file deeper than PATH_MAX, its clean-up (fs.rm) throws ENAMETOOLONG instead of the MlicError', async () => {
+  it.skipIf(!HAVE_PROC_FD)('when unpack fails after writing a file deeper than PATH_MAX, its clean-up removes it and the MlicError stands (was: ENAMETOOLONG from fs.rm)', async () => {
     const m = structuredClone(manifest);
     m.files = [
       { ...m.files[0]!, index: 0, path: longPath(4096, 3) },
@@ -134,7 +134,7 @@ describe('regressions from the fuzzers', () => {
     }
   });
 
-  it.fails('KNOWN (src/state/home.ts hostIdentity): concurrent first decisions on a fresh state directory each make a host key; the audit log is then LEDGER_TAMPERED for good', async () => {
+  it('concurrent first decisions on a fresh state directory agree on one host key (was: each made one, and the audit log was LEDGER_TAMPERED for good)', async () => {
     const fresh = join(dir, `fresh${n++}`);
     const { StateDir } = await import('../../src/state/home.js');
     await new StateDir(fresh).trustAdd((await import('../../src/keys/vendor.js')).publicKeyFileText(vendor));
@@ -166,7 +166,7 @@ describe('regressions from the fuzzers', () => {
     expect(await codeOf(openBundle(p, { stateDir: A.fake.stateDir, hostProbe: A.fake.probe(), now: NOW }).then((b) => b.close()))).not.toBe('OK');
   });
 
-  it.skipIf(!HAVE_PROC_FD).fails('KNOWN (src/util/safedir.ts createTemp): a file name of 238..255 bytes packs, but unpack cannot write its temporary name (255 + 18 bytes): IO_ERROR ENAMETOOLONG', async () => {
+  it.skipIf(!HAVE_PROC_FD)('a file name of 238..255 bytes packs and unpacks (temporary names have a fixed length; was: IO_ERROR ENAMETOOLONG)', async () => {
     const src = join(dir, 'long-name');
     await (await import('node:fs/promises')).mkdir(src);
     writeDeep(src, 'a'.repeat(250), 'x');
