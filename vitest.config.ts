@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// `npm test` runs everything but test/slow/ (the >4 GiB file test); `npm run test:slow` runs those.
+// `npm test` runs everything but test/slow/ (the >4 GiB file test, fuzzing through the built binary); `npm run test:slow` runs those.
 const slow = process.env.MLIC_TESTS === 'slow';
 
 export default defineConfig({

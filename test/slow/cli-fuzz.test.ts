@@ -14,7 +14,7 @@ import { LICENSE_BEGIN, LICENSE_END, LICENSE_SIG_DOMAIN, REQUEST_SIG_DOMAIN } fr
 import { SECRET_KEY_BEGIN, SECRET_KEY_END, publicKeyFileText, type VendorKey } from '../../src/keys/vendor.js';
 import { keyIdHex } from '../../src/format/minisign.js';
 import { signFile } from '../../src/signing/files.js';
-import { mlic, type RunResult } from './run.js';
+import { mlic, type RunResult } from '../cli/run.js';
 import { cases, mutateBytes, mutateJson, mutateText, rng, serialize, type Ast, type Rng } from '../fuzz/lib.js';
 import { NOW, VECTORS, armor, canonicalOf, det, deterministicNacl, fastTmp, host, licence, signOver, vectorKey } from '../fuzz/fixtures.js';
 import { longPath, signedBundle } from '../fuzz/bundles.js';
