@@ -1,17 +1,12 @@
 /** Collects the files to pack from a file or directory, refusing anything unsafe. */
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
+import { inspectModelFile } from '../format/models.js';
+import { withSource, type SourceFile } from './sources.js';
 
-export interface SourceFile {
-  /** absolute real path to read */
-  abs: string;
-  /** POSIX relative path recorded in the manifest */
-  rel: string;
-  size: number;
-  component?: string;
-}
+export type { SourceFile } from './sources.js';
 
 export interface InputRoot {
   path: string;
@@ -32,6 +27,18 @@ export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
   return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
+/** A file on disk. */
+function diskFile(abs: string, rel: string, size: number, comp: { component?: string }): SourceFile {
+  const f: SourceFile = {
+    rel,
+    size,
+    ...comp,
+    inspect: () => withSource(f, (src) => inspectModelFile(src, size, rel)),
+    open: () => open(abs, 'r'),
+  };
+  return f;
+}
+
 async function collectOne(root: InputRoot): Promise<SourceFile[]> {
   let st;
   try {
@@ -44,7 +51,7 @@ async function collectOne(root: InputRoot): Promise<SourceFile[]> {
   if (st.isFile()) {
     const rel = withPrefix(basename(root.path));
     checkRel(rel, root.path);
-    return [{ abs: await realpath(root.path), rel, size: st.size, ...comp }];
+    return [diskFile(await realpath(root.path), rel, st.size, comp)];
   }
   if (!st.isDirectory()) throw new MlicError('USAGE', `${root.path}: not a regular file or directory`);
   const rootReal = await realpath(root.path);
@@ -80,12 +87,12 @@ async function collectOne(root: InputRoot): Promise<SourceFile[]> {
         const ts = await stat(target);
         if (!ts.isFile()) throw new MlicError('IO_UNSAFE_PATH', `${shown}: symbolic link to a directory or special file is not supported`);
         checkRel(withPrefix(rel), shown);
-        files.push({ abs: target, rel: withPrefix(rel), size: ts.size, ...comp });
+        files.push(diskFile(target, withPrefix(rel), ts.size, comp));
       } else if (l.isDirectory()) {
         await walk(abs, rel);
       } else if (l.isFile()) {
         checkRel(withPrefix(rel), shown);
-        files.push({ abs, rel: withPrefix(rel), size: l.size, ...comp });
+        files.push(diskFile(abs, withPrefix(rel), l.size, comp));
       } else {
         throw new MlicError('USAGE', `${shown}: not a regular file (device, socket or pipe)`);
       }
