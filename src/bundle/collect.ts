@@ -1,9 +1,10 @@
-/** Collects the files to pack from a file or directory, refusing anything unsafe. */
+/** Collects the files to pack from files, directories and tar archives, refusing anything unsafe. */
 import { lstat, open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
 import { inspectModelFile } from '../format/models.js';
+import { collectArchive, isArchiveName } from './archive.js';
 import { withSource, type SourceFile } from './sources.js';
 
 export type { SourceFile } from './sources.js';
@@ -17,7 +18,8 @@ export interface InputRoot {
 
 export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
-  for (const r of roots) out.push(...(await collectOne(r)));
+  const order = { next: 0 };
+  for (const r of roots) out.push(...(await collectOne(r, order)));
   const seen = new Set<string>();
   for (const f of out) {
     if (seen.has(f.rel)) throw new MlicError('USAGE', `two inputs map to the same path in the bundle: ${f.rel}`);
@@ -39,7 +41,7 @@ function diskFile(abs: string, rel: string, size: number, comp: { component?: st
   return f;
 }
 
-async function collectOne(root: InputRoot): Promise<SourceFile[]> {
+async function collectOne(root: InputRoot, order: { next: number }): Promise<SourceFile[]> {
   let st;
   try {
     st = await stat(root.path);
@@ -48,6 +50,7 @@ async function collectOne(root: InputRoot): Promise<SourceFile[]> {
   }
   const withPrefix = (rel: string) => (root.prefix ? `${root.prefix}/${rel}` : rel);
   const comp = root.component !== undefined ? { component: root.component } : {};
+  if (st.isFile() && isArchiveName(root.path)) return collectArchive(root, st, order);
   if (st.isFile()) {
     const rel = withPrefix(basename(root.path));
     checkRel(rel, root.path);

@@ -1,4 +1,4 @@
-/** mlic pack: model file or directory -> one encrypted, signed bundle (docs/FORMAT.md). */
+/** mlic pack: model file, directory or tar archive -> one encrypted, signed bundle (docs/FORMAT.md). */
 import { stat } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { randomBytes } from '../crypto/random.js';
