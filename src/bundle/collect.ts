@@ -1,17 +1,13 @@
-/** Collects the files to pack from a file or directory, refusing anything unsafe. */
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+/** Collects the files to pack from files, directories and tar archives, refusing anything unsafe. */
+import { lstat, open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
+import { inspectModelFile } from '../format/models.js';
+import { collectArchive, isArchiveName } from './archive.js';
+import { withSource, type SourceFile } from './sources.js';
 
-export interface SourceFile {
-  /** absolute real path to read */
-  abs: string;
-  /** POSIX relative path recorded in the manifest */
-  rel: string;
-  size: number;
-  component?: string;
-}
+export type { SourceFile } from './sources.js';
 
 export interface InputRoot {
   path: string;
@@ -22,7 +18,8 @@ export interface InputRoot {
 
 export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
-  for (const r of roots) out.push(...(await collectOne(r)));
+  const order = { next: 0 };
+  for (const r of roots) out.push(...(await collectOne(r, order)));
   const seen = new Set<string>();
   for (const f of out) {
     if (seen.has(f.rel)) throw new MlicError('USAGE', `two inputs map to the same path in the bundle: ${f.rel}`);
@@ -32,7 +29,19 @@ export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
   return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
-async function collectOne(root: InputRoot): Promise<SourceFile[]> {
+/** A file on disk. */
+function diskFile(abs: string, rel: string, size: number, comp: { component?: string }): SourceFile {
+  const f: SourceFile = {
+    rel,
+    size,
+    ...comp,
+    inspect: () => withSource(f, (src) => inspectModelFile(src, size, rel)),
+    open: () => open(abs, 'r'),
+  };
+  return f;
+}
+
+async function collectOne(root: InputRoot, order: { next: number }): Promise<SourceFile[]> {
   let st;
   try {
     st = await stat(root.path);
@@ -41,10 +50,11 @@ async function collectOne(root: InputRoot): Promise<SourceFile[]> {
   }
   const withPrefix = (rel: string) => (root.prefix ? `${root.prefix}/${rel}` : rel);
   const comp = root.component !== undefined ? { component: root.component } : {};
+  if (st.isFile() && isArchiveName(root.path)) return collectArchive(root, st, order);
   if (st.isFile()) {
     const rel = withPrefix(basename(root.path));
     checkRel(rel, root.path);
-    return [{ abs: await realpath(root.path), rel, size: st.size, ...comp }];
+    return [diskFile(await realpath(root.path), rel, st.size, comp)];
   }
   if (!st.isDirectory()) throw new MlicError('USAGE', `${root.path}: not a regular file or directory`);
   const rootReal = await realpath(root.path);
@@ -80,12 +90,12 @@ async function collectOne(root: InputRoot): Promise<SourceFile[]> {
         const ts = await stat(target);
         if (!ts.isFile()) throw new MlicError('IO_UNSAFE_PATH', `${shown}: symbolic link to a directory or special file is not supported`);
         checkRel(withPrefix(rel), shown);
-        files.push({ abs: target, rel: withPrefix(rel), size: ts.size, ...comp });
+        files.push(diskFile(target, withPrefix(rel), ts.size, comp));
       } else if (l.isDirectory()) {
         await walk(abs, rel);
       } else if (l.isFile()) {
         checkRel(withPrefix(rel), shown);
-        files.push({ abs, rel: withPrefix(rel), size: l.size, ...comp });
+        files.push(diskFile(abs, withPrefix(rel), l.size, comp));
       } else {
         throw new MlicError('USAGE', `${shown}: not a regular file (device, socket or pipe)`);
       }

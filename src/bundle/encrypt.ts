@@ -5,6 +5,7 @@
  * write of one chunk overlaps the sealing of the next. Memory: a few chunks, whatever the size.
  */
 import type { FileHandle } from 'node:fs/promises';
+import type { ReadAt } from '../util/read-at.js';
 import { MlicError } from '../errors.js';
 import { createHasher } from '../crypto/hash.js';
 import { sealChunkParts, sha256Async } from '../crypto/stream.js';
@@ -21,7 +22,7 @@ const WRITE_WINDOW = 2;
 const SYNC_EVERY = 64 << 20;
 
 export async function encryptFileInto(
-  src: FileHandle,
+  src: ReadAt,
   srcSize: number,
   key: Uint8Array,
   chunkSize: number,

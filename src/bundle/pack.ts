@@ -1,17 +1,18 @@
-/** mlic pack: model file or directory -> one encrypted, signed bundle (docs/FORMAT.md). */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+/** mlic pack: model file, directory or tar archive -> one encrypted, signed bundle (docs/FORMAT.md). */
+import { stat } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { randomBytes } from '../crypto/random.js';
 import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/stream.js';
 import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, MAX_LINE, MAX_MANIFEST_BYTES, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { END_OF_ARCHIVE } from '../format/tar.js';
-import { inspectModelFile, checkModelSet, type ModelFileInfo } from '../format/models.js';
+import { checkModelSet, type ModelFileInfo } from '../format/models.js';
 import { bundleKeyFromMaster, fileKey, keyCommitment } from '../keys/derive.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { keyIdHex } from '../format/minisign.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { collectInputs, type InputRoot, type SourceFile } from './collect.js';
+import { collectInputs, type InputRoot } from './collect.js';
+import { readOrder, releaseSources, withSource } from './sources.js';
 import { computeLayout } from './layout.js';
 import { signManifest } from './signature.js';
 import { encryptFileInto } from './encrypt.js';
@@ -76,9 +77,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
 
   // Detect and validate every file's format before writing anything.
   const infos = new Map<string, ModelFileInfo>();
-  for (const f of sources) {
-    await withFile(f, async (fh) => infos.set(f.rel, await inspectModelFile(fh, f.size, f.rel)));
-  }
+  for (const f of sources) infos.set(f.rel, await f.inspect());
   const overrides = checkModelSet(infos);
 
   if (opts.bundleId !== undefined && !/^[0-9a-f]{32}$/.test(opts.bundleId)) throw new MlicError('USAGE', 'bundleId must be 32 lowercase hex digits');
@@ -127,11 +126,13 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   await writeFileAtomic(opts.out, { mode: 0o644, force: opts.force ?? false }, async (out) => {
     await out.write(layout.manifest.header, 0, layout.manifest.header.length, layout.manifest.headerOffset);
     await out.write(layout.signature.header, 0, layout.signature.header.length, layout.signature.headerOffset);
-    for (const [i, f] of sources.entries()) {
+    // Members of a compressed archive come in archive order (one decompression); the others in bundle order.
+    for (const i of readOrder(sources)) {
+      const f = sources[i]!;
       const span = layout.files[i]!;
       await out.write(span.header, 0, span.header.length, span.headerOffset);
-      const r = await withFile(f, (fh) =>
-        encryptFileInto(fh, f.size, fileKey(bKey, i, f.rel), chunkSize, out, span.dataOffset, (nb) => {
+      const r = await withSource(f, (src) =>
+        encryptFileInto(src, f.size, fileKey(bKey, i, f.rel), chunkSize, out, span.dataOffset, (nb) => {
           done += nb;
           opts.onProgress?.(done, total);
         }, f.rel),
@@ -148,22 +149,6 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     await out.write(manifestBytes, 0, manifestBytes.length, layout.manifest.dataOffset);
     await out.write(sig, 0, sig.length, layout.signature.dataOffset);
     for (const s of [layout.manifest, layout.signature]) if (s.padding) await out.write(Buffer.alloc(s.padding), 0, s.padding, s.dataOffset + s.size);
-  });
+  }).finally(() => releaseSources(sources));
   return { out: opts.out, manifest, bytesIn: total, bytesOut: layout.totalSize };
-}
-
-async function withFile<T>(f: SourceFile, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
-  let fh: FileHandle;
-  try {
-    fh = await open(f.abs, 'r');
-  } catch (e) {
-    throw fromFsError(e, f.rel);
-  }
-  try {
-    return await fn(fh);
-  } catch (e) {
-    throw fromFsError(e, f.rel);
-  } finally {
-    await fh.close();
-  }
 }

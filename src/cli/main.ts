@@ -59,19 +59,19 @@ program
 
 program
   .command('pack')
-  .description('encrypt and sign a model file or directory into one bundle (NAME-VERSION.mlb)')
-  .argument('[path]', 'model file or directory (ONNX, safetensors, GGUF, companions)')
+  .description('encrypt and sign a model file, directory or tar archive (.tar, .tar.gz, .tgz) into one bundle (NAME-VERSION.mlb)')
+  .argument('[path]', 'model file, directory, or tar archive of them (ONNX, safetensors, GGUF, companions)')
   .requiredOption('--name <name>', 'model name')
   .requiredOption('--version <semver>', 'model version (semantic version, e.g. 2.1.0)')
   .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
   .option('-o, --output <file>', 'bundle to write (default NAME-VERSION.mlb)')
   .option('--release-date <date>', 'release date recorded in the signed manifest (default now)')
-  .option('--component <name=path>', 'add a named component (repeatable)', collect)
+  .option('--component <name=path>', 'add a named component: a file, directory or tar archive (repeatable)', collect)
   .option('--chunk-size <bytes>', 'encryption chunk size, 1MiB to 64MiB (default 1MiB)')
   .option('--passphrase-file <file>', 'passphrase for the secret key')
   .option('--force', 'overwrite an existing bundle')
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic pack model.onnx --name resnet --version 2.1.0 --key vendor.key\n  $ mlic pack ./llama-dir --name llama --version 1.0.0 -o llama.mlb\n  $ mlic pack --component detector=det.onnx --component ocr=ocr/ --name pipeline --version 1.0.0')
+  .addHelpText('after', '\nArchives: a path named .tar, .tar.gz or .tgz is read as a tar archive (POSIX ustar/pax or GNU, plain or gzip),\nnever extracted to disk; its files are packed exactly as the extracted directory would be (same paths, formats\nand checks) and refused where a directory is (unsafe names, devices, links pointing out of it). Links inside a\nplain .tar are followed; a compressed archive with links is refused. To pack such a file as one opaque file,\nput it in a directory and pack the directory.\n\nExamples:\n  $ mlic pack model.onnx --name resnet --version 2.1.0 --key vendor.key\n  $ mlic pack ./llama-dir --name llama --version 1.0.0 -o llama.mlb\n  $ mlic pack densenet_onnx.tgz --name densenet --version 1.0.0   # a Triton model repository, as downloaded\n  $ mlic pack --component detector=det.onnx --component ocr=ocr.tar.gz --name pipeline --version 1.0.0')
   .action(async (path, opts, cmd) => act(() => import('./commands/pack.js'))(path, opts, cmd));
 
 program

@@ -15,7 +15,7 @@
  * The rules follow what the real loaders enforce (safetensors' Metadata::validate, llama.cpp's
  * gguf reader, onnxruntime's external-data handling), so a file accepted here is one they load.
  */
-import type { FileHandle } from 'node:fs/promises';
+import type { ReadAt } from '../util/read-at.js';
 import { MlicError, fromFsError } from '../errors.js';
 
 export type ModelFormat = 'onnx' | 'onnx-external-data' | 'safetensors' | 'safetensors-index' | 'gguf' | 'json' | 'text' | 'binary';
@@ -80,7 +80,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: number, name: string): Promise<void> {
+async function readFully(fh: ReadAt, buf: Buffer, len: number, pos: number, name: string): Promise<void> {
   let done = 0;
   while (done < len) {
     let n: number;
@@ -95,7 +95,7 @@ async function readFully(fh: FileHandle, buf: Buffer, len: number, pos: number, 
   }
 }
 
-/** Buffered positional reader over a file handle with a 64 KiB window. */
+/** Buffered positional reader over a file (or archive member) with a 64 KiB window. */
 class Reader {
   pos = 0;
   private readonly buf = Buffer.alloc(WINDOW);
@@ -103,7 +103,7 @@ class Reader {
   private bufLen = 0;
 
   constructor(
-    private readonly fh: FileHandle,
+    private readonly fh: ReadAt,
     readonly size: number,
     readonly name: string,
   ) {}
@@ -201,13 +201,13 @@ class Reader {
 // Public API
 
 /**
- * Reads through an open file handle with bounded memory (never reads a whole multi-GB file into
+ * Reads through an open file handle (or any ReadAt, e.g. an archive member) with bounded memory (never reads a whole multi-GB file into
  * memory; positional reads, big tensor payloads skipped by offset). `name` is the relative path
  * (used for extension hints such as .json/.onnx/.gguf/.safetensors). Throws
  * MlicError('MODEL_INVALID', message naming the file and what is wrong) for malformed
  * safetensors/GGUF/ONNX/safetensors-index files, MlicError('IO_ERROR') when reading fails.
  */
-export async function inspectModelFile(fh: FileHandle, size: number, name: string): Promise<ModelFileInfo> {
+export async function inspectModelFile(fh: ReadAt, size: number, name: string): Promise<ModelFileInfo> {
   if (!Number.isSafeInteger(size) || size < 0) throw new MlicError('IO_ERROR', `${name}: invalid file size ${size}`);
   const r = new Reader(fh, size, name);
   const lower = name.toLowerCase();
