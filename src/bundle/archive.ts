@@ -28,7 +28,7 @@ import { createGunzip, type Gunzip } from 'node:zlib';
 import { MlicError, fromFsError } from '../errors.js';
 import { TarWalker, type ForwardStream, type TarEntry } from '../format/archive.js';
 import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
-import { inspectModelFile, type ModelFileInfo } from '../format/models.js';
+import { inspectModelFile, type ModelFileInfo } from '../format/models/index.js';
 import type { ReadSource } from '../util/read-at.js';
 import { withSource, type SourceFile } from './sources.js';
 
@@ -449,7 +449,7 @@ class ArchiveIndex {
 
   add(e: TarEntry): Node | undefined {
     const shown = shownName(this.archive, e.name);
-    if (e.type === 'special') throw new MlicError('USAGE', `${shown}: not a regular file (${e.typeName}: a device or pipe)`);
+    if (e.type === 'special') throw new MlicError('IO_NOT_REGULAR', `${shown}: not a regular file (${e.typeName}: a device or pipe)`);
     const p = normalise(e.name, shown);
     if (e.type === 'directory') {
       if (p === '') return undefined;

@@ -3,7 +3,7 @@ import { lstat, open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, join, sep } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { MAX_FILES, unsafePathReason } from '../format/manifest.js';
-import { inspectModelFile } from '../format/models.js';
+import { inspectModelFile } from '../format/models/index.js';
 import { collectArchive, isArchiveName } from './archive.js';
 import { withSource, type SourceFile } from './sources.js';
 
@@ -26,7 +26,8 @@ export async function collectInputs(roots: InputRoot[]): Promise<SourceFile[]> {
     seen.add(f.rel);
   }
   if (out.length > MAX_FILES) throw new MlicError('USAGE', `too many files (${out.length}; at most ${MAX_FILES})`);
-  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  // Bytewise order of the UTF-8 paths (docs/FORMAT.md §3), not UTF-16 code units.
+  return out.sort((a, b) => Buffer.compare(Buffer.from(a.rel), Buffer.from(b.rel)));
 }
 
 /** A file on disk. */
@@ -56,7 +57,7 @@ async function collectOne(root: InputRoot, order: { next: number }): Promise<Sou
     checkRel(rel, root.path);
     return [diskFile(await realpath(root.path), rel, st.size, comp)];
   }
-  if (!st.isDirectory()) throw new MlicError('USAGE', `${root.path}: not a regular file or directory`);
+  if (!st.isDirectory()) throw new MlicError('IO_NOT_REGULAR', `${root.path}: not a regular file or directory`);
   const rootReal = await realpath(root.path);
   const files: SourceFile[] = [];
   const walk = async (dirAbs: string, dirRel: string): Promise<void> => {
@@ -97,7 +98,7 @@ async function collectOne(root: InputRoot, order: { next: number }): Promise<Sou
         checkRel(withPrefix(rel), shown);
         files.push(diskFile(abs, withPrefix(rel), l.size, comp));
       } else {
-        throw new MlicError('USAGE', `${shown}: not a regular file (device, socket or pipe)`);
+        throw new MlicError('IO_NOT_REGULAR', `${shown}: not a regular file (device, socket or pipe)`);
       }
     }
   };

@@ -6,7 +6,7 @@ import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/s
 import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, MAX_LINE, MAX_MANIFEST_BYTES, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { END_OF_ARCHIVE } from '../format/tar.js';
-import { checkModelSet, type ModelFileInfo } from '../format/models.js';
+import { checkModelSet, type ModelFileInfo } from '../format/models/index.js';
 import { bundleKeyFromMaster, fileKey, keyCommitment } from '../keys/derive.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { keyIdHex } from '../format/minisign.js';

@@ -4,7 +4,7 @@
  * one's format (inspect) and encrypts its bytes (open) through this interface only.
  */
 import { fromFsError } from '../errors.js';
-import type { ModelFileInfo } from '../format/models.js';
+import type { ModelFileInfo } from '../format/models/index.js';
 import type { ReadAt, ReadSource } from '../util/read-at.js';
 
 export interface SourceFile {

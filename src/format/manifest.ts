@@ -109,7 +109,10 @@ export function assertManifest(v: unknown): asserts v is Manifest {
       const why = unsafePathReason(f.path as string);
       if (why) bad.push(`${p}.path (${why})`);
       else if (seen.has(f.path as string)) bad.push(`${p}.path (duplicate)`);
-      else seen.add(f.path as string);
+      else {
+        if (i > 0 && typeof o.files[i - 1]?.path === 'string' && Buffer.compare(Buffer.from(o.files[i - 1].path as string), Buffer.from(f.path as string)) >= 0) bad.push(`${p}.path (not in bytewise order)`);
+        seen.add(f.path as string);
+      }
       if (!Number.isSafeInteger(f.size) || (f.size as number) < 0) bad.push(`${p}.size`);
       if (typeof f.format !== 'string' || !/^[a-z0-9-]{1,32}$/.test(f.format)) bad.push(`${p}.format`);
       if (f.component !== undefined && (typeof f.component !== 'string' || !NAME_RE.test(f.component))) bad.push(`${p}.component`);

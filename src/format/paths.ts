@@ -53,3 +53,23 @@ export function isContainedRelativePath(p: string): boolean {
   if (p === '' || p.includes('\0') || p.startsWith('/')) return false;
   return !p.split('/').includes('..');
 }
+
+/**
+ * Why a location a model file names for a file beside it (ONNX external data, a safetensors shard)
+ * is unsafe, or null when it is fine. Like unsafePathReason, but `.` and empty segments are allowed
+ * (they resolve away: joinRelative), as the loaders allow them.
+ */
+export function relativeLocationProblem(loc: string): string | null {
+  if (loc.length === 0) return 'is empty';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(loc)) return 'contains control characters';
+  if (loc.includes('\\')) return 'contains a backslash';
+  if (loc.startsWith('/')) return 'is an absolute path';
+  if (/^[A-Za-z]:/.test(loc)) return 'starts with a drive letter';
+  const segs = loc.split('/');
+  if (segs.includes('..')) return "points outside the model's folder (contains '..')";
+  if (segs.every((s) => s === '' || s === '.')) return 'does not name a file';
+  if (segs[segs.length - 1] === '' || segs[segs.length - 1] === '.') return 'names a folder, not a file';
+  return null;
+}
+

@@ -246,16 +246,16 @@ describe('archives refused as a directory pack refuses (same codes), nothing wri
     }
   });
 
-  it('devices and FIFOs: USAGE, as in a directory', async () => {
+  it('devices and FIFOs: IO_NOT_REGULAR, as in a directory', async () => {
     for (const type of ['FIFO', 'CharacterDevice', 'BlockDevice']) {
-      expect((await packArchive(makeTar([ok, { path: 'dev', type }]))).code, type).toBe('USAGE');
-      expect((await packArchive(makeTar([ok, { path: 'dev', type }]), 'a.tgz', true)).code, type).toBe('USAGE');
+      expect((await packArchive(makeTar([ok, { path: 'dev', type }]))).code, type).toBe('IO_NOT_REGULAR');
+      expect((await packArchive(makeTar([ok, { path: 'dev', type }]), 'a.tgz', true)).code, type).toBe('IO_NOT_REGULAR');
     }
     const w = await tmp();
     await mkdir(join(w, 'd'));
     await writeFile(join(w, 'd', 'ok.bin'), 'fine');
     expect(spawnSync('mkfifo', [join(w, 'd', 'fifo')]).status).toBe(0);
-    expect(await codeOf(pack({ ...FIXED, key: k, out: join(w, 'o.mlb'), input: join(w, 'd') }))).toBe('USAGE');
+    expect(await codeOf(pack({ ...FIXED, key: k, out: join(w, 'o.mlb'), input: join(w, 'd') }))).toBe('IO_NOT_REGULAR');
   });
 
   it('no regular files (empty, or only directories): USAGE, as an empty directory', async () => {

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inspectModelFile, checkModelSet, type ModelFileInfo, type ModelFormat } from '../../src/format/models.js';
+import { inspectModelFile, checkModelSet, type ModelFileInfo, type ModelFormat } from '../../src/format/models/index.js';
 import { MlicError } from '../../src/errors.js';
 import { tmp } from '../helpers.js';
 
