@@ -19,6 +19,10 @@ export const AEAD_ID = 'AES-256-GCM-STREAM-v1';
 export const KDF_ID = 'HKDF-SHA256-v2';
 /** The highest major (or 0.x minor) version the line trees can key (docs/FORMAT.md §4). */
 export const MAX_LINE = 2 ** 32 - 1;
+/** The formats pack records (src/format/models/). */
+export const FILE_FORMATS = ['onnx', 'onnx-external-data', 'safetensors', 'safetensors-index', 'gguf', 'json', 'text', 'binary'] as const;
+/** Manifest times are whole seconds: `YYYY-MM-DDTHH:MM:SSZ`. */
+const isIsoSeconds = (v: unknown): v is string => isIso(v) && (v as string).length === 20;
 
 export interface ManifestFile {
   /** position in the bundle; ciphertext entry name is files/<index, 6 digits>.enc */
@@ -70,7 +74,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
     bad.push('formatVersion');
   }
   if (typeof o.bundleId !== 'string' || !HEX32_RE.test(o.bundleId)) bad.push('bundleId');
-  if (!isIso(o.createdAt)) bad.push('createdAt');
+  if (!isIsoSeconds(o.createdAt)) bad.push('createdAt');
   // createdAt is every tar header's mtime (docs/FORMAT.md §2): 11 octal digits, from 1970 to 2242.
   else if (!(Date.parse(o.createdAt) >= 0 && Math.floor(Date.parse(o.createdAt) / 1000) <= MAX_TAR_MTIME)) bad.push('createdAt (a tar mtime must lie between 1970 and 2242)');
   const m = o.model;
@@ -82,7 +86,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
     const sv = typeof m.version === 'string' ? parseSemver(m.version) : undefined;
     if (!sv || (sv.major === 0 ? sv.minor : sv.major) > MAX_LINE) bad.push('model.version');
     else line = versionLine(sv);
-    if (!isIso(m.releaseDate)) bad.push('model.releaseDate');
+    if (!isIsoSeconds(m.releaseDate)) bad.push('model.releaseDate');
   }
   if (!isPlainObject(o.vendor) || typeof o.vendor.keyId !== 'string' || !KEYID_RE.test(o.vendor.keyId)) bad.push('vendor.keyId');
   else {
@@ -114,7 +118,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
         seen.add(f.path as string);
       }
       if (!Number.isSafeInteger(f.size) || (f.size as number) < 0) bad.push(`${p}.size`);
-      if (typeof f.format !== 'string' || !/^[a-z0-9-]{1,32}$/.test(f.format)) bad.push(`${p}.format`);
+      if (!(FILE_FORMATS as readonly unknown[]).includes(f.format)) bad.push(`${p}.format`);
       if (f.component !== undefined && (typeof f.component !== 'string' || !NAME_RE.test(f.component))) bad.push(`${p}.component`);
       if (typeof f.sha256 !== 'string' || !HEX64_RE.test(f.sha256)) bad.push(`${p}.sha256`);
       const chunkOk = Number.isSafeInteger(f.chunkSize) && (f.chunkSize as number) >= MIN_CHUNK && (f.chunkSize as number) <= MAX_CHUNK;
