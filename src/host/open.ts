@@ -5,6 +5,7 @@
  *   const session = await ort.InferenceSession.create(model.file('model.onnx'));
  *   model.close();   // wipes the buffers
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
@@ -16,7 +17,16 @@ import { decryptChunks } from '../bundle/decrypt.js';
 export interface OpenBundleOptions extends AuthorizeOptions {
   /** decrypt every released file into memory at open (default true); else use readFile/createReadStream */
   preload?: boolean;
+  /**
+   * the largest file, in bytes, that file()/readFile() hold in one Buffer (default 4 GiB,
+   * at most buffer.constants.MAX_LENGTH); a larger file is refused with USAGE and read
+   * with createReadStream(), which holds one chunk at a time
+   */
+  maxInMemory?: number;
 }
+
+/** the default bound on one file decrypted into memory */
+export const MAX_IN_MEMORY = 2 ** 32;
 
 export interface OpenedBundle {
   manifest: Manifest;
@@ -34,6 +44,8 @@ export interface OpenedBundle {
 }
 
 export async function openBundle(path: string, options: OpenBundleOptions = {}): Promise<OpenedBundle> {
+  const maxInMemory = Math.min(options.maxInMemory ?? MAX_IN_MEMORY, bufferConstants.MAX_LENGTH);
+  if (!Number.isSafeInteger(maxInMemory) || maxInMemory < 0) throw new MlicError('USAGE', 'maxInMemory must be a whole number of bytes');
   const a = await authorizeBundle(path, { action: 'openBundle', ...options });
   const released = a.files.map((i) => a.manifest.files[i]!);
   const byPath = new Map(released.map((f) => [f.path, f]));
@@ -52,6 +64,11 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
   };
   const readFile = async (p: string): Promise<Buffer> => {
     const f = find(p);
+    if (f.size > maxInMemory)
+      throw new MlicError('USAGE', `${p} is ${f.size} bytes, more than one in-memory buffer may hold (${maxInMemory})`, {
+        hint: `read it with createReadStream('${p}') (open with preload: false), or raise maxInMemory`,
+        details: { path: p, size: f.size, maxInMemory },
+      });
     const out = Buffer.allocUnsafe(f.size);
     let off = 0;
     try {
