@@ -11,7 +11,9 @@ import { wipe } from '../crypto/random.js';
 import type { Manifest, ManifestFile } from '../format/manifest.js';
 import { authorizeBundle, type AuthorizeOptions } from '../license/runtime.js';
 import type { LicensePayload } from '../format/license.js';
-import { decryptChunks } from './decrypt.js';
+import { mapLimit } from '../util/limit.js';
+import { defaultConcurrency, type CryptoEngine } from '../crypto/engine.js';
+import { decryptChunks, decryptEngine, decryptFileToBuffer } from './decrypt.js';
 
 export interface OpenBundleOptions extends AuthorizeOptions {
   /** decrypt every released file into memory at open (default true); else use readFile/createReadStream */
@@ -50,24 +52,29 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
     }
     return f;
   };
-  const readFile = async (p: string): Promise<Buffer> => {
-    const f = find(p);
-    const out = Buffer.allocUnsafe(f.size);
-    let off = 0;
+  const decrypt = async (f: ManifestFile, engine?: CryptoEngine): Promise<Buffer> => {
+    if (engine) return decryptFileToBuffer(a.bundle, a.spans[f.index]!, f, a.bundleKey, { engine });
+    const own = decryptEngine([f], 1);
     try {
-      for await (const c of decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey)) {
-        c.copy(out, off);
-        off += c.length;
-        wipe(c);
-      }
-    } catch (e) {
-      wipe(out);
-      throw e;
+      return await decryptFileToBuffer(a.bundle, a.spans[f.index]!, f, a.bundleKey, { engine: own });
+    } finally {
+      await own.close();
     }
-    return out;
   };
+  const readFile = async (p: string): Promise<Buffer> => decrypt(find(p));
   try {
-    if (options.preload !== false) for (const f of released) cache.set(f.path, await readFile(f.path));
+    if (options.preload !== false) {
+      // Several files at a time; each buffer is cached as soon as it is complete, so a failure wipes it below.
+      const concurrency = defaultConcurrency(released.length);
+      const engine = decryptEngine(released, concurrency);
+      try {
+        await mapLimit(released, concurrency, async (f) => {
+          cache.set(f.path, await decrypt(f, engine));
+        });
+      } finally {
+        await engine.close();
+      }
+    }
   } catch (e) {
     for (const b of cache.values()) wipe(b);
     await a.bundle.close();

@@ -10,11 +10,15 @@ import { wipe } from '../crypto/random.js';
 import { unsafePathReason } from '../format/manifest.js';
 import { authorizeBundle, type AuthorizeOptions, type Authorization } from '../license/runtime.js';
 import { tempNameFor, trackTempFile } from '../util/atomic.js';
-import { decryptChunks } from './decrypt.js';
+import { mapLimit } from '../util/limit.js';
+import { defaultConcurrency } from '../crypto/engine.js';
+import { decryptEngine, decryptFileToHandle } from './decrypt.js';
 
 export interface UnpackOptions extends AuthorizeOptions {
   force?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** files decrypted at once (default: os.availableParallelism()) */
+  concurrency?: number;
 }
 
 export interface UnpackResult {
@@ -36,20 +40,30 @@ async function safeParent(outDir: string, rel: string): Promise<string> {
       if (st.isSymbolicLink() || !st.isDirectory()) throw new MlicError('IO_UNSAFE_PATH', `${cur}: exists and is not a plain directory; refusing to write through it`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromFsError(e, cur);
-      await mkdir(cur, { mode: 0o700 });
+      // Files are unpacked several at a time: another may have just made this directory.
+      await mkdir(cur, { mode: 0o700 }).catch(async (me: NodeJS.ErrnoException) => {
+        const st = me.code === 'EEXIST' ? await lstat(cur) : undefined;
+        if (!st || st.isSymbolicLink() || !st.isDirectory()) throw fromFsError(me, cur);
+      });
     }
   }
   return target;
 }
 
-export async function unpackAuthorized(a: Authorization, outDir: string, opts: { force?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<{ path: string; size: number }[]> {
-  const written: string[] = [];
+export async function unpackAuthorized(a: Authorization, outDir: string, opts: { force?: boolean; onProgress?: (done: number, total: number) => void; concurrency?: number } = {}): Promise<{ path: string; size: number }[]> {
+  const written = new Set<string>();
   const files = a.files.map((i) => a.manifest.files[i]!);
   const total = files.reduce((s, f) => s + f.size, 0);
   let done = 0;
+  const onBytes = (n: number) => {
+    done += n;
+    opts.onProgress?.(done, total);
+  };
   const finals: (() => void)[] = [];
+  const concurrency = defaultConcurrency(files.length, opts.concurrency);
+  const engine = decryptEngine(files, concurrency);
   try {
-    for (const f of files) {
+    await mapLimit(files, concurrency, async (f) => {
       const why = unsafePathReason(f.path);
       if (why) throw new MlicError('IO_UNSAFE_PATH', `${f.path}: ${why}`);
       const target = await safeParent(outDir, f.path);
@@ -67,32 +81,27 @@ export async function unpackAuthorized(a: Authorization, outDir: string, opts: {
       const fh = await open(tmp, 'wx', 0o600).catch((e) => {
         throw fromFsError(e, tmp);
       });
-      written.push(tmp);
+      written.add(tmp);
       const untrack = trackTempFile(tmp);
       try {
-        let pos = 0;
-        for await (const c of decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey)) {
-          await fh.write(c, 0, c.length, pos);
-          pos += c.length;
-          done += c.length;
-          wipe(c);
-          opts.onProgress?.(done, total);
-        }
+        await decryptFileToHandle(a.bundle, a.spans[f.index]!, f, a.bundleKey, fh, { engine, onBytes });
         await fh.sync();
       } finally {
         await fh.close();
       }
       await rename(tmp, target);
-      written[written.length - 1] = target;
+      written.delete(tmp);
+      written.add(target);
       untrack();
       // Until the whole unpack succeeds, a signal removes finished files too.
       finals.push(trackTempFile(target));
-    }
+    });
     return files.map((f) => ({ path: f.path, size: f.size }));
   } catch (e) {
     for (const p of written) await unlink(p).catch(() => undefined);
     throw e;
   } finally {
+    await engine.close();
     for (const u of finals) u();
   }
 }
