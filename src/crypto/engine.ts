@@ -4,11 +4,13 @@
  * thread or on a few worker threads that see the same arena, so no chunk is ever copied between
  * threads. Memory is bounded by the arena whatever the file sizes.
  *
- * Scheduling: a job goes to the least-loaded worker while that worker has fewer than
- * `queueDepth` jobs waiting; otherwise the calling thread runs it at once. So with one worker on
- * a 2-core machine both cores work, and on a large machine the calling thread mostly does I/O.
- * A streaming hash (a file's plaintext SHA-256) is pinned to one worker, which receives its
- * updates in order.
+ * Scheduling: a job goes to the least-loaded worker while that worker has fewer than a few jobs
+ * waiting; otherwise the calling thread runs it at once, so every core works and the calling
+ * thread mostly does I/O on a large machine. With a single worker (2 cores), ciphers run on the
+ * calling thread and hashes on the worker: then only one thread churns through cipher output
+ * buffers (each such thread holds tens of MB of them between garbage collections), and the two
+ * threads' loads are about even. A streaming hash (a file's plaintext SHA-256) is pinned to one
+ * worker, which receives its updates in order.
  *
  * Failure: an error in a worker, or a worker that exits, rejects every job waiting on it with an
  * MlicError (INTERNAL) and every later job too; nothing waits forever. Workers are unref'd while
@@ -43,8 +45,13 @@ export interface EngineOptions {
   slots: number;
   /** bytes per region: at least the largest chunk size + 16 */
   regionSize: number;
-  /** run jobs on the calling thread when every worker has this many waiting (default 2); Infinity: never */
+  /**
+   * seal and open run on the calling thread when every worker has this many jobs waiting (default:
+   * 0 with one worker, so that it is free for the hashes; 2 with more); Infinity: never
+   */
   queueDepth?: number;
+  /** the same for hashes (default 2); the ciphertext hash of a chunk sealed on this thread always goes to a worker if there is one */
+  hashQueueDepth?: number;
 }
 
 type Request =
@@ -185,6 +192,7 @@ export class CryptoEngine {
   private readonly free: Slot[];
   private readonly waiting: { resolve: (s: Slot) => void; reject: (e: unknown) => void }[] = [];
   private readonly queueDepth: number;
+  private readonly hashQueueDepth: number;
   private broken: MlicError | undefined;
   private closed = false;
   private nextHasher = 0;
@@ -203,7 +211,8 @@ export class CryptoEngine {
       b: Buffer.from(this.arena, (2 * id + 1) * this.regionSize, this.regionSize),
     }));
     this.free = [...this.slotList].reverse();
-    this.queueDepth = o.queueDepth ?? 2;
+    this.queueDepth = o.queueDepth ?? (o.workers <= 1 ? 0 : 2);
+    this.hashQueueDepth = o.hashQueueDepth ?? 2;
     const fail = (e: MlicError) => this.fail(e);
     this.lanes = Array.from({ length: Math.max(0, o.workers) }, () => new Lane(new Worker(WORKER_SOURCE, { eval: true, workerData: { arena: this.arena } }), fail));
   }
@@ -246,24 +255,29 @@ export class CryptoEngine {
     return (2 * s.id + (r === 'a' ? 0 : 1)) * this.regionSize;
   }
 
-  /** A worker with room in its queue, or undefined: run on this thread. */
-  private pick(): Lane | undefined {
+  /** The least-loaded worker if it has fewer than `depth` jobs waiting, or undefined: run on this thread. */
+  private pick(depth: number): Lane | undefined {
     let best: Lane | undefined;
     for (const l of this.lanes) if (!best || l.load < best.load) best = l;
-    if (best && (best.load < this.queueDepth || this.queueDepth === Infinity)) return best;
+    if (best && (best.load < depth || depth === Infinity)) return best;
     return undefined;
   }
 
   /** Seals slot.a[0, len) into slot.b[0, len + 16); returns the tag and the ciphertext's SHA-256. */
   async seal(key: Uint8Array, nonce: Uint8Array, s: Slot, len: number): Promise<{ tag: Buffer; ctHash: Buffer }> {
     this.check();
-    const lane = this.pick();
-    if (!lane) {
-      const r = this.kernel.seal(key, nonce, s.a.subarray(0, len), s.b.subarray(0, len + 16), true);
-      return { tag: Buffer.from(r.tag), ctHash: Buffer.from(r.ctHash!) };
+    const lane = this.pick(this.queueDepth);
+    if (lane) {
+      const r = await lane.post({ op: 'seal', key, nonce, src: this.offset(s, 'a'), len, dst: this.offset(s, 'b'), hash: true });
+      return { tag: Buffer.from(r.tag!), ctHash: Buffer.from(r.h!) };
     }
-    const r = await lane.post({ op: 'seal', key, nonce, src: this.offset(s, 'a'), len, dst: this.offset(s, 'b'), hash: true });
-    return { tag: Buffer.from(r.tag!), ctHash: Buffer.from(r.h!) };
+    // Sealed here; its ciphertext hash goes to a worker (measured on 2 cores: the two threads'
+    // loads even out, where hashing here too left this thread the bottleneck).
+    const hashLane = this.pick(Infinity);
+    const r = this.kernel.seal(key, nonce, s.a.subarray(0, len), s.b.subarray(0, len + 16), !hashLane);
+    if (!hashLane) return { tag: Buffer.from(r.tag), ctHash: Buffer.from(r.ctHash!) };
+    const h = await hashLane.post({ op: 'hash', src: this.offset(s, 'b'), len });
+    return { tag: Buffer.from(r.tag), ctHash: Buffer.from(h.h!) };
   }
 
   /**
@@ -272,7 +286,7 @@ export class CryptoEngine {
    */
   async open(key: Uint8Array, nonce: Uint8Array, s: Slot, sealedLen: number): Promise<boolean> {
     this.check();
-    const lane = this.pick();
+    const lane = this.pick(this.queueDepth);
     if (!lane) return this.kernel.open(key, nonce, s.a.subarray(0, sealedLen), s.b.subarray(0, Math.max(0, sealedLen - 16)));
     const r = await lane.post({ op: 'open', key, nonce, src: this.offset(s, 'a'), len: sealedLen, dst: this.offset(s, 'b'), dstLen: Math.max(0, sealedLen - 16) });
     return r.ok === true;
@@ -281,7 +295,7 @@ export class CryptoEngine {
   /** SHA-256 of a slot region's first len bytes. */
   async sha256(s: Slot, r: Region, len: number): Promise<Buffer> {
     this.check();
-    const lane = this.pick();
+    const lane = this.pick(this.hashQueueDepth);
     if (!lane) return Buffer.from(this.kernel.sha256((r === 'a' ? s.a : s.b).subarray(0, len)));
     const rep = await lane.post({ op: 'hash', src: this.offset(s, r), len });
     return Buffer.from(rep.h!);
