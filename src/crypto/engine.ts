@@ -50,7 +50,7 @@ export interface EngineOptions {
    * 0 with one worker, so that it is free for the hashes; 2 with more); Infinity: never
    */
   queueDepth?: number;
-  /** the same for hashes (default 2); the ciphertext hash of a chunk sealed on this thread always goes to a worker if there is one */
+  /** the same for hashes (default 3); the ciphertext hash of a chunk sealed on this thread always goes to a worker if there is one */
   hashQueueDepth?: number;
 }
 
@@ -117,16 +117,18 @@ let primed = false;
 
 /**
  * node:crypto returns every cipher output in a new buffer, and those buffers die in bulk at each
- * garbage collection. With glibc's default thresholds the freed heap is then given back to the
- * kernel (trimmed) and the next buffers fault their pages in again: on this kind of VM that
- * costs more than the cipher (64 KiB pieces of a 1 GiB file: ~70,000 page faults, ~600-1100
- * MB/s). glibc raises its trim threshold to twice the size of the largest freed mmap'd block, so
- * freeing one 16 MiB block once per thread keeps up to 32 MiB of freed heap for reuse (measured:
- * ~12,000 faults, ~2200 MB/s). Harmless elsewhere: it is one short-lived allocation.
+ * garbage collection (V8 lets ~64 MiB of them pile up). With glibc's default thresholds the freed
+ * heap is then given back to the kernel (trimmed) and the next buffers fault their pages in
+ * again; on this kind of VM a page fault costs ~10 us, more than the cipher's work on the page.
+ * glibc raises its trim threshold to twice the size of the largest freed mmap'd block (up to
+ * 32 MiB), so freeing one 31 MiB block early keeps up to 62 MiB of freed heap for reuse.
+ * Measured, unpack of 1 GiB: ~130,000 page faults without, ~28,000 with 16 MiB, ~20,000 with
+ * 31 MiB (the calling thread's CPU 2.8 s -> 1.1 s); peak RSS unchanged. Harmless elsewhere: one
+ * short-lived allocation, once per thread.
  */
 export function primeAllocator(): void {
   // An uninitialised buffer (malloc, not calloc): measured reliable, where a zeroed one was not.
-  Buffer.allocUnsafeSlow(16 << 20)[0] = 1;
+  Buffer.allocUnsafeSlow(31 << 20)[0] = 1;
 }
 
 class Lane {
@@ -212,7 +214,7 @@ export class CryptoEngine {
     }));
     this.free = [...this.slotList].reverse();
     this.queueDepth = o.queueDepth ?? (o.workers <= 1 ? 0 : 2);
-    this.hashQueueDepth = o.hashQueueDepth ?? 2;
+    this.hashQueueDepth = o.hashQueueDepth ?? 3;
     const fail = (e: MlicError) => this.fail(e);
     this.lanes = Array.from({ length: Math.max(0, o.workers) }, () => new Lane(new Worker(WORKER_SOURCE, { eval: true, workerData: { arena: this.arena } }), fail));
   }
@@ -271,9 +273,8 @@ export class CryptoEngine {
       const r = await lane.post({ op: 'seal', key, nonce, src: this.offset(s, 'a'), len, dst: this.offset(s, 'b'), hash: true });
       return { tag: Buffer.from(r.tag!), ctHash: Buffer.from(r.h!) };
     }
-    // Sealed here; its ciphertext hash goes to a worker (measured on 2 cores: the two threads'
-    // loads even out, where hashing here too left this thread the bottleneck).
-    const hashLane = this.pick(Infinity);
+    // Sealed here; its ciphertext hash goes to a worker unless the worker is well behind.
+    const hashLane = this.pick(SEALED_HASH_DEPTH);
     const r = this.kernel.seal(key, nonce, s.a.subarray(0, len), s.b.subarray(0, len + 16), !hashLane);
     if (!hashLane) return { tag: Buffer.from(r.tag), ctHash: Buffer.from(r.ctHash!) };
     const h = await hashLane.post({ op: 'hash', src: this.offset(s, 'b'), len });
@@ -354,6 +355,15 @@ export function defaultConcurrency(files: number, limit?: number): number {
   const cap = limit !== undefined && Number.isInteger(limit) && limit >= 1 ? limit : availableParallelism();
   return Math.max(1, Math.min(files, cap));
 }
+
+/**
+ * A chunk sealed on the calling thread has its ciphertext hashed on a worker while that worker
+ * has fewer than this many jobs waiting (each chunk in flight gives it up to two: its plaintext
+ * hash and this one). Per-thread CPU of a 1 GiB pack on 2 cores (one worker), calling thread /
+ * worker: always on the worker 1.1-1.2 / 1.5-1.7 s; depth 6: 1.3-1.5 / 1.3-1.4 s; depth 4:
+ * 1.4-1.6 / 1.2-1.3 s; never (hash here too) ~1.9 / ~1.4 s before the allocator fix.
+ */
+const SEALED_HASH_DEPTH = 6;
 
 export const SMALL_JOB = 16 << 20;
 export const MAX_WORKERS = 7;
