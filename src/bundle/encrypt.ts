@@ -1,15 +1,18 @@
 /**
- * The hot path: stream one file through AES-256-GCM chunks into the bundle.
- * Reads are double-buffered (the next chunk is read while this one is sealed), the plaintext
- * SHA-256 runs on the main thread, each sealed chunk's SHA-256 runs on the libuv pool, and the
- * write of one chunk overlaps the sealing of the next. Memory: a few chunks, whatever the size.
+ * The hot path of pack: stream one file through AES-256-GCM chunks into its place in the bundle.
+ * Each chunk is read into an engine slot, sealed (with the SHA-256 of its ciphertext) on a worker
+ * or on this thread, and written; meanwhile the plaintext SHA-256 runs over the chunks in order
+ * on a worker. A few chunks are in flight (reads, crypto and writes overlap); memory is the
+ * engine's arena, whatever the size.
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { ReadAt } from '../util/read-at.js';
 import { MlicError } from '../errors.js';
-import { createHasher } from '../crypto/hash.js';
-import { sealChunkParts, sha256Async } from '../crypto/stream.js';
+import { chunkCount, chunkNonce, TAG_LEN } from '../crypto/stream.js';
+import { CryptoEngine, FILE_WINDOW } from '../crypto/engine.js';
+import { SyncBehind } from '../util/sync-behind.js';
 import { ciphertextDigestInit } from './digest.js';
+import { forEachChunk, InOrderFold, readExactly, writeAll } from './pipeline.js';
 
 export interface EncryptResult {
   sha256: string;
@@ -17,9 +20,12 @@ export interface EncryptResult {
   bytesWritten: number;
 }
 
-const HASH_WINDOW = 4;
-const WRITE_WINDOW = 2;
-const SYNC_EVERY = 64 << 20;
+export interface EncryptOptions {
+  /** the engine to run on (shared by the files of one pack); default: a private one on this thread */
+  engine?: CryptoEngine;
+  /** flushes the output as it grows; default: a private one (every 64 MiB) */
+  sync?: SyncBehind;
+}
 
 export async function encryptFileInto(
   src: ReadAt,
@@ -30,71 +36,38 @@ export async function encryptFileInto(
   outOffset: number,
   onBytes?: (n: number) => void,
   what = 'file',
+  opts: EncryptOptions = {},
 ): Promise<EncryptResult> {
-  // Two read buffers, placed off a 4 KiB boundary (FACTS.md §1: faster kernel copies here).
-  const stride = chunkSize + 8192;
-  const slab = Buffer.allocUnsafeSlow(2 * stride);
-  const bufs = [slab.subarray(4080, 4080 + chunkSize), slab.subarray(stride + 4080, stride + 4080 + chunkSize)] as const;
-  const plainHash = createHasher('sha256');
-  const ct = ciphertextDigestInit();
-  const pendingHashes: Promise<Buffer>[] = [];
-  const pendingTags: Buffer[] = [];
-  const n = srcSize === 0 ? 1 : Math.ceil(srcSize / chunkSize);
-
-  const readChunk = async (i: number): Promise<Buffer> => {
-    const want = i === n - 1 ? srcSize - i * chunkSize : chunkSize;
-    const buf = bufs[i % 2]!;
-    let got = 0;
-    while (got < want) {
-      const { bytesRead } = await src.read(buf, got, want - got, i * chunkSize + got);
-      if (bytesRead === 0) throw new MlicError('IO_ERROR', `${what}: file shrank while being packed`);
-      got += bytesRead;
-    }
-    return buf.subarray(0, want);
-  };
-
-  let pos = outOffset;
-  const writes: Promise<void>[] = [];
-  // Flush to disk as we go (on the thread pool), so the final fsync before the rename does not
-  // stall on a gigabyte of dirty pages.
-  let syncing: Promise<void> | undefined;
-  let unsynced = 0;
-  let readP = readChunk(0);
-  for (let i = 0; i < n; i++) {
-    const plain = await readP;
-    const last = i === n - 1;
-    // Seal first: the plaintext buffer can then be refilled while we hash it.
-    const [ctext, tag] = sealChunkParts(key, i, last, plain);
-    if (!last) readP = readChunk(i + 1); // into the other buffer
-    plainHash.update(plain);
-    pendingHashes.push(sha256Async(ctext));
-    pendingTags.push(tag);
-    if (pendingHashes.length > HASH_WINDOW) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
-    if (writes.length >= WRITE_WINDOW) await writes.shift();
-    writes.push(writevAll(out, [ctext, tag], pos));
-    pos += ctext.length + tag.length;
-    unsynced += ctext.length + tag.length;
-    if (unsynced >= SYNC_EVERY && !syncing) {
-      unsynced = 0;
-      syncing = out.datasync().finally(() => {
-        syncing = undefined;
-      });
-    }
-    onBytes?.(plain.length);
-  }
-  await Promise.all(writes);
-  await syncing;
-  while (pendingHashes.length > 0) ct.update(await pendingHashes.shift()!, pendingTags.shift()!);
-  return { sha256: plainHash.digest('hex'), ciphertextDigest: ct.digest(), bytesWritten: pos - outOffset };
-}
-
-async function writevAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
-  const total = bufs.reduce((a, b) => a + b.length, 0);
-  let { bytesWritten: done } = await fh.writev(bufs, position);
-  if (done === total) return;
-  const joined = Buffer.concat(bufs);
-  while (done < total) {
-    const { bytesWritten } = await fh.write(joined, done, total - done, position + done);
-    done += bytesWritten;
+  const engine = opts.engine ?? new CryptoEngine({ workers: 0, slots: FILE_WINDOW, regionSize: chunkSize + TAG_LEN });
+  if (engine.regionSize < chunkSize + TAG_LEN) throw new MlicError('INTERNAL', 'engine slots are smaller than the chunk size');
+  const sync = opts.sync ?? new SyncBehind(out);
+  try {
+    const n = chunkCount(srcSize, chunkSize);
+    const plainHash = engine.streamHasher();
+    const ct = ciphertextDigestInit();
+    const fold = new InOrderFold<{ h: Buffer; tag: Buffer }>((x) => ct.update(x.h, x.tag));
+    const shrank = () => new MlicError('IO_ERROR', `${what}: file shrank while being packed`);
+    await forEachChunk(engine, n, async (i, slot, inOrder) => {
+      const len = i === n - 1 ? srcSize - i * chunkSize : chunkSize;
+      await readExactly(src, slot.a, len, i * chunkSize, shrank);
+      const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'a', len) }));
+      try {
+        const { tag, ctHash } = await engine.seal(key, chunkNonce(i, i === n - 1), slot, len);
+        fold.add(i, { h: ctHash, tag });
+        await writeAll(out, slot.b, len + TAG_LEN, outOffset + i * (chunkSize + TAG_LEN));
+        sync.wrote(len + TAG_LEN);
+      } finally {
+        await hashed.catch(() => undefined);
+      }
+      await hashed;
+      onBytes?.(len);
+    });
+    if (fold.count !== n) throw new MlicError('INTERNAL', `${what}: ${fold.count} of ${n} chunks sealed`);
+    const sha256 = (await plainHash.digest()).toString('hex');
+    if (!opts.sync) await sync.settle();
+    return { sha256, ciphertextDigest: ct.digest(), bytesWritten: srcSize + TAG_LEN * n };
+  } finally {
+    if (!opts.sync) await sync.settle().catch(() => undefined);
+    if (!opts.engine) await engine.close();
   }
 }

@@ -1,5 +1,5 @@
 /** mlic pack: model file, directory or tar archive -> one encrypted, signed bundle (docs/FORMAT.md). */
-import { stat } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { randomBytes } from '../crypto/random.js';
 import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/stream.js';
@@ -11,11 +11,14 @@ import { bundleKeyFromMaster, fileKey, keyCommitment } from '../keys/derive.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { keyIdHex } from '../format/minisign.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { mapLimit } from '../util/limit.js';
+import { SyncBehind } from '../util/sync-behind.js';
+import { CryptoEngine, defaultConcurrency, engineOptions } from '../crypto/engine.js';
 import { collectInputs, type InputRoot } from './collect.js';
-import { readOrder, releaseSources, withSource } from './sources.js';
-import { computeLayout } from './layout.js';
+import { readOrder, releaseSources, withSource, type SourceFile } from './sources.js';
+import { computeLayout, type EntrySpan } from './layout.js';
 import { signManifest } from './signature.js';
-import { encryptFileInto } from './encrypt.js';
+import { encryptFileInto, type EncryptResult } from './encrypt.js';
 
 export interface PackOptions {
   /** a model file or directory; may be omitted when components are given */
@@ -33,6 +36,10 @@ export interface PackOptions {
   onProgress?: (done: number, total: number) => void;
   /** a fixed bundle id (32 hex), for reproducible bundles such as test vectors; default random */
   bundleId?: string;
+  /** files encrypted at once (default: os.availableParallelism()); the bundle's bytes do not depend on it */
+  concurrency?: number;
+  /** crypto worker threads (default: by size and cores, or MLIC_WORKERS; 0: all on this thread) */
+  workers?: number;
 }
 
 export interface PackResult {
@@ -122,33 +129,71 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   const layout = computeLayout(Math.floor(Date.parse(manifest.createdAt) / 1000), placeholder.length, placeholderSig.length, files.map((f) => f.ciphertextSize));
   const total = sources.reduce((a, f) => a + f.size, 0);
   let done = 0;
+  const onBytes = (nb: number) => {
+    done += nb;
+    opts.onProgress?.(done, total);
+  };
 
-  await writeFileAtomic(opts.out, { mode: 0o644, force: opts.force ?? false }, async (out) => {
-    await out.write(layout.manifest.header, 0, layout.manifest.header.length, layout.manifest.headerOffset);
-    await out.write(layout.signature.header, 0, layout.signature.header.length, layout.signature.headerOffset);
-    // Members of a compressed archive come in archive order (one decompression); the others in bundle order.
-    for (const i of readOrder(sources)) {
-      const f = sources[i]!;
-      const span = layout.files[i]!;
-      await out.write(span.header, 0, span.header.length, span.headerOffset);
-      const r = await withSource(f, (src) =>
-        encryptFileInto(src, f.size, fileKey(bKey, i, f.rel), chunkSize, out, span.dataOffset, (nb) => {
-          done += nb;
-          opts.onProgress?.(done, total);
-        }, f.rel),
-      );
-      if (r.bytesWritten !== span.size) throw new MlicError('INTERNAL', `ciphertext size mismatch for ${f.rel}`);
-      files[i]!.sha256 = r.sha256;
-      files[i]!.ciphertextDigest = r.ciphertextDigest;
-      if (span.padding) await out.write(Buffer.alloc(span.padding), 0, span.padding, span.dataOffset + span.size);
-    }
-    await out.write(END_OF_ARCHIVE, 0, END_OF_ARCHIVE.length, layout.endOffset);
-    const manifestBytes = serializeManifest(manifest);
-    const sig = signManifest(signer, manifestBytes, bundleId, manifest.createdAt);
-    if (manifestBytes.length !== placeholder.length || sig.length !== placeholderSig.length) throw new MlicError('INTERNAL', 'manifest length changed while packing');
-    await out.write(manifestBytes, 0, manifestBytes.length, layout.manifest.dataOffset);
-    await out.write(sig, 0, sig.length, layout.signature.dataOffset);
-    for (const s of [layout.manifest, layout.signature]) if (s.padding) await out.write(Buffer.alloc(s.padding), 0, s.padding, s.dataOffset + s.size);
-  }).finally(() => releaseSources(sources));
+  // Files are encrypted several at a time, each into its precomputed place in the bundle, so the
+  // bytes are the same whatever the concurrency and whichever file finishes first.
+  const concurrency = defaultConcurrency(sources.length, opts.concurrency);
+  const engine = new CryptoEngine(engineOptions(total, chunkSize, concurrency, opts.workers));
+  try {
+    await writeFileAtomic(opts.out, { mode: 0o644, force: opts.force ?? false }, async (out) => {
+      await out.write(layout.manifest.header, 0, layout.manifest.header.length, layout.manifest.headerOffset);
+      await out.write(layout.signature.header, 0, layout.signature.header.length, layout.signature.headerOffset);
+      const sync = new SyncBehind(out);
+      const one = async (i: number): Promise<void> => {
+        const f = sources[i]!;
+        const r = await encryptSourceInto(f, fileKey(bKey, i, f.rel), chunkSize, out, layout.files[i]!, { engine, sync, onBytes });
+        files[i]!.sha256 = r.sha256;
+        files[i]!.ciphertextDigest = r.ciphertextDigest;
+      };
+      // Files on disk (and members of a plain .tar, read in place) several at a time; the members
+      // of a compressed archive share one forward-only stream, so they go one after another, in
+      // archive order, beside them.
+      const order = readOrder(sources);
+      const streamed = order.filter((i) => sources[i]!.order !== undefined);
+      const direct = order.filter((i) => sources[i]!.order === undefined);
+      let failed = false;
+      const chain = async (): Promise<void> => {
+        for (const i of streamed) if (!failed) await one(i);
+      };
+      const note = <T>(p: Promise<T>) => p.catch((e: unknown) => ((failed = true), Promise.reject(e)));
+      const results = await Promise.allSettled([note(mapLimit(direct, Math.max(1, concurrency - (streamed.length > 0 ? 1 : 0)), one)), note(chain())]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      await sync.settle();
+      await out.write(END_OF_ARCHIVE, 0, END_OF_ARCHIVE.length, layout.endOffset);
+      const manifestBytes = serializeManifest(manifest);
+      const sig = signManifest(signer, manifestBytes, bundleId, manifest.createdAt);
+      if (manifestBytes.length !== placeholder.length || sig.length !== placeholderSig.length) throw new MlicError('INTERNAL', 'manifest length changed while packing');
+      await out.write(manifestBytes, 0, manifestBytes.length, layout.manifest.dataOffset);
+      await out.write(sig, 0, sig.length, layout.signature.dataOffset);
+      for (const s of [layout.manifest, layout.signature]) if (s.padding) await out.write(Buffer.alloc(s.padding), 0, s.padding, s.dataOffset + s.size);
+    });
+  } finally {
+    await releaseSources(sources);
+    await engine.close();
+  }
   return { out: opts.out, manifest, bytesIn: total, bytesOut: layout.totalSize };
+}
+
+/**
+ * One source file into its entry of the bundle: the tar header, the sealed chunks and the
+ * padding, all at offsets fixed by the layout. Opens the source itself; safe to run for several
+ * files at once.
+ */
+async function encryptSourceInto(
+  f: SourceFile,
+  key: Uint8Array,
+  chunkSize: number,
+  out: FileHandle,
+  span: EntrySpan,
+  ctx: { engine: CryptoEngine; sync: SyncBehind; onBytes: (n: number) => void },
+): Promise<EncryptResult> {
+  await out.write(span.header, 0, span.header.length, span.headerOffset);
+  const r = await withSource(f, (src) => encryptFileInto(src, f.size, key, chunkSize, out, span.dataOffset, ctx.onBytes, f.rel, { engine: ctx.engine, sync: ctx.sync }));
+  if (r.bytesWritten !== span.size) throw new MlicError('INTERNAL', `ciphertext size mismatch for ${f.rel}`);
+  if (span.padding) await out.write(Buffer.alloc(span.padding), 0, span.padding, span.dataOffset + span.size);
+  return r;
 }

@@ -1,13 +1,15 @@
 /** mlic verify (bundle): signature, layout and every ciphertext digest, with the public key alone. */
 import { MlicError } from '../errors.js';
-import { sha256Async } from '../crypto/stream.js';
 import { TAG_LEN } from '../crypto/stream.js';
+import { CryptoEngine, defaultConcurrency, engineOptions, FILE_WINDOW } from '../crypto/engine.js';
+import { mapLimit } from '../util/limit.js';
 import type { MinisignPublicKey } from '../format/minisign.js';
 import type { Manifest } from '../format/manifest.js';
 import { BundleFile, parseManifest } from './reader.js';
 import { checkTrustedComment, verifyManifestSignature } from './signature.js';
 import { ciphertextDigestInit } from './digest.js';
 import type { EntrySpan } from './layout.js';
+import { forEachChunk, InOrderFold, readExactly } from './pipeline.js';
 
 export interface VerifyResult {
   manifest: Manifest;
@@ -36,13 +38,21 @@ export async function verifyBundle(path: string, pub: MinisignPublicKey, onProgr
   try {
     const total = manifest.files.reduce((a, f) => a + f.ciphertextSize, 0);
     let done = 0;
-    const results: { path: string; ok: boolean }[] = [];
-    for (const f of manifest.files) {
-      const digest = await ciphertextDigestOf(bundle, spans[f.index]!, f.chunkSize, (n) => {
-        done += n;
-        onProgress?.(done, total);
+    const onBytes = (n: number) => {
+      done += n;
+      onProgress?.(done, total);
+    };
+    const concurrency = defaultConcurrency(manifest.files.length);
+    const maxChunk = manifest.files.reduce((a, f) => Math.max(a, f.chunkSize), 1);
+    const engine = new CryptoEngine(engineOptions(total, maxChunk, concurrency));
+    let results: { path: string; ok: boolean }[];
+    try {
+      results = await mapLimit(manifest.files, concurrency, async (f) => {
+        const digest = await ciphertextDigestOf(bundle, spans[f.index]!, f.chunkSize, onBytes, engine);
+        return { path: f.path, ok: digest === f.ciphertextDigest };
       });
-      results.push({ path: f.path, ok: digest === f.ciphertextDigest });
+    } finally {
+      await engine.close();
     }
     const bad = results.filter((r) => !r.ok).map((r) => r.path);
     if (bad.length > 0)
@@ -56,23 +66,24 @@ export async function verifyBundle(path: string, pub: MinisignPublicKey, onProgr
   }
 }
 
-/** Recomputes a file's ciphertext digest, hashing several chunks at once on the thread pool. */
-async function ciphertextDigestOf(bundle: BundleFile, span: EntrySpan, chunkSize: number, onBytes: (n: number) => void): Promise<string> {
-  const sealedLen = chunkSize + TAG_LEN;
-  const n = span.size <= TAG_LEN ? 1 : Math.ceil(span.size / sealedLen);
-  const d = ciphertextDigestInit();
-  const window: { hash: Promise<Buffer>; tag: Buffer }[] = [];
-  for (let i = 0; i < n; i++) {
-    const off = i * sealedLen;
-    const len = Math.min(sealedLen, span.size - off);
-    const sealed = await bundle.read(span.dataOffset + off, len);
-    window.push({ hash: sha256Async(sealed.subarray(0, len - TAG_LEN)), tag: sealed.subarray(len - TAG_LEN) });
-    if (window.length >= 4) {
-      const w = window.shift()!;
-      d.update(await w.hash, w.tag);
-    }
-    onBytes(len);
+/** Recomputes a file's ciphertext digest (docs/FORMAT.md §3.3), hashing several chunks at once on the engine. */
+export async function ciphertextDigestOf(bundle: BundleFile, span: EntrySpan, chunkSize: number, onBytes?: (n: number) => void, engine?: CryptoEngine): Promise<string> {
+  const eng = engine ?? new CryptoEngine({ workers: 0, slots: FILE_WINDOW, regionSize: chunkSize + TAG_LEN });
+  try {
+    const sealedLen = chunkSize + TAG_LEN;
+    const n = span.size <= TAG_LEN ? 1 : Math.ceil(span.size / sealedLen);
+    const d = ciphertextDigestInit();
+    const fold = new InOrderFold<{ h: Buffer; tag: Buffer }>((x) => d.update(x.h, x.tag));
+    const truncated = () => new MlicError('BUNDLE_TRUNCATED', `${bundle.path}: bundle is truncated`);
+    await forEachChunk(eng, n, async (i, slot) => {
+      const len = Math.min(sealedLen, span.size - i * sealedLen);
+      await readExactly(bundle.fh, slot.a, len, span.dataOffset + i * sealedLen, truncated);
+      const tag = Buffer.from(slot.a.subarray(len - TAG_LEN, len));
+      fold.add(i, { h: await eng.sha256(slot, 'a', len - TAG_LEN), tag });
+      onBytes?.(len);
+    });
+    return d.digest();
+  } finally {
+    if (!engine) await eng.close();
   }
-  for (const w of window) d.update(await w.hash, w.tag);
-  return d.digest();
 }

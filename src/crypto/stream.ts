@@ -5,8 +5,11 @@
  * so reordering, truncation, appending and cross-file swapping all fail authentication.
  * A file of n bytes has max(1, ceil(n / cs)) chunks; only an empty file has an empty (last) chunk.
  * Each sealed chunk is ciphertext || 16-byte tag.
+ *
+ * These are the one-chunk reference functions; the bulk path (pack, unpack, verify) runs the same
+ * construction through kernel.ts and engine.ts.
  */
-import { createCipheriv, createDecipheriv, subtle } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 
 export const TAG_LEN = 16;
 export const MIN_CHUNK = 1 << 20;
@@ -40,14 +43,6 @@ export function sealChunk(key: Uint8Array, counter: number, last: boolean, plain
   return out;
 }
 
-/** Seals one chunk without joining: returns the ciphertext and the tag (for writev, no copy). */
-export function sealChunkParts(key: Uint8Array, counter: number, last: boolean, plain: Uint8Array): [Buffer, Buffer] {
-  const c = createCipheriv('aes-256-gcm', key, chunkNonce(counter, last));
-  const ct = c.update(plain);
-  c.final();
-  return [ct, c.getAuthTag()];
-}
-
 /**
  * Opens one sealed chunk. Returns undefined when authentication fails; no plaintext from
  * a chunk is ever returned before its tag has been checked.
@@ -64,9 +59,4 @@ export function openChunk(key: Uint8Array, counter: number, last: boolean, seale
     return undefined;
   }
   return plain;
-}
-
-/** SHA-256 of one chunk on the libuv thread pool, so it overlaps with work on the main thread. */
-export async function sha256Async(data: Uint8Array): Promise<Buffer> {
-  return Buffer.from(await subtle.digest('SHA-256', data));
 }

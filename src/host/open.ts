@@ -12,7 +12,9 @@ import { wipe } from '../crypto/random.js';
 import type { Manifest, ManifestFile } from '../format/manifest.js';
 import { authorizeBundle, type AuthorizeOptions } from './licences.js';
 import type { LicensePayload } from '../format/license.js';
-import { decryptChunks } from '../bundle/decrypt.js';
+import { mapLimit } from '../util/limit.js';
+import { defaultConcurrency, type CryptoEngine } from '../crypto/engine.js';
+import { decryptChunks, decryptEngine, decryptFileToBuffer } from '../bundle/decrypt.js';
 
 export interface OpenBundleOptions extends AuthorizeOptions {
   /** decrypt every released file into memory at open (default true); else use readFile/createReadStream */
@@ -62,29 +64,34 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
     }
     return f;
   };
-  const readFile = async (p: string): Promise<Buffer> => {
-    const f = find(p);
+  const decrypt = async (f: ManifestFile, engine?: CryptoEngine): Promise<Buffer> => {
     if (f.size > maxInMemory)
-      throw new MlicError('USAGE', `${p} is ${f.size} bytes, more than one in-memory buffer may hold (${maxInMemory})`, {
-        hint: `read it with createReadStream('${p}') (open with preload: false), or raise maxInMemory`,
-        details: { path: p, size: f.size, maxInMemory },
+      throw new MlicError('USAGE', `${f.path} is ${f.size} bytes, more than one in-memory buffer may hold (${maxInMemory})`, {
+        hint: `read it with createReadStream('${f.path}') (open with preload: false), or raise maxInMemory`,
+        details: { path: f.path, size: f.size, maxInMemory },
       });
-    const out = Buffer.allocUnsafe(f.size);
-    let off = 0;
+    if (engine) return decryptFileToBuffer(a.bundle, a.spans[f.index]!, f, a.bundleKey, { engine });
+    const own = decryptEngine([f], 1);
     try {
-      for await (const c of decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey)) {
-        c.copy(out, off);
-        off += c.length;
-        wipe(c);
-      }
-    } catch (e) {
-      wipe(out);
-      throw e;
+      return await decryptFileToBuffer(a.bundle, a.spans[f.index]!, f, a.bundleKey, { engine: own });
+    } finally {
+      await own.close();
     }
-    return out;
   };
+  const readFile = async (p: string): Promise<Buffer> => decrypt(find(p));
   try {
-    if (options.preload !== false) for (const f of released) cache.set(f.path, await readFile(f.path));
+    if (options.preload !== false) {
+      // Several files at a time; each buffer is cached as soon as it is complete, so a failure wipes it below.
+      const concurrency = defaultConcurrency(released.length);
+      const engine = decryptEngine(released, concurrency);
+      try {
+        await mapLimit(released, concurrency, async (f) => {
+          cache.set(f.path, await decrypt(f, engine));
+        });
+      } finally {
+        await engine.close();
+      }
+    }
   } catch (e) {
     for (const b of cache.values()) wipe(b);
     await a.bundle.close();

@@ -12,12 +12,16 @@ import { wipe } from '../crypto/random.js';
 import { unsafePathReason } from '../format/paths.js';
 import { SafeDir, removeTree } from '../util/safedir.js';
 import { trackTempFile } from '../util/atomic.js';
-import { decryptChunks } from '../bundle/decrypt.js';
+import { mapLimit } from '../util/limit.js';
+import { defaultConcurrency } from '../crypto/engine.js';
+import { decryptEngine, decryptFileToHandle } from '../bundle/decrypt.js';
 import { authorizeBundle, type AuthorizeOptions, type Authorization } from './licences.js';
 
 export interface UnpackOptions extends AuthorizeOptions {
   force?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /** files decrypted at once (default: os.availableParallelism()); the output does not depend on it */
+  concurrency?: number;
 }
 
 export interface UnpackResult {
@@ -27,24 +31,35 @@ export interface UnpackResult {
   inGrace: boolean;
 }
 
-/** Decrypts the authorized files into `root` (an opened directory). */
-export async function unpackAuthorized(a: Authorization, root: SafeDir, opts: { force?: boolean; onProgress?: (done: number, total: number) => void } = {}): Promise<{ path: string; size: number }[]> {
+/** Decrypts the authorized files into `root` (an opened directory), several files at a time. */
+export async function unpackAuthorized(
+  a: Authorization,
+  root: SafeDir,
+  opts: { force?: boolean; onProgress?: (done: number, total: number) => void; concurrency?: number } = {},
+): Promise<{ path: string; size: number }[]> {
   const files = a.files.map((i) => a.manifest.files[i]!);
   const total = files.reduce((s, f) => s + f.size, 0);
   let done = 0;
-  const dirs = new Map<string, SafeDir>([['', root]]);
-  const dirOf = async (rel: string): Promise<SafeDir> => {
+  const onBytes = (n: number) => {
+    done += n;
+    opts.onProgress?.(done, total);
+  };
+  // One opening per directory, shared by the files being written into it at once.
+  const dirs = new Map<string, Promise<SafeDir>>([['', Promise.resolve(root)]]);
+  const dirOf = (rel: string): Promise<SafeDir> => {
     let d = dirs.get(rel);
-    if (d) return d;
-    const i = rel.lastIndexOf('/');
-    const parent = await dirOf(i < 0 ? '' : rel.slice(0, i));
-    d = await parent.sub(i < 0 ? rel : rel.slice(i + 1));
-    dirs.set(rel, d);
+    if (!d) {
+      const i = rel.lastIndexOf('/');
+      d = dirOf(i < 0 ? '' : rel.slice(0, i)).then((parent) => parent.sub(i < 0 ? rel : rel.slice(i + 1)));
+      dirs.set(rel, d);
+    }
     return d;
   };
   const written: { dir: SafeDir; name: string; untrack: () => void }[] = [];
+  const concurrency = defaultConcurrency(files.length, opts.concurrency);
+  const engine = decryptEngine(files, concurrency);
   try {
-    for (const f of files) {
+    await mapLimit(files, concurrency, async (f) => {
       const why = unsafePathReason(f.path);
       if (why) throw new MlicError('IO_UNSAFE_PATH', `${f.path}: ${why}`);
       const slash = f.path.lastIndexOf('/');
@@ -52,33 +67,31 @@ export async function unpackAuthorized(a: Authorization, root: SafeDir, opts: { 
       const name = f.path.slice(slash + 1);
       if (!opts.force && (await dir.exists(name))) throw new MlicError('IO_EXISTS', `${f.path}: already exists in the output directory`, { hint: 'use --force to overwrite' });
       const { fh, temp } = await dir.createTemp(name);
-      const tempEntry = { dir, name: temp, untrack: trackTempFile(dir.at(temp)) };
-      written.push(tempEntry);
+      const entry = { dir, name: temp, untrack: trackTempFile(dir.at(temp)) };
+      written.push(entry);
       try {
-        let pos = 0;
-        for await (const c of decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey)) {
-          await fh.write(c, 0, c.length, pos);
-          pos += c.length;
-          done += c.length;
-          wipe(c);
-          opts.onProgress?.(done, total);
-        }
+        await decryptFileToHandle(a.bundle, a.spans[f.index]!, f, a.bundleKey, fh, { engine, onBytes });
         await fh.sync();
       } finally {
         await fh.close();
       }
       await dir.commit(temp, name, opts.force ?? false);
-      tempEntry.untrack();
+      entry.untrack();
       // Until the whole unpack succeeds, a failure (or a signal) removes finished files too.
-      written[written.length - 1] = { dir, name, untrack: trackTempFile(dir.at(name)) };
-    }
+      entry.name = name;
+      entry.untrack = trackTempFile(dir.at(name));
+    });
     return files.map((f) => ({ path: f.path, size: f.size }));
   } catch (e) {
     for (const w of written) await w.dir.remove(w.name);
     throw e;
   } finally {
+    await engine.close();
     for (const w of written) w.untrack();
-    for (const d of dirs.values()) if (d !== root) await d.close();
+    for (const d of dirs.values()) {
+      const dir = await d.catch(() => undefined);
+      if (dir && dir !== root) await dir.close();
+    }
   }
 }
 
