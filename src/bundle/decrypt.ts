@@ -7,7 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { MlicError } from '../errors.js';
 import { createHasher } from '../crypto/hash.js';
 import { constantTimeEqual, wipe } from '../crypto/random.js';
-import { chunkCount, chunkNonce, openChunk, TAG_LEN } from '../crypto/stream.js';
+import { chunkCount, chunkNonce, chunkSpan, openChunk, TAG_LEN } from '../crypto/stream.js';
 import { CryptoEngine, engineOptions, FILE_WINDOW } from '../crypto/engine.js';
 import type { Manifest, ManifestFile } from '../format/manifest.js';
 import { fileKey, keyCommitment } from '../keys/derive.js';
@@ -26,12 +26,14 @@ export function checkBundleKey(manifest: Manifest, bundleKey: Uint8Array): void 
 /** Yields authenticated plaintext chunks of one file. Throws CHUNK_AUTH_FAILED on any damaged chunk. */
 export async function* decryptChunks(bundle: BundleFile, span: EntrySpan, f: ManifestFile, bundleKey: Uint8Array): AsyncGenerator<Buffer> {
   const key = fileKey(bundleKey, f.index, f.path);
-  const sealedLen = f.chunkSize + TAG_LEN;
-  const n = f.size === 0 ? 1 : Math.ceil(f.size / f.chunkSize);
+  const n = chunkCount(f.size, f.chunkSize);
   if (span.size !== f.ciphertextSize) throw new MlicError('BUNDLE_CORRUPT', `entry size of ${f.path} does not match the manifest`);
   const h = createHasher('sha256');
   let next: Promise<Buffer> | undefined;
-  const readSealed = (i: number) => bundle.read(span.dataOffset + i * sealedLen, Math.min(sealedLen, span.size - i * sealedLen));
+  const readSealed = (i: number) => {
+    const c = chunkSpan(i, f.size, f.chunkSize);
+    return bundle.read(span.dataOffset + c.sealedOffset, c.sealedLen);
+  };
   next = readSealed(0);
   for (let i = 0; i < n; i++) {
     const sealed = await next!;
@@ -103,19 +105,18 @@ async function decryptFileWith(bundle: BundleFile, span: EntrySpan, f: ManifestF
   try {
     if (engine.regionSize < f.chunkSize + TAG_LEN) throw new MlicError('INTERNAL', 'engine slots are smaller than the chunk size');
     const key = fileKey(bundleKey, f.index, f.path);
-    const sealedLen = f.chunkSize + TAG_LEN;
     const n = chunkCount(f.size, f.chunkSize);
     const plainHash = engine.streamHasher();
     const truncated = () => new MlicError('BUNDLE_TRUNCATED', `${bundle.path}: bundle is truncated (in ${f.path})`);
     await forEachChunk(engine, n, async (i, slot, inOrder) => {
-      const len = Math.min(sealedLen, span.size - i * sealedLen);
-      await readExactly(bundle.fh, slot.a, len, span.dataOffset + i * sealedLen, truncated);
-      if (!(await engine.open(key, chunkNonce(i, i === n - 1), slot, len)))
+      const c = chunkSpan(i, f.size, f.chunkSize);
+      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated);
+      if (!(await engine.open(key, chunkNonce(i, c.last), slot, c.sealedLen)))
         throw new MlicError('CHUNK_AUTH_FAILED', `chunk ${i} of ${f.path} failed authentication: the bundle is damaged or was tampered with`);
-      const plain = slot.b.subarray(0, len - TAG_LEN);
+      const plain = slot.b.subarray(0, c.plainLen);
       const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'b', plain.length) }));
       try {
-        await deliver(plain, i * f.chunkSize);
+        await deliver(plain, c.plainOffset);
       } finally {
         await hashed.catch(() => undefined);
       }

@@ -8,7 +8,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { ReadAt } from '../util/read-at.js';
 import { MlicError } from '../errors.js';
-import { chunkCount, chunkNonce, TAG_LEN } from '../crypto/stream.js';
+import { chunkCount, chunkNonce, chunkSpan, ciphertextSize, TAG_LEN } from '../crypto/stream.js';
 import { CryptoEngine, FILE_WINDOW } from '../crypto/engine.js';
 import { SyncBehind } from '../util/sync-behind.js';
 import { ciphertextDigestInit } from './digest.js';
@@ -48,24 +48,24 @@ export async function encryptFileInto(
     const fold = new InOrderFold<{ h: Buffer; tag: Buffer }>((x) => ct.update(x.h, x.tag));
     const shrank = () => new MlicError('IO_ERROR', `${what}: file shrank while being packed`);
     await forEachChunk(engine, n, async (i, slot, inOrder) => {
-      const len = i === n - 1 ? srcSize - i * chunkSize : chunkSize;
-      await readExactly(src, slot.a, len, i * chunkSize, shrank);
-      const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'a', len) }));
+      const c = chunkSpan(i, srcSize, chunkSize);
+      await readExactly(src, slot.a, c.plainLen, c.plainOffset, shrank);
+      const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'a', c.plainLen) }));
       try {
-        const { tag, ctHash } = await engine.seal(key, chunkNonce(i, i === n - 1), slot, len);
+        const { tag, ctHash } = await engine.seal(key, chunkNonce(i, c.last), slot, c.plainLen);
         fold.add(i, { h: ctHash, tag });
-        await writeAll(out, slot.b, len + TAG_LEN, outOffset + i * (chunkSize + TAG_LEN));
-        sync.wrote(len + TAG_LEN);
+        await writeAll(out, slot.b, c.sealedLen, outOffset + c.sealedOffset);
+        sync.wrote(c.sealedLen);
       } finally {
         await hashed.catch(() => undefined);
       }
       await hashed;
-      onBytes?.(len);
+      onBytes?.(c.plainLen);
     });
     if (fold.count !== n) throw new MlicError('INTERNAL', `${what}: ${fold.count} of ${n} chunks sealed`);
     const sha256 = (await plainHash.digest()).toString('hex');
     if (!opts.sync) await sync.settle();
-    return { sha256, ciphertextDigest: ct.digest(), bytesWritten: srcSize + TAG_LEN * n };
+    return { sha256, ciphertextDigest: ct.digest(), bytesWritten: ciphertextSize(srcSize, chunkSize) };
   } finally {
     if (!opts.sync) await sync.settle().catch(() => undefined);
     if (!opts.engine) await engine.close();

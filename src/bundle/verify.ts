@@ -1,10 +1,10 @@
 /** mlic verify (bundle): signature, layout and every ciphertext digest, with the public key alone. */
 import { MlicError } from '../errors.js';
-import { TAG_LEN } from '../crypto/stream.js';
+import { chunkCount, chunkSpan, TAG_LEN } from '../crypto/stream.js';
 import { CryptoEngine, defaultConcurrency, engineOptions, FILE_WINDOW } from '../crypto/engine.js';
 import { mapLimit } from '../util/limit.js';
 import type { MinisignPublicKey } from '../format/minisign.js';
-import type { Manifest } from '../format/manifest.js';
+import type { Manifest, ManifestFile } from '../format/manifest.js';
 import { BundleFile, parseManifest } from './reader.js';
 import { checkTrustedComment, verifyManifestSignature } from './signature.js';
 import { ciphertextDigestInit } from './digest.js';
@@ -48,7 +48,7 @@ export async function verifyBundle(path: string, pub: MinisignPublicKey, onProgr
     let results: { path: string; ok: boolean }[];
     try {
       results = await mapLimit(manifest.files, concurrency, async (f) => {
-        const digest = await ciphertextDigestOf(bundle, spans[f.index]!, f.chunkSize, onBytes, engine);
+        const digest = await ciphertextDigestOf(bundle, spans[f.index]!, f, onBytes, engine);
         return { path: f.path, ok: digest === f.ciphertextDigest };
       });
     } finally {
@@ -67,20 +67,20 @@ export async function verifyBundle(path: string, pub: MinisignPublicKey, onProgr
 }
 
 /** Recomputes a file's ciphertext digest (docs/FORMAT.md §3.3), hashing several chunks at once on the engine. */
-export async function ciphertextDigestOf(bundle: BundleFile, span: EntrySpan, chunkSize: number, onBytes?: (n: number) => void, engine?: CryptoEngine): Promise<string> {
-  const eng = engine ?? new CryptoEngine({ workers: 0, slots: FILE_WINDOW, regionSize: chunkSize + TAG_LEN });
+export async function ciphertextDigestOf(bundle: BundleFile, span: EntrySpan, f: ManifestFile, onBytes?: (n: number) => void, engine?: CryptoEngine): Promise<string> {
+  if (span.size !== f.ciphertextSize) throw new MlicError('BUNDLE_CORRUPT', `entry size of ${f.path} does not match the manifest`);
+  const eng = engine ?? new CryptoEngine({ workers: 0, slots: FILE_WINDOW, regionSize: f.chunkSize + TAG_LEN });
   try {
-    const sealedLen = chunkSize + TAG_LEN;
-    const n = span.size <= TAG_LEN ? 1 : Math.ceil(span.size / sealedLen);
+    const n = chunkCount(f.size, f.chunkSize);
     const d = ciphertextDigestInit();
     const fold = new InOrderFold<{ h: Buffer; tag: Buffer }>((x) => d.update(x.h, x.tag));
     const truncated = () => new MlicError('BUNDLE_TRUNCATED', `${bundle.path}: bundle is truncated`);
     await forEachChunk(eng, n, async (i, slot) => {
-      const len = Math.min(sealedLen, span.size - i * sealedLen);
-      await readExactly(bundle.fh, slot.a, len, span.dataOffset + i * sealedLen, truncated);
-      const tag = Buffer.from(slot.a.subarray(len - TAG_LEN, len));
-      fold.add(i, { h: await eng.sha256(slot, 'a', len - TAG_LEN), tag });
-      onBytes?.(len);
+      const c = chunkSpan(i, f.size, f.chunkSize);
+      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated);
+      const tag = Buffer.from(slot.a.subarray(c.plainLen, c.sealedLen));
+      fold.add(i, { h: await eng.sha256(slot, 'a', c.plainLen), tag });
+      onBytes?.(c.sealedLen);
     });
     return d.digest();
   } finally {

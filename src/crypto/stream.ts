@@ -25,6 +25,25 @@ export function ciphertextSize(plainSize: number, chunkSize: number): number {
   return plainSize + TAG_LEN * chunkCount(plainSize, chunkSize);
 }
 
+/** Where chunk i of a file lies, in its plaintext and in its sealed stream (docs/FORMAT.md §3). */
+export interface ChunkSpan {
+  last: boolean;
+  plainOffset: number;
+  plainLen: number;
+  sealedOffset: number;
+  /** plainLen + TAG_LEN */
+  sealedLen: number;
+}
+
+/** The one place the chunk arithmetic lives: pack, unpack, openBundle and verify all ask here. */
+export function chunkSpan(i: number, plainSize: number, chunkSize: number): ChunkSpan {
+  const n = chunkCount(plainSize, chunkSize);
+  if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`chunk ${i} of ${n}`);
+  const plainOffset = i * chunkSize;
+  const plainLen = i === n - 1 ? plainSize - plainOffset : chunkSize;
+  return { last: i === n - 1, plainOffset, plainLen, sealedOffset: i * (chunkSize + TAG_LEN), sealedLen: plainLen + TAG_LEN };
+}
+
 export function chunkNonce(counter: number, last: boolean): Buffer {
   if (!Number.isInteger(counter) || counter < 0 || counter >= MAX_COUNTER) throw new RangeError('chunk counter out of range');
   const n = Buffer.alloc(12);

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { gcm } from '@noble/ciphers/aes.js';
 import { randomBytes } from 'node:crypto';
-import { chunkNonce, openChunk, sealChunk, ciphertextSize, chunkCount } from '../../src/crypto/stream.js';
+import { chunkNonce, openChunk, sealChunk, ciphertextSize, chunkCount, chunkSpan, MIN_CHUNK, TAG_LEN } from '../../src/crypto/stream.js';
 
 describe('chunked AES-256-GCM', () => {
   it('builds STREAM nonces: 11-byte big-endian counter, last-chunk flag', () => {
@@ -52,5 +52,31 @@ describe('chunked AES-256-GCM', () => {
     }
     expect(openChunk(randomBytes(32), 0, true, sealed)).toBeUndefined();
     expect(openChunk(key, 0, true, sealed.subarray(0, 15))).toBeUndefined();
+  });
+});
+
+describe('chunkSpan: the one chunk arithmetic', () => {
+  it('tiles the plaintext and the sealed stream exactly, at every boundary', () => {
+    const C = MIN_CHUNK;
+    for (const size of [0, 1, C - 1, C, C + 1, 2 * C, 3 * C - 1, 2 ** 32 + 1, 5 * 2 ** 30]) {
+      const n = chunkCount(size, C);
+      let plain = 0;
+      let sealed = 0;
+      for (let i = 0; i < n; i++) {
+        const c = chunkSpan(i, size, C);
+        expect(c.plainOffset).toBe(plain);
+        expect(c.sealedOffset).toBe(sealed);
+        expect(c.sealedLen).toBe(c.plainLen + TAG_LEN);
+        expect(c.last).toBe(i === n - 1);
+        expect(c.plainLen).toBe(i === n - 1 ? size - plain : C);
+        if (size > 0) expect(c.plainLen).toBeGreaterThan(0);
+        plain += c.plainLen;
+        sealed += c.sealedLen;
+      }
+      expect(plain).toBe(size);
+      expect(sealed).toBe(ciphertextSize(size, C));
+      expect(() => chunkSpan(n, size, C)).toThrow(RangeError);
+      expect(() => chunkSpan(-1, size, C)).toThrow(RangeError);
+    }
   });
 });
