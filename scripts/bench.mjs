@@ -75,7 +75,7 @@ function busySeconds() {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 // Keys, trust and an unbound, rolling licence in a private MLIC_HOME.
-mlic('keygen', '--out', dir, '--name', 'bench', '--unencrypted', '--json');
+mlic('keygen', '-o', dir, '--name', 'bench', '--unencrypted', '--json');
 const key = join(dir, 'bench.key');
 const pub = join(dir, 'bench.pub');
 mlic('trust', 'add', pub, '--json');
@@ -128,7 +128,7 @@ for (const sizeMiB of sizes) {
       case 'mlic pack':
         return timed(`${op}, ${sizeMiB} MiB`, [process.execPath, mlicBin, 'pack', src, '--name', 'bench', '--version', '1.0.0', '--key', key, '-o', out, '--json'], [out], [src]);
       case 'mlic unpack':
-        return timed(`${op}, ${sizeMiB} MiB`, [process.execPath, mlicBin, 'unpack', out, '--out', join(dir, 'unpacked'), '--json'], [join(dir, 'unpacked')], [out]);
+        return timed(`${op}, ${sizeMiB} MiB`, [process.execPath, mlicBin, 'unpack', out, '-o', join(dir, 'unpacked'), '--json'], [join(dir, 'unpacked')], [out]);
       case 'mlic openBundle':
         return timed(`${op}, ${sizeMiB} MiB`, [process.execPath, openScript, out, String(bytes)], [], [out]);
       case 'mlic verify':

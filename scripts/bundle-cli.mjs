@@ -3,7 +3,11 @@
 // dist/cli-bundle/: one entry and one chunk per lazily imported command, so that starting mlic
 // resolves and compiles a few files instead of ~80 modules (README: start-up). The library
 // (dist/index.js, for `import 'mlic'`) stays tsc's per-module output.
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names carry a content hash: start clean so that old chunks do not pile up.
+rmSync('dist/cli-bundle', { recursive: true, force: true });
 
 await build({
   entryPoints: ['src/cli/main.ts'],

@@ -1,6 +1,6 @@
 /** The keys a licence grants (docs/FORMAT.md §4, §5): sealing them to a host, and finding a bundle's key among them. */
 import { MlicError } from '../errors.js';
-import { openSealed, sealTo } from '../crypto/seal.js';
+import { openSealed, sealTo } from '../crypto/box.js';
 import { wipe } from '../crypto/random.js';
 import type { GrantedKey, LicensePayload, Sealed } from '../format/license.js';
 import type { Manifest } from '../format/manifest.js';

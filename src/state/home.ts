@@ -11,7 +11,7 @@ import { ed25519Generate, ed25519PublicFromSeed } from '../crypto/ed25519.js';
 import { hkdfSha256 } from '../crypto/kdf.js';
 import { hmacSha256 } from '../crypto/hash.js';
 import { constantTimeEqual, randomBytes } from '../crypto/random.js';
-import { x25519FromSecret, x25519Generate } from '../crypto/seal.js';
+import { x25519FromSecret, x25519Generate } from '../crypto/x25519.js';
 import { canonicalJson } from '../format/canonical.js';
 import { keyFingerprint, keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 import { REGION_RE } from '../format/license.js';

@@ -1,0 +1,29 @@
+import { describe, it, expect } from 'vitest';
+import nacl from 'tweetnacl';
+import { randomBytes } from 'node:crypto';
+import { openSealed, sealTo } from '../../src/crypto/box.js';
+import { x25519FromSecret, x25519Generate } from '../../src/crypto/x25519.js';
+
+describe('X25519 key pairs on node:crypto, against tweetnacl', () => {
+  it('derive the same public key as tweetnacl for random and edge-case secrets', () => {
+    const secrets = [Buffer.alloc(32), Buffer.alloc(32, 0xff), Buffer.from([1, ...Array(31).fill(0)]), ...Array.from({ length: 200 }, () => randomBytes(32))];
+    for (const s of secrets) {
+      const ours = x25519FromSecret(s);
+      const theirs = nacl.box.keyPair.fromSecretKey(new Uint8Array(s));
+      expect(Buffer.from(ours.publicKey).toString('hex')).toBe(Buffer.from(theirs.publicKey).toString('hex'));
+      expect(Buffer.from(ours.secretKey).equals(s)).toBe(true);
+    }
+    expect(() => x25519FromSecret(new Uint8Array(31))).toThrow(RangeError);
+  });
+
+  it('generated pairs are consistent and seal/open with tweetnacl box', () => {
+    for (let i = 0; i < 20; i++) {
+      const kp = x25519Generate();
+      expect(Buffer.from(nacl.box.keyPair.fromSecretKey(kp.secretKey).publicKey).equals(Buffer.from(kp.publicKey))).toBe(true);
+      const msg = randomBytes(32);
+      const box = sealTo(kp.publicKey, msg);
+      expect(Buffer.from(openSealed(kp.secretKey, box)!).equals(msg)).toBe(true);
+      expect(openSealed(x25519Generate().secretKey, box)).toBeUndefined();
+    }
+  });
+});
