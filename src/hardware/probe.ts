@@ -4,7 +4,6 @@
  * always probes the real host: no environment variable or flag can change what a licence
  * decision sees, and nvidia-smi is run only from the system's own directories, never from PATH.
  */
-import { execFile } from 'node:child_process';
 import { readFile, readdir, access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FingerprintComponent } from '../format/license.js';
@@ -92,7 +91,7 @@ async function runNvidiaSmi(path: string | undefined, timeoutMs: number): Promis
   const bin = path ?? (await findNvidiaSmi());
   if (!bin) return { ok: false, why: `nvidia-smi not found (looked in ${NVIDIA_SMI_PATHS.map((p) => p.replace(/\/nvidia-smi$/, '')).join(', ')})` };
   return new Promise((resolve) => {
-    execFile(
+    process.getBuiltinModule('node:child_process').execFile(
       bin,
       ['--query-gpu=uuid,name,pci.bus_id,serial', '--format=csv,noheader'],
       { timeout: timeoutMs, maxBuffer: 1 << 20 },
