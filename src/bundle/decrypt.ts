@@ -4,7 +4,7 @@
  * decide where plaintext goes; this module never writes it anywhere itself.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { MlicError } from '../errors.js';
+import { MlicError, fromFsError } from '../errors.js';
 import { createHasher } from '../crypto/hash.js';
 import { constantTimeEqual, wipe } from '../crypto/random.js';
 import { chunkCount, chunkNonce, chunkSpan, openChunk, TAG_LEN } from '../crypto/stream.js';
@@ -54,6 +54,8 @@ export interface DecryptOptions {
   engine?: CryptoEngine;
   /** called with the plaintext bytes of each chunk as it is delivered */
   onBytes?: (n: number) => void;
+  /** the output's name in errors (decryptFileToHandle); default: the file's path in the bundle */
+  outName?: string;
 }
 
 /** An engine for decrypting these files `concurrency` at a time (workers by size and cores unless given). The caller closes it. */
@@ -74,14 +76,18 @@ export async function decryptFileToHandle(bundle: BundleFile, span: EntrySpan, f
   const sync = new SyncBehind(fh);
   try {
     await decryptFileWith(bundle, span, f, bundleKey, opts, async (plain, pos) => {
-      await writeAll(fh, plain, plain.length, pos);
+      await writeAll(fh, plain, plain.length, pos).catch((e: unknown) => {
+        throw fromFsError(e, opts.outName ?? f.path);
+      });
       sync.wrote(plain.length);
     });
   } catch (e) {
     await sync.settle().catch(() => undefined);
     throw e;
   }
-  await sync.settle();
+  await sync.settle().catch((e: unknown) => {
+    throw fromFsError(e, opts.outName ?? f.path);
+  });
 }
 
 /** Decrypts one file of an opened, verified bundle into a new Buffer; on any error the buffer is wiped and nothing is returned. */
@@ -102,19 +108,24 @@ export async function decryptFileToBuffer(bundle: BundleFile, span: EntrySpan, f
 async function decryptFileWith(bundle: BundleFile, span: EntrySpan, f: ManifestFile, bundleKey: Uint8Array, opts: DecryptOptions, deliver: (plain: Buffer, pos: number) => Promise<void>): Promise<void> {
   if (span.size !== f.ciphertextSize) throw new MlicError('BUNDLE_CORRUPT', `entry size of ${f.path} does not match the manifest`);
   const engine = opts.engine ?? new CryptoEngine({ workers: 0, slots: FILE_WINDOW, regionSize: f.chunkSize + TAG_LEN });
+  let key: Buffer | undefined;
   try {
     if (engine.regionSize < f.chunkSize + TAG_LEN) throw new MlicError('INTERNAL', 'engine slots are smaller than the chunk size');
-    const key = fileKey(bundleKey, f.index, f.path);
+    const fk = (key = fileKey(bundleKey, f.index, f.path));
     const n = chunkCount(f.size, f.chunkSize);
     const plainHash = engine.streamHasher();
     const truncated = () => new MlicError('BUNDLE_TRUNCATED', `${bundle.path}: bundle is truncated (in ${f.path})`);
     await forEachChunk(engine, n, async (i, slot, inOrder) => {
       const c = chunkSpan(i, f.size, f.chunkSize);
-      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated);
-      if (!(await engine.open(key, chunkNonce(i, c.last), slot, c.sealedLen)))
+      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated).catch((e: unknown) => {
+        throw fromFsError(e, bundle.path);
+      });
+      if (!(await engine.open(fk, chunkNonce(i, c.last), slot, c.sealedLen)))
         throw new MlicError('CHUNK_AUTH_FAILED', `chunk ${i} of ${f.path} failed authentication: the bundle is damaged or was tampered with`);
       const plain = slot.b.subarray(0, c.plainLen);
       const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'b', plain.length) }));
+      // Handled from now on: the engine may reject it (a worker failed) while this chunk is delivered.
+      hashed.catch(() => undefined);
       try {
         await deliver(plain, c.plainOffset);
       } finally {
@@ -125,6 +136,7 @@ async function decryptFileWith(bundle: BundleFile, span: EntrySpan, f: ManifestF
     });
     if ((await plainHash.digest()).toString('hex') !== f.sha256) throw new MlicError('DIGEST_MISMATCH', `decrypted ${f.path} does not match its signed SHA-256`);
   } finally {
+    if (key) wipe(key);
     if (!opts.engine) await engine.close();
   }
 }

@@ -7,7 +7,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { ReadAt } from '../util/read-at.js';
-import { MlicError } from '../errors.js';
+import { MlicError, fromFsError } from '../errors.js';
 import { chunkCount, chunkNonce, chunkSpan, ciphertextSize, TAG_LEN } from '../crypto/stream.js';
 import { CryptoEngine, FILE_WINDOW } from '../crypto/engine.js';
 import { SyncBehind } from '../util/sync-behind.js';
@@ -25,6 +25,8 @@ export interface EncryptOptions {
   engine?: CryptoEngine;
   /** flushes the output as it grows; default: a private one (every 64 MiB) */
   sync?: SyncBehind;
+  /** the output's name in errors (a write that fails names the bundle, not the source) */
+  outName?: string;
 }
 
 export async function encryptFileInto(
@@ -51,10 +53,14 @@ export async function encryptFileInto(
       const c = chunkSpan(i, srcSize, chunkSize);
       await readExactly(src, slot.a, c.plainLen, c.plainOffset, shrank);
       const { done: hashed } = await inOrder(() => ({ done: plainHash.update(slot, 'a', c.plainLen) }));
+      // Handled from now on: the engine may reject it (a worker failed) while this chunk is written.
+      hashed.catch(() => undefined);
       try {
         const { tag, ctHash } = await engine.seal(key, chunkNonce(i, c.last), slot, c.plainLen);
         fold.add(i, { h: ctHash, tag });
-        await writeAll(out, slot.b, c.sealedLen, outOffset + c.sealedOffset);
+        await writeAll(out, slot.b, c.sealedLen, outOffset + c.sealedOffset).catch((e: unknown) => {
+          throw fromFsError(e, opts.outName ?? 'the bundle');
+        });
         sync.wrote(c.sealedLen);
       } finally {
         await hashed.catch(() => undefined);

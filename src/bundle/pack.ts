@@ -1,7 +1,7 @@
 /** mlic pack: model file, directory or tar archive -> one encrypted, signed bundle (docs/FORMAT.md). */
 import { stat, type FileHandle } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
-import { randomBytes } from '../crypto/random.js';
+import { randomBytes, wipe } from '../crypto/random.js';
 import { DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK, ciphertextSize } from '../crypto/stream.js';
 import { AEAD_ID, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, KDF_ID, MAX_LINE, MAX_MANIFEST_BYTES, NAME_RE, assertManifest, serializeManifest, type Manifest, type ManifestFile } from '../format/manifest.js';
 import { parseSemver, versionLine } from '../format/semver.js';
@@ -143,26 +143,41 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
       await out.write(layout.manifest.header, 0, layout.manifest.header.length, layout.manifest.headerOffset);
       await out.write(layout.signature.header, 0, layout.signature.header.length, layout.signature.headerOffset);
       const sync = new SyncBehind(out);
+      // After the first failure no file starts (and the chain of archive members stops).
+      let failed = false;
       const one = async (i: number): Promise<void> => {
+        if (failed) return;
         const f = sources[i]!;
-        const r = await encryptSourceInto(f, fileKey(bKey, i, f.rel), chunkSize, out, layout.files[i]!, { engine, sync, onBytes });
-        files[i]!.sha256 = r.sha256;
-        files[i]!.ciphertextDigest = r.ciphertextDigest;
+        const key = fileKey(bKey, i, f.rel);
+        try {
+          const r = await encryptSourceInto(f, key, chunkSize, out, layout.files[i]!, { engine, sync, onBytes, outName: opts.out });
+          files[i]!.sha256 = r.sha256;
+          files[i]!.ciphertextDigest = r.ciphertextDigest;
+        } catch (e) {
+          failed = true;
+          throw e;
+        } finally {
+          wipe(key);
+        }
       };
       // Files on disk (and members of a plain .tar, read in place) several at a time; the members
       // of a compressed archive share one forward-only stream, so they go one after another, in
-      // archive order, beside them.
+      // archive order, beside them (and within the limit: one at a time means one at a time).
       const order = readOrder(sources);
       const streamed = order.filter((i) => sources[i]!.order !== undefined);
       const direct = order.filter((i) => sources[i]!.order === undefined);
-      let failed = false;
-      const chain = async (): Promise<void> => {
-        for (const i of streamed) if (!failed) await one(i);
-      };
-      const note = <T>(p: Promise<T>) => p.catch((e: unknown) => ((failed = true), Promise.reject(e)));
-      const results = await Promise.allSettled([note(mapLimit(direct, Math.max(1, concurrency - (streamed.length > 0 ? 1 : 0)), one)), note(chain())]);
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
-      await sync.settle();
+      if (streamed.length === 0) await mapLimit(direct, concurrency, one);
+      else if (concurrency === 1) await mapLimit(order, 1, one);
+      else {
+        const chain = async (): Promise<void> => {
+          for (const i of streamed) await one(i);
+        };
+        const results = await Promise.allSettled([mapLimit(direct, concurrency - 1, one), chain()]);
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
+      }
+      await sync.settle().catch((e: unknown) => {
+        throw fromFsError(e, opts.out);
+      });
       await out.write(END_OF_ARCHIVE, 0, END_OF_ARCHIVE.length, layout.endOffset);
       const manifestBytes = serializeManifest(manifest);
       const sig = signManifest(signer, manifestBytes, bundleId, manifest.createdAt);
@@ -172,7 +187,9 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
       for (const s of [layout.manifest, layout.signature]) if (s.padding) await out.write(Buffer.alloc(s.padding), 0, s.padding, s.dataOffset + s.size);
     });
   } finally {
-    await releaseSources(sources);
+    wipe(bKey);
+    // Closing an archive's stream cannot change the result; its failure never hides the one that ended the pack.
+    await releaseSources(sources).catch(() => undefined);
     await engine.close();
   }
   return { out: opts.out, manifest, bytesIn: total, bytesOut: layout.totalSize };
@@ -189,10 +206,10 @@ async function encryptSourceInto(
   chunkSize: number,
   out: FileHandle,
   span: EntrySpan,
-  ctx: { engine: CryptoEngine; sync: SyncBehind; onBytes: (n: number) => void },
+  ctx: { engine: CryptoEngine; sync: SyncBehind; onBytes: (n: number) => void; outName: string },
 ): Promise<EncryptResult> {
   await out.write(span.header, 0, span.header.length, span.headerOffset);
-  const r = await withSource(f, (src) => encryptFileInto(src, f.size, key, chunkSize, out, span.dataOffset, ctx.onBytes, f.rel, { engine: ctx.engine, sync: ctx.sync }));
+  const r = await withSource(f, (src) => encryptFileInto(src, f.size, key, chunkSize, out, span.dataOffset, ctx.onBytes, f.rel, { engine: ctx.engine, sync: ctx.sync, outName: ctx.outName }));
   if (r.bytesWritten !== span.size) throw new MlicError('INTERNAL', `ciphertext size mismatch for ${f.rel}`);
   if (span.padding) await out.write(Buffer.alloc(span.padding), 0, span.padding, span.dataOffset + span.size);
   return r;

@@ -1,5 +1,5 @@
 /** mlic verify (bundle): signature, layout and every ciphertext digest, with the public key alone. */
-import { MlicError } from '../errors.js';
+import { MlicError, fromFsError } from '../errors.js';
 import { chunkCount, chunkSpan, TAG_LEN } from '../crypto/stream.js';
 import { CryptoEngine, defaultConcurrency, engineOptions, FILE_WINDOW } from '../crypto/engine.js';
 import { mapLimit } from '../util/limit.js';
@@ -77,7 +77,9 @@ export async function ciphertextDigestOf(bundle: BundleFile, span: EntrySpan, f:
     const truncated = () => new MlicError('BUNDLE_TRUNCATED', `${bundle.path}: bundle is truncated`);
     await forEachChunk(eng, n, async (i, slot) => {
       const c = chunkSpan(i, f.size, f.chunkSize);
-      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated);
+      await readExactly(bundle.fh, slot.a, c.sealedLen, span.dataOffset + c.sealedOffset, truncated).catch((e: unknown) => {
+        throw fromFsError(e, bundle.path);
+      });
       const tag = Buffer.from(slot.a.subarray(c.plainLen, c.sealedLen));
       fold.add(i, { h: await eng.sha256(slot, 'a', c.plainLen), tag });
       onBytes?.(c.sealedLen);

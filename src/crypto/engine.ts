@@ -334,6 +334,8 @@ export class CryptoEngine {
     this.closed = true;
     const e = new MlicError('INTERNAL', 'crypto engine is closed');
     for (const w of this.waiting.splice(0)) w.reject(e);
+    // A job still in flight is answered (rejected), never left waiting forever.
+    for (const l of this.lanes) l.rejectAll(e);
     await Promise.all(this.lanes.map((l) => l.close()));
     new Uint8Array(this.arena).fill(0);
   }

@@ -71,9 +71,11 @@ export async function unpackAuthorized(
       written.push(entry);
       try {
         await decryptFileToHandle(a.bundle, a.spans[f.index]!, f, a.bundleKey, fh, { engine, onBytes });
-        await fh.sync();
+        await fh.sync().catch((e: unknown) => {
+          throw fromFsError(e, f.path);
+        });
       } finally {
-        await fh.close();
+        await fh.close().catch(() => undefined);
       }
       await dir.commit(temp, name, opts.force ?? false);
       entry.untrack();

@@ -1,5 +1,7 @@
 import { describe, it, expect, beforeAll } from 'vitest';
-import { mkdir, open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { BIN } from '../cli/run.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pack, type PackOptions } from '../../src/bundle/pack.js';
@@ -87,6 +89,44 @@ describe('many files at a time, byte-identical to one at a time', () => {
       expect((await readFile(await packWith(name, { ...comps, ...o }))).equals(one), name).toBe(true);
     const r = await verifyBundle(join(d, 'tgz-4.mlb'), vendorPublicKey(k));
     expect(r.manifest.files.filter((f) => f.component === 'vae').map((f) => f.path)).toEqual(['vae/empty.txt', 'vae/model-00001-of-00003.bin', 'vae/model-00002-of-00003.bin', 'vae/vae/diffusion.bin']);
+  });
+
+  it('a failing archive member stops the files beside it (the rest are not encrypted first)', async () => {
+    const root = join(d, 'chainfail');
+    await mkdir(join(root, 'dir'), { recursive: true });
+    await mkdir(join(root, 'arc'), { recursive: true });
+    for (let i = 0; i < 16; i++) await writeFile(join(root, 'dir', `w${String(i).padStart(2, '0')}.bin`), randomBytes(4 * MiB));
+    for (let i = 0; i < 2; i++) await writeFile(join(root, 'arc', `m${i}.bin`), randomBytes(8 * MiB));
+    const tgz = join(root, 'a.tgz');
+    gnuTar(['-czf', tgz, '-C', join(root, 'arc'), '.']);
+    let done = 0;
+    let cut = false;
+    const e = await pack({
+      components: [{ name: 'w', path: join(root, 'dir') }, { name: 'a', path: tgz }],
+      name: 'sharded', version: '1.0.0', key: k, out: join(root, 'out.mlb'), concurrency: 2, workers: 0,
+      onProgress: (n) => {
+        done = n;
+        if (!cut) {
+          cut = true;
+          void truncate(tgz, 64 * 1024);
+        }
+      },
+    }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MlicError);
+    expect(['FORMAT_INVALID', 'IO_ERROR']).toContain((e as MlicError).code);
+    expect(done).toBeLessThan(32 * MiB); // of 64 MiB of plain files
+    await expect(stat(join(root, 'out.mlb'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('unpack past the file-size limit (EFBIG) is IO_ERROR (exit 2) naming the file, and leaves nothing', () => {
+    const out = join(d, 'efbig');
+    // ulimit -f counts 1024-byte blocks in bash; the shards are 1..5 MiB
+    const r = spawnSync('bash', ['-c', `ulimit -f 1536; exec "${process.execPath}" "${BIN}" unpack "${serial}" -o "${out}" --json`], { env: { PATH: process.env.PATH, MLIC_HOME: host.stateDir }, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(2);
+    const j = JSON.parse(r.stdout) as { error: { code: string; message: string } };
+    expect(j.error.code).toBe('IO_ERROR');
+    expect(j.error.message).toMatch(/EFBIG/);
+    return expect(stat(out)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('unpack with several files at a time round-trips every file (0600), whatever the concurrency', async () => {

@@ -152,6 +152,48 @@ describe('crypto engine', () => {
   });
 });
 
+describe('crypto engine failures', () => {
+  const dist = (m: string) => JSON.stringify(fileURLToPath(new URL(`../../dist/${m}`, import.meta.url)));
+
+  it('a worker that dies while a chunk is being written: encryptFileInto rejects with INTERNAL, nothing is left unhandled', () => {
+    // Run in a child: an unhandled rejection there ends the process with a stack instead of the MlicError.
+    const prog = `
+      const { CryptoEngine } = await import(${dist('crypto/engine.js')});
+      const { encryptFileInto } = await import(${dist('bundle/encrypt.js')});
+      const { randomBytes } = await import('node:crypto');
+      const chunk = 1 << 20, size = 3 * chunk, data = randomBytes(size);
+      const engine = new CryptoEngine({ workers: 2, slots: 64, regionSize: chunk + 16 });
+      const lanes = engine['lanes'];
+      const src = { read: async (buf, off, len, pos) => { const n = Math.max(0, Math.min(len, size - pos)); data.copy(buf, off, pos, pos + n); return { bytesRead: n }; } };
+      let first = true;
+      const out = {
+        write: (buf, off, len) => {
+          if (first) { first = false; setTimeout(() => void lanes[0].worker.terminate(), 20); }
+          return new Promise((r) => setTimeout(() => r({ bytesWritten: len }), 300));
+        },
+        datasync: async () => {},
+      };
+      // keep the hashing lane busy, so that the chunks' hash updates are queued while they are written
+      void lanes[0].post({ op: 'hash', src: 0, len: engine.arena.byteLength }).catch(() => {});
+      try { await encryptFileInto(src, size, randomBytes(32), chunk, out, 0, undefined, 'f', { engine }); console.log('resolved'); }
+      catch (e) { console.log('rejected', e.code); }
+      await engine.close();`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', prog], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('rejected INTERNAL');
+    expect(r.stderr).not.toMatch(/Unhandled|PromiseRejection/);
+  });
+
+  it('close() answers a job still in flight (it rejects), never leaves it waiting', async () => {
+    const e = new CryptoEngine({ workers: 1, slots: 2, regionSize: 1 << 20, hashQueueDepth: Infinity });
+    const s = await e.acquire();
+    const job = e.sha256(s, 'a', 1 << 20).then(() => 'resolved', (x: unknown) => (x as MlicError).code);
+    await e.close();
+    const r = await Promise.race([job, new Promise((res) => setTimeout(() => res('pending'), 2000))]);
+    expect(['INTERNAL', 'resolved']).toContain(r);
+  });
+});
+
 describe('mapLimit', () => {
   it('keeps order and the limit', async () => {
     let running = 0;
