@@ -11,5 +11,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    // a private PostgreSQL for the server's tests (not needed by the slow ones)
+    globalSetup: slow ? [] : ['test/postgres-setup.ts'],
   },
 });

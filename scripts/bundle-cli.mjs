@@ -57,4 +57,7 @@ await build({
   banner: { js: "import { createRequire as __mlicRequire } from 'node:module'; const require = __mlicRequire(import.meta.url);" },
   logLevel: 'warning',
   plugins: [lazyChildProcessForCommander, builtinsThroughRequire],
+  // Loaded from node_modules at run time: a native addon (found through its own path) and the
+  // server's libraries (only the server commands load them).
+  external: ['better-sqlite3', 'pg', 'fastify'],
 });

@@ -312,6 +312,17 @@ auditCmd
   .addHelpText('after', '\nExamples:\n  $ mlic audit export --csv --since 2026-11-01 > audit.csv')
   .action(async (opts, cmd) => act(() => import('./commands/usage.js'), 'auditExport')(opts, cmd));
 
+const server = program.command('server').description("the vendor's licence server (self-hosted): online activation, revocation, usage");
+const database = () => new Option('--database <url>', 'postgres://... for PostgreSQL (several servers may share it); default: SQLite in the data directory').env('MLIC_DATABASE_URL');
+server
+  .command('init')
+  .description('create the data directory (0700), bring the database schema up to date and print a first admin token, once')
+  .requiredOption('--data <dir>', "the server's data directory")
+  .addOption(database())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic server init --data /var/lib/mlic\n  $ mlic server init --data /var/lib/mlic --database postgres://mlic@db.internal/mlic --json')
+  .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'init')(opts, cmd));
+
 // A closed pipe (`mlic licenses | head -1`) ends the command quietly, as it would a shell tool.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (e: NodeJS.ErrnoException) => {

@@ -1,0 +1,63 @@
+/**
+ * Opening the server's database and bringing its schema up to date. Migrations are numbered and
+ * only ever appended; each runs once, inside one transaction with its record in
+ * schema_migrations, so a crash leaves the schema at one version or the next, never between.
+ * Servers starting at once on one PostgreSQL take an advisory lock: one migrates, the others
+ * then find nothing to do. A database newer than this mlic is refused.
+ */
+import { join } from 'node:path';
+import { MlicError } from '../../errors.js';
+import { openPostgres } from './postgres.js';
+import { openSqlite } from './sqlite.js';
+import type { Database } from './types.js';
+
+export type { Database, Queries, SqlValue } from './types.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'admin tokens',
+    sql: ['CREATE TABLE admin_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)'],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** The embedded database's file in a data directory. */
+export const SQLITE_FILE = 'mlic.db';
+
+/** `postgres://...` or `postgresql://...` for PostgreSQL; none for the SQLite file in dataDir. */
+export async function openDatabase(o: { dataDir: string; url?: string | undefined }): Promise<Database> {
+  if (o.url === undefined || o.url === '') return openSqlite(join(o.dataDir, SQLITE_FILE));
+  if (/^postgres(ql)?:\/\//i.test(o.url)) return openPostgres(o.url);
+  throw new MlicError('USAGE', 'the database must be a postgres:// URL (or none, for the SQLite file in the data directory)');
+}
+
+// advisory lock key: "mlic" in ASCII, then 1 (schema migrations)
+const MIGRATION_LOCK = 0x6d6c6963_00000001n;
+
+/** Applies the missing migrations; returns the versions before and after. */
+export async function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): Promise<{ from: number; to: number }> {
+  const latest = migrations[migrations.length - 1]?.version ?? 0;
+  return db.tx(async (q) => {
+    await q.run('CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)');
+    const row = await q.get<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations');
+    const from = Number(row?.v ?? 0);
+    if (from > latest)
+      throw new MlicError('UNSUPPORTED_VERSION', `the database at ${db.where} has schema version ${from}, newer than this mlic knows (${latest})`, {
+        hint: 'run the mlic that last migrated it, or a newer one',
+      });
+    for (const m of migrations) {
+      if (m.version <= from) continue;
+      for (const s of m.sql) await q.run(s);
+      await q.run('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, Math.floor(Date.now() / 1000)]);
+    }
+    return { from, to: Math.max(from, latest) };
+  }, { lock: MIGRATION_LOCK });
+}

@@ -1,0 +1,82 @@
+/** PostgreSQL, for several server processes on one database. */
+import pg from 'pg';
+import { MlicError } from '../../errors.js';
+import type { Database, Queries, SqlValue } from './types.js';
+
+// BIGINT (int8) as a number: the server's values (unix seconds, counts) are far below 2^53.
+pg.types.setTypeParser(20, (v: string) => Number(v));
+
+/** The URL with its password removed, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+/** `?` placeholders to $1, $2, ... (the SQL the server writes has no `?` inside literals). */
+function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+function queriesOn(c: pg.Pool | pg.PoolClient): Queries {
+  return {
+    all: async <T>(sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rows as T[],
+    get: async <T>(sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rows[0] as T | undefined,
+    run: async (sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rowCount ?? 0,
+  };
+}
+
+const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
+
+export async function openPostgres(url: string, opts: { max?: number } = {}): Promise<Database> {
+  const where = redactUrl(url);
+  const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, connectionTimeoutMillis: 10_000 });
+  pool.on('error', () => undefined); // an idle client's error: the next query reports it
+  try {
+    const c = await pool.connect();
+    c.release();
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    const why = (e as { code?: string; message?: string }).code ?? (e as Error).message;
+    throw new MlicError('IO_ERROR', `cannot connect to the database at ${where}: ${why}`, { hint: 'check --database (or MLIC_DATABASE_URL) and that PostgreSQL is running' });
+  }
+  return {
+    kind: 'postgres',
+    where,
+    ...queriesOn(pool),
+    async tx<T>(fn: (q: Queries) => Promise<T>, opts: { lock?: bigint } = {}): Promise<T> {
+      for (let attempt = 0; ; attempt++) {
+        const c = await pool.connect();
+        let locked = false;
+        try {
+          if (opts.lock !== undefined) {
+            await c.query('SELECT pg_advisory_lock($1)', [opts.lock.toString()]);
+            locked = true;
+          }
+          await c.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
+          const r = await fn(queriesOn(c));
+          await c.query('COMMIT');
+          return r;
+        } catch (e) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          if (RETRYABLE.has((e as { code?: string }).code ?? '') && attempt < 20) {
+            await new Promise((res) => setTimeout(res, Math.random() * 5 * (attempt + 1)));
+            continue;
+          }
+          throw e;
+        } finally {
+          if (locked) await c.query('SELECT pg_advisory_unlock($1)', [opts.lock!.toString()]).catch(() => undefined);
+          c.release();
+        }
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
