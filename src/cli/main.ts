@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { MlicError } from '../errors.js';
-import { cleanupTempFilesSync } from '../util/cleanup.js';
+import { cleanupTempFilesSync, signalTakenOver } from '../util/cleanup.js';
 import { makeCtx, printError, type Ctx } from './output.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -322,6 +322,18 @@ server
   .addOption(json())
   .addHelpText('after', '\nExamples:\n  $ mlic server init --data /var/lib/mlic\n  $ mlic server init --data /var/lib/mlic --database postgres://mlic@db.internal/mlic --json')
   .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'init')(opts, cmd));
+server
+  .command('start')
+  .description('serve the licence API (HTTPS with a certificate; plain HTTP on loopback only); a first start in an empty DIR initializes it')
+  .requiredOption('--data <dir>', "the server's data directory")
+  .addOption(database())
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8787')
+  .option('--tls-cert <file>', 'PEM certificate (chain) for HTTPS')
+  .option('--tls-key <file>', 'PEM private key for HTTPS')
+  .option('--insecure-http', 'allow plain HTTP on a non-loopback address')
+  .addOption(json())
+  .addHelpText('after', '\nPrints the base URL on stdout when listening, then one JSON access-log line per request. SIGTERM stops it\ngracefully (requests in flight finish).\n\nExamples:\n  $ mlic server start --data /var/lib/mlic\n  $ mlic server start --data /var/lib/mlic --listen 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem')
+  .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'start')(opts, cmd));
 
 // A closed pipe (`mlic licenses | head -1`) ends the command quietly, as it would a shell tool.
 for (const stream of [process.stdout, process.stderr]) {
@@ -334,6 +346,7 @@ for (const stream of [process.stdout, process.stderr]) {
 
 function onSignal(sig: NodeJS.Signals, code: number) {
   process.on(sig, () => {
+    if (signalTakenOver(sig)) return;
     cleanupTempFilesSync();
     process.exit(code);
   });

@@ -40,3 +40,25 @@ export function registerTempDir(dir: string): () => void {
   pendingDirs.add(dir);
   return () => pendingDirs.delete(dir);
 }
+
+let takeover: ((sig: NodeJS.Signals) => void) | undefined;
+
+/**
+ * Lets a long-running command (the licence server) stop gracefully on the first SIGINT/SIGTERM
+ * instead of exiting at once; a second signal exits as usual. Returns the release function.
+ */
+export function handleSignalsWith(fn: (sig: NodeJS.Signals) => void): () => void {
+  takeover = fn;
+  return () => {
+    if (takeover === fn) takeover = undefined;
+  };
+}
+
+/** For the CLI's signal handler: true when a command took this signal over (once). */
+export function signalTakenOver(sig: NodeJS.Signals): boolean {
+  const f = takeover;
+  if (!f) return false;
+  takeover = undefined;
+  f(sig);
+  return true;
+}

@@ -1,4 +1,6 @@
 import { initServer } from '../../server/init.js';
+import { startServer } from '../../server/start.js';
+import { handleSignalsWith } from '../../util/cleanup.js';
 import { printResult, type Ctx } from '../output.js';
 
 export async function init(ctx: Ctx, o: { data: string; database?: string }): Promise<void> {
@@ -7,4 +9,37 @@ export async function init(ctx: Ctx, o: { data: string; database?: string }): Pr
   ctx.note('the first admin token follows; it is shown this once, keep it in a secret store:');
   ctx.out(r.adminToken);
   printResult(ctx, r);
+}
+
+export async function start(ctx: Ctx, o: { data: string; database?: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }): Promise<void> {
+  const ac = new AbortController();
+  let firstToken: string | undefined;
+  const release = handleSignalsWith((sig) => {
+    ctx.note(`${sig}: stopping (requests in flight finish; a second signal exits now)`);
+    ac.abort();
+  });
+  try {
+    await startServer({
+      dataDir: o.data,
+      database: o.database,
+      listen: o.listen,
+      ...(o.tlsCert !== undefined ? { tlsCert: o.tlsCert } : {}),
+      ...(o.tlsKey !== undefined ? { tlsKey: o.tlsKey } : {}),
+      insecureHttp: o.insecureHttp ?? false,
+      signal: ac.signal,
+      onFirstToken: (token) => {
+        firstToken = token;
+        if (ctx.json) return; // in the result line below
+        ctx.note('initialized the data directory; the first admin token follows, shown this once:');
+        process.stderr.write(`${token}\n`);
+      },
+      onListening: (url) => {
+        // the first line on stdout, for scripts; access-log lines follow
+        process.stdout.write(ctx.json ? JSON.stringify({ ok: true, result: { url, ...(firstToken ? { adminToken: firstToken } : {}) } }) + '\n' : `${url}\n`);
+        if (!ctx.json) ctx.note(`mlic server listening on ${url}`);
+      },
+    });
+  } finally {
+    release();
+  }
 }
