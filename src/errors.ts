@@ -32,6 +32,7 @@ export const DENIAL_CODES = [
   'LEDGER_TAMPERED',
   'STATE_TAMPERED',
   'REPORT_INVALID',
+  'UNAUTHORIZED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

@@ -6,6 +6,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { SCHEMA_VERSION, type Database } from './db/index.js';
+import { checkAdminToken } from './tokens.js';
+import { ENTITLEMENT_INPUT_SCHEMA, createEntitlement, getEntitlement, listEntitlements, type EntitlementInput } from './entitlements.js';
 
 export interface AppOptions {
   db: Database;
@@ -17,6 +19,7 @@ export interface AppOptions {
 /** The HTTP status for an mlic error code: a decision that said no is 403, bad input 400. */
 function statusFor(code: string): number {
   if (code === 'INTERNAL') return 500;
+  if (code === 'UNAUTHORIZED') return 401;
   if (code === 'IO_NOT_FOUND') return 404;
   return exitStatusFor(code) === 1 ? 403 : 400;
 }
@@ -31,6 +34,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       let n = 0;
       return () => String(++n);
     })(),
+    // unknown fields are refused, never silently dropped; no type coercion
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     ...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
@@ -69,6 +74,28 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       return { ok: true, database: o.db.kind, schemaVersion: SCHEMA_VERSION };
     },
   );
+
+  // The admin API: a bearer admin token (mlat_...), checked against its stored hash.
+  const admin = async (req: { headers: Record<string, string | string[] | undefined> }) => {
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer (\S{1,200})$/.exec(h) : null;
+    const id = m ? await checkAdminToken(o.db, m[1]!) : undefined;
+    if (!id) throw new MlicError('UNAUTHORIZED', 'an admin token is required (Authorization: Bearer mlat_...)');
+  };
+
+  app.post('/v1/entitlements', { preHandler: admin, schema: { body: ENTITLEMENT_INPUT_SCHEMA } }, async (req, reply) => {
+    const r = await o.db.tx((q) => createEntitlement(q, req.body as EntitlementInput, new Date()));
+    return reply.code(201).send(r);
+  });
+  app.get('/v1/entitlements', { preHandler: admin, schema: { querystring: { type: 'object', additionalProperties: false, properties: { customer: { type: 'string', maxLength: 200 } } } } }, async (req) => {
+    const { customer } = req.query as { customer?: string };
+    return { entitlements: await listEntitlements(o.db, customer ? { customer } : {}) };
+  });
+  app.get('/v1/entitlements/:id', { preHandler: admin, schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' } } } } }, async (req, reply) => {
+    const e = await getEntitlement(o.db, (req.params as { id: string }).id);
+    if (!e) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such entitlement' } });
+    return { entitlement: e };
+  });
 
   return app;
 }

@@ -25,6 +25,14 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'admin tokens',
     sql: ['CREATE TABLE admin_tokens (id TEXT PRIMARY KEY, hash TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)'],
   },
+  {
+    version: 2,
+    name: 'entitlements',
+    sql: [
+      'CREATE TABLE entitlements (id TEXT PRIMARY KEY, customer TEXT NOT NULL, model TEXT NOT NULL, terms TEXT NOT NULL, max_hosts BIGINT NOT NULL, key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT)',
+      'CREATE INDEX entitlements_customer ON entitlements (customer)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,205 @@
+/**
+ * Entitlements: what a customer bought (a model, its versions, a time window, tier, features,
+ * components, meters, regions, the hardware match policy: the terms `mlic license issue` takes)
+ * and how many hosts may hold it (maxHosts). Creating one returns its licence key, once; the
+ * server keeps the key's hash. Terms are checked at creation by issuing a throwaway licence with
+ * them (under a throwaway key), so every later activation can issue a real one.
+ */
+import { randomBytes } from 'node:crypto';
+import { MlicError } from '../errors.js';
+import type { MatchPolicy, Meter } from '../format/license.js';
+import { issueLicense, type IssueOptions } from '../license/issue.js';
+import { generateVendorKey, type VendorKey } from '../keys/vendor.js';
+import type { ActivationRequest } from '../format/license.js';
+import type { Queries } from './db/index.js';
+import { generateLicenseKey, licenseKeyHash } from './license-key.js';
+
+export interface EntitlementTerms {
+  versions: { policy: 'range'; range: string } | { policy: 'rolling' } | { policy: 'maintenance'; until: string; range?: string };
+  notBefore?: string;
+  expires?: string;
+  perpetual?: boolean;
+  graceSeconds?: number;
+  clockToleranceSeconds?: number;
+  tier?: string;
+  features?: string[];
+  components?: string[];
+  match?: MatchPolicy;
+  meters?: Meter[];
+  regions?: string[];
+  requireWatermark?: boolean;
+}
+
+export interface EntitlementInput {
+  customer: string;
+  model: string;
+  maxHosts: number;
+  terms: EntitlementTerms;
+}
+
+export interface Entitlement extends EntitlementInput {
+  id: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+const str = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
+const names = { type: 'array', maxItems: 64, uniqueItems: true, items: str(64) };
+const date = { type: 'string', minLength: 10, maxLength: 40 };
+
+/** The request body of POST /v1/entitlements (JSON Schema, checked before the handler runs). */
+export const ENTITLEMENT_INPUT_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['customer', 'model', 'maxHosts', 'terms'],
+  properties: {
+    customer: str(200),
+    model: str(128),
+    maxHosts: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    terms: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['versions'],
+      properties: {
+        versions: {
+          oneOf: [
+            { type: 'object', additionalProperties: false, required: ['policy', 'range'], properties: { policy: { const: 'range' }, range: str(256) } },
+            { type: 'object', additionalProperties: false, required: ['policy'], properties: { policy: { const: 'rolling' } } },
+            { type: 'object', additionalProperties: false, required: ['policy', 'until'], properties: { policy: { const: 'maintenance' }, until: date, range: str(256) } },
+          ],
+        },
+        notBefore: date,
+        expires: date,
+        perpetual: { type: 'boolean' },
+        graceSeconds: { type: 'integer', minimum: 0, maximum: 10 * 365 * 86400 },
+        clockToleranceSeconds: { type: 'integer', minimum: 0, maximum: 30 * 86400 },
+        tier: str(64),
+        features: names,
+        components: names,
+        match: {
+          oneOf: [
+            { type: 'object', additionalProperties: false, required: ['policy'], properties: { policy: { enum: ['all', 'most', 'any'] } } },
+            { type: 'object', additionalProperties: false, required: ['policy', 'k'], properties: { policy: { const: 'k' }, k: { type: 'integer', minimum: 1, maximum: 999 } } },
+          ],
+        },
+        meters: {
+          type: 'array',
+          maxItems: 64,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['metric', 'limit', 'period'],
+            properties: {
+              metric: str(64),
+              limit: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+              period: { enum: ['day', 'month', 'term'] },
+              overage: { type: 'object', additionalProperties: false, required: ['mode', 'percent'], properties: { mode: { const: 'allow' }, percent: { type: 'integer', minimum: 0, maximum: 1000 } } },
+            },
+          },
+        },
+        regions: names,
+        requireWatermark: { type: 'boolean' },
+      },
+    },
+  },
+} as const;
+
+const when = (s: string | undefined, what: string): Date | undefined => {
+  if (s === undefined) return undefined;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new MlicError('FORMAT_INVALID', `terms.${what}: '${s}' is not a date`);
+  return d;
+};
+
+/** The options of issueLicense for this entitlement (and a host's request, when activating). */
+export function issueOptionsFor(e: EntitlementInput, key: VendorKey, request: ActivationRequest | undefined, now: Date): IssueOptions {
+  const t = e.terms;
+  const notBefore = when(t.notBefore, 'notBefore') ?? now;
+  const expires = when(t.expires, 'expires');
+  return {
+    key,
+    ...(request ? { request } : {}),
+    model: e.model,
+    versions: t.versions.policy === 'maintenance' ? { policy: 'maintenance', until: when(t.versions.until, 'versions.until')!.toISOString(), ...(t.versions.range ? { range: t.versions.range } : {}) } : t.versions,
+    notBefore,
+    ...(expires ? { expires } : {}),
+    ...(t.perpetual ? { perpetual: true } : {}),
+    graceSeconds: t.graceSeconds ?? 0,
+    clockToleranceSeconds: t.clockToleranceSeconds ?? 3600,
+    ...(t.tier ? { tier: t.tier } : {}),
+    features: t.features ?? [],
+    components: t.components ?? [],
+    ...(t.match ? { match: t.match } : {}),
+    meters: t.meters ?? [],
+    regions: t.regions ?? [],
+    customer: e.customer,
+    ...(t.requireWatermark ? { requireWatermark: true } : {}),
+    now,
+  };
+}
+
+let throwaway: VendorKey | undefined;
+
+/** Checks the terms the way issuing will: issueLicense's MlicError (USAGE/FORMAT_INVALID) as FORMAT_INVALID. */
+export function checkTerms(e: EntitlementInput, now: Date): void {
+  throwaway ??= generateVendorKey('terms-check');
+  try {
+    issueLicense(issueOptionsFor(e, throwaway, undefined, now));
+  } catch (x) {
+    if (x instanceof MlicError) throw new MlicError('FORMAT_INVALID', `the entitlement's terms would not make a licence: ${x.message}`, x.hint ? { hint: x.hint } : {});
+    throw x;
+  }
+}
+
+interface Row {
+  id: string;
+  customer: string;
+  model: string;
+  terms: string;
+  max_hosts: number;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+const iso = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+
+function fromRow(r: Row): Entitlement {
+  return {
+    id: r.id,
+    customer: r.customer,
+    model: r.model,
+    maxHosts: Number(r.max_hosts),
+    terms: JSON.parse(r.terms) as EntitlementTerms,
+    createdAt: iso(Number(r.created_at)),
+    ...(r.revoked_at !== null ? { revokedAt: iso(Number(r.revoked_at)) } : {}),
+  };
+}
+
+export async function createEntitlement(q: Queries, input: EntitlementInput, now: Date): Promise<{ entitlement: Entitlement; licenseKey: string }> {
+  checkTerms(input, now);
+  const id = `ent_${randomBytes(8).toString('hex')}`;
+  const licenseKey = generateLicenseKey();
+  const t = Math.floor(now.getTime() / 1000);
+  await q.run('INSERT INTO entitlements (id, customer, model, terms, max_hosts, key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+    id,
+    input.customer,
+    input.model,
+    JSON.stringify(input.terms),
+    input.maxHosts,
+    licenseKeyHash(licenseKey),
+    t,
+  ]);
+  return { entitlement: fromRow({ id, customer: input.customer, model: input.model, terms: JSON.stringify(input.terms), max_hosts: input.maxHosts, created_at: t, revoked_at: null }), licenseKey };
+}
+
+export async function listEntitlements(q: Queries, o: { customer?: string } = {}): Promise<Entitlement[]> {
+  const rows = o.customer
+    ? await q.all<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE customer = ? ORDER BY created_at, id', [o.customer])
+    : await q.all<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements ORDER BY created_at, id');
+  return rows.map(fromRow);
+}
+
+export async function getEntitlement(q: Queries, id: string): Promise<Entitlement | undefined> {
+  const r = await q.get<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE id = ?', [id]);
+  return r ? fromRow(r) : undefined;
+}

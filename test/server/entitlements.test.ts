@@ -1,0 +1,101 @@
+/** The admin API for entitlements, through the server's full HTTP pipeline (fastify inject), on both databases. */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/server/app.js';
+import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
+import { createAdminToken } from '../../src/server/tokens.js';
+import { licenseKeyHash, normalizeLicenseKey } from '../../src/server/license-key.js';
+import { KINDS, freshServerPlace } from './databases.js';
+
+const good = {
+  customer: 'acme-gmbh',
+  model: 'resnet',
+  maxHosts: 5,
+  terms: { versions: { policy: 'range', range: '^2' }, expires: '2027-12-31T00:00:00Z', tier: 'pro', features: ['batch'], meters: [{ metric: 'inferences', limit: 1000000, period: 'month' }], regions: ['EU'] },
+};
+
+describe.each(KINDS)('entitlements API on %s', (kind) => {
+  let db: Database;
+  let app: FastifyInstance;
+  let token: string;
+  const logs: string[] = [];
+  beforeAll(async () => {
+    const p = await freshServerPlace(kind);
+    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
+    db = await openDatabase({ dataDir: p.dataDir, url: p.url });
+    await migrate(db);
+    token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+    app = await buildApp({ db, log: (l) => logs.push(l) });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.close();
+  });
+  const call = (method: 'GET' | 'POST', url: string, body?: unknown, as: string | null = token) =>
+    app.inject({
+      method,
+      url,
+      headers: { ...(as ? { authorization: `Bearer ${as}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+
+  it('needs a live admin token: none, a wrong one or a revoked one is 401 UNAUTHORIZED', async () => {
+    for (const auth of [null, 'mlat_0000000000000000_' + 'A'.repeat(43), token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A')]) {
+      const r = await call('GET', '/v1/entitlements', undefined, auth);
+      expect(r.statusCode).toBe(401);
+      expect(r.json().error.code).toBe('UNAUTHORIZED');
+    }
+    const t2 = await createAdminToken(db, 'soon revoked', 1_800_000_000);
+    expect((await call('GET', '/v1/entitlements', undefined, t2.token)).statusCode).toBe(200);
+    await db.run('UPDATE admin_tokens SET revoked_at = ? WHERE id = ?', [1_800_000_001, t2.id]);
+    expect((await call('GET', '/v1/entitlements', undefined, t2.token)).statusCode).toBe(401);
+  });
+
+  it('creates an entitlement and returns its licence key once; the database keeps only the key hash', async () => {
+    const r = await call('POST', '/v1/entitlements', good);
+    expect(r.statusCode).toBe(201);
+    const { entitlement, licenseKey } = r.json() as { entitlement: { id: string; customer: string; maxHosts: number; terms: unknown }; licenseKey: string };
+    expect(normalizeLicenseKey(licenseKey)).toBe(licenseKey);
+    expect(entitlement).toMatchObject({ customer: 'acme-gmbh', model: 'resnet', maxHosts: 5, terms: good.terms });
+    expect(entitlement.id).toMatch(/^ent_[0-9a-f]{16}$/);
+    const rows = JSON.stringify(await db.all('SELECT * FROM entitlements'));
+    expect(rows).not.toContain(licenseKey);
+    expect(rows).toContain(licenseKeyHash(licenseKey));
+    const got = await call('GET', `/v1/entitlements/${entitlement.id}`);
+    expect(got.json().entitlement).toEqual(r.json().entitlement);
+    expect(JSON.stringify(got.json())).not.toContain(licenseKey);
+    await call('POST', '/v1/entitlements', { ...good, customer: 'other-co' });
+    const mine = (await call('GET', '/v1/entitlements?customer=acme-gmbh')).json().entitlements as { customer: string }[];
+    expect(mine.length).toBeGreaterThanOrEqual(1);
+    expect(mine.every((e) => e.customer === 'acme-gmbh')).toBe(true);
+    expect((await call('GET', '/v1/entitlements/ent_0000000000000000')).statusCode).toBe(404);
+  });
+
+  it('refuses bad bodies with 4xx and an mlic code, and stays up: unknown fields, wrong types, bounds, terms no licence could have, oversized', async () => {
+    const bad: [unknown, RegExp?][] = [
+      [{ ...good, extra: 1 }],
+      [{ ...good, terms: { ...good.terms, surprise: true } }],
+      [{ ...good, maxHosts: '5' }],
+      [{ ...good, maxHosts: 0 }],
+      [{ ...good, customer: '' }],
+      [{ ...good, terms: { ...good.terms, versions: { policy: 'pin', version: '2.1.0' } } }],
+      [{ ...good, terms: { ...good.terms, versions: { policy: 'range', range: 'not a range' } } }, /would not make a licence/],
+      [{ ...good, terms: { versions: { policy: 'rolling' } } }, /would not make a licence/],
+      [{ ...good, terms: { ...good.terms, expires: 'sometime-later' } }, /not a date/],
+      [{ ...good, terms: { ...good.terms, meters: [{ metric: 'x', limit: -1, period: 'month' }] } }],
+      ['{"customer":'],
+      [[1, 2, 3]],
+    ];
+    for (const [body, msg] of bad) {
+      const r = await call('POST', '/v1/entitlements', body);
+      expect(r.statusCode, JSON.stringify(body)).toBe(400);
+      expect(r.json().error.code, JSON.stringify(body)).toBe('FORMAT_INVALID');
+      if (msg) expect(r.json().error.message).toMatch(msg);
+    }
+    const huge = await call('POST', '/v1/entitlements', { ...good, customer: 'x'.repeat(70_000) });
+    expect(huge.statusCode).toBe(413);
+    expect((await call('GET', '/healthz')).statusCode).toBe(200);
+    expect(logs.join('\n')).not.toContain(token);
+  });
+});
