@@ -78,6 +78,8 @@ export class MlicError extends Error {
 
 const denial = new Set<string>(DENIAL_CODES);
 const input = new Set<string>(INPUT_CODES);
+/** Every code mlic defines (for reading codes that come back from the licence server). */
+export const ERROR_CODES: ReadonlySet<string> = new Set<string>([...DENIAL_CODES, ...INPUT_CODES, 'INTERNAL']);
 
 /** Exit status for an error code: 1 said no, 2 usage/I-O/malformed input, 70 internal. */
 export function exitStatusFor(code: string): 1 | 2 | 70 {

@@ -335,6 +335,45 @@ server
   .addHelpText('after', '\nPrints the base URL on stdout when listening, then one JSON access-log line per request. SIGTERM stops it\ngracefully (requests in flight finish).\n\nExamples:\n  $ mlic server start --data /var/lib/mlic\n  $ mlic server start --data /var/lib/mlic --listen 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem')
   .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'start')(opts, cmd));
 
+const adminCmd = program.command('admin').description("the licence server's admin API (server and token from --server/--token or MLIC_SERVER/MLIC_ADMIN_TOKEN)");
+const conn = (c: Command) => c.option('--server <url>', 'the licence server (else MLIC_SERVER)').option('--token <token>', 'admin token (else MLIC_ADMIN_TOKEN, which keeps it out of the process list)');
+const entitlement = adminCmd.command('entitlement').description('what a customer bought, and its licence key');
+conn(
+  entitlement
+    .command('create')
+    .description('create an entitlement (the terms of mlic license issue, plus --max-hosts) and print its licence key, once')
+    .requiredOption('--customer <name>', 'customer reference')
+    .requiredOption('--model <name>', 'model name')
+    .requiredOption('--max-hosts <n>', 'hosts that may hold it at once')
+    .option('--versions <range>', "versions: a range ('^2', '>=2.1 <3')")
+    .option('--rolling', 'every version released while its licences are valid')
+    .option('--updates-until <date>', 'maintenance window: versions released up to DATE work for good')
+    .option('--not-before <date>', 'start of validity')
+    .option('--expires <date>', 'end of validity')
+    .option('--days <n>', 'valid for N days (from --not-before, else from now)')
+    .option('--perpetual', 'no end of validity')
+    .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
+    .option('--clock-tolerance <duration>', 'how far a clock may go back before CLOCK_TAMPERED (default 1h)')
+    .option('--tier <name>', 'tier, e.g. pro')
+    .option('--feature <name>', 'licensed feature (repeatable)', collect)
+    .option('--component <name>', 'licensed component (repeatable; default all)', collect)
+    .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
+    .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
+    .option('--region <code>', 'allowed region or country (repeatable)', collect)
+    .option('--require-watermark', 'outputs must be watermarked'),
+)
+  .addOption(json())
+  .addHelpText('after', "\nExamples:\n  $ export MLIC_SERVER=https://licences.acme.example MLIC_ADMIN_TOKEN=mlat_...\n  $ mlic admin entitlement create --customer globex --model resnet --versions '^2' --days 365 --max-hosts 8")
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementCreate')(opts, cmd));
+conn(entitlement.command('list').description('list entitlements (never their keys)').option('--customer <name>', 'only this customer\'s'))
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin entitlement list --customer globex --json')
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementList')(opts, cmd));
+conn(entitlement.command('show').description('show one entitlement').argument('<id>', 'entitlement id (ent_...)'))
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin entitlement show ent_0123456789abcdef')
+  .action(async (id, opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementShow')(id, opts, cmd));
+
 // A closed pipe (`mlic licenses | head -1`) ends the command quietly, as it would a shell tool.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (e: NodeJS.ErrnoException) => {

@@ -1,6 +1,6 @@
 /** `mlic server start` as a real process: listening, health, errors, access log, TLS, shutdown. */
 import { describe, it, expect } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'node:https';
@@ -9,44 +9,7 @@ import { BIN } from '../cli/run.js';
 import { tmp } from '../helpers.js';
 import { SCHEMA_VERSION } from '../../src/server/db/index.js';
 import { KINDS, freshServerPlace } from './databases.js';
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  first: Record<string, unknown>;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Starts a server on a free loopback port (--listen 127.0.0.1:0) and waits for its first line. */
-function startServer(args: string[], env: Record<string, string> = {}): Promise<Running> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'server', 'start', '--listen', '127.0.0.1:0', '--json', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl >= 0 && !started) {
-        started = true;
-        const first = JSON.parse(out.slice(0, nl)) as { ok: boolean; result: Record<string, unknown> };
-        resolve({ child, url: first.result.url as string, first: first.result, stdout: () => out, stderr: () => err, exited });
-      }
-    });
-    child.stderr!.on('data', (d) => (err += d));
-    let started = false;
-    void exited.then((code) => {
-      if (!started) reject(new Error(`server exited ${code} before listening: ${out} ${err}`));
-    });
-  });
-}
-
-async function stop(s: Running): Promise<number | null> {
-  s.child.kill('SIGTERM');
-  return s.exited;
-}
+import { startServer, stop } from './process.js';
 
 describe.each(KINDS)('mlic server start on %s', (kind) => {
   it('a first start initializes an empty data directory (token once), serves /healthz and mlic-coded errors, logs one JSON line a request, stops on SIGTERM with 0', async () => {

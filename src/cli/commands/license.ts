@@ -42,7 +42,7 @@ export interface IssueOpts {
   force?: boolean;
 }
 
-function date(s: string, what: string): Date {
+export function date(s: string, what: string): Date {
   const d = new Date(s);
   if (Number.isNaN(d.getTime())) throw new MlicError('USAGE', `${what}: '${s}' is not a date`, { hint: 'use ISO 8601, e.g. 2027-01-31 or 2027-01-31T12:00:00Z' });
   return d;

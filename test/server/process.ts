@@ -1,0 +1,42 @@
+/** A licence server as a real process, on a free loopback port. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { BIN } from '../cli/run.js';
+
+export interface Running {
+  child: ChildProcess;
+  url: string;
+  first: Record<string, unknown>;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts a server on a free loopback port (--listen 127.0.0.1:0) and waits for its first line. */
+export function startServer(args: string[], env: Record<string, string> = {}): Promise<Running> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'server', 'start', '--listen', '127.0.0.1:0', '--json', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl >= 0 && !started) {
+        started = true;
+        const first = JSON.parse(out.slice(0, nl)) as { ok: boolean; result: Record<string, unknown> };
+        resolve({ child, url: first.result.url as string, first: first.result, stdout: () => out, stderr: () => err, exited });
+      }
+    });
+    child.stderr!.on('data', (d) => (err += d));
+    let started = false;
+    void exited.then((code) => {
+      if (!started) reject(new Error(`server exited ${code} before listening: ${out} ${err}`));
+    });
+  });
+}
+
+export async function stop(s: Running): Promise<number | null> {
+  s.child.kill('SIGTERM');
+  return s.exited;
+}
+
