@@ -21,6 +21,8 @@ function statusFor(code: string): number {
   if (code === 'INTERNAL') return 500;
   if (code === 'UNAUTHORIZED') return 401;
   if (code === 'IO_NOT_FOUND') return 404;
+  if (code === 'IO_EXISTS') return 409;
+  if (code === 'IO_ERROR') return 503;
   return exitStatusFor(code) === 1 ? 403 : 400;
 }
 
@@ -29,6 +31,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
+    // a request must arrive whole within 30 s (slow clients cannot hold connections, or a stop, open)
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
     // never echo a client's request id back into our logs
     genReqId: (() => {
       let n = 0;
@@ -53,7 +58,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
+    void reply.code(404).send({ error: { code: 'IO_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
 
   app.setErrorHandler((err, _req, reply) => {
@@ -62,15 +67,29 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     if (e.validation) return reply.code(400).send({ error: { code: 'FORMAT_INVALID', message: e.message ?? 'invalid request' } });
     if (e.statusCode === 413) return reply.code(413).send({ error: { code: 'FORMAT_INVALID', message: 'request body too large' } });
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: 'FORMAT_INVALID', message: e.message ?? 'bad request' } });
+    // for the operator: one line on stderr with what failed, never a request's content
+    process.stderr.write(
+      JSON.stringify({ t: new Date().toISOString(), level: 'error', method: _req.method, path: _req.url.split('?')[0], error: (err as Error).name, code: e.code ?? null }) + '\n',
+    );
     return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
 
   app.get(
     '/healthz',
-    { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' }, database: { type: 'string' }, schemaVersion: { type: 'integer' } }, required: ['ok', 'database', 'schemaVersion'] } } } },
-    async () => {
-      // a round trip to the database: a server that cannot reach it is not healthy
-      await o.db.get('SELECT 1 AS one');
+    {
+      schema: {
+        response: Object.fromEntries(
+          [200, 503].map((c) => [c, { type: 'object', properties: { ok: { type: 'boolean' }, database: { type: 'string' }, schemaVersion: { type: 'integer' } }, required: ['ok', 'database', 'schemaVersion'] }]),
+        ),
+      },
+    },
+    async (_req, reply) => {
+      // a round trip to the database: a server that cannot reach it is not healthy (503)
+      try {
+        await o.db.get('SELECT 1 AS one');
+      } catch {
+        return reply.code(503).send({ ok: false, database: o.db.kind, schemaVersion: SCHEMA_VERSION });
+      }
       return { ok: true, database: o.db.kind, schemaVersion: SCHEMA_VERSION };
     },
   );
@@ -78,22 +97,22 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   // The admin API: a bearer admin token (mlat_...), checked against its stored hash.
   const admin = async (req: { headers: Record<string, string | string[] | undefined> }) => {
     const h = req.headers.authorization;
-    const m = typeof h === 'string' ? /^Bearer (\S{1,200})$/.exec(h) : null;
+    const m = typeof h === 'string' ? /^Bearer +(\S{1,200})$/i.exec(h) : null;
     const id = m ? await checkAdminToken(o.db, m[1]!) : undefined;
     if (!id) throw new MlicError('UNAUTHORIZED', 'an admin token is required (Authorization: Bearer mlat_...)');
   };
 
-  app.post('/v1/entitlements', { preHandler: admin, schema: { body: ENTITLEMENT_INPUT_SCHEMA } }, async (req, reply) => {
+  app.post('/v1/entitlements', { onRequest: admin, schema: { body: ENTITLEMENT_INPUT_SCHEMA } }, async (req, reply) => {
     const r = await o.db.tx((q) => createEntitlement(q, req.body as EntitlementInput, new Date()));
     return reply.code(201).send(r);
   });
-  app.get('/v1/entitlements', { preHandler: admin, schema: { querystring: { type: 'object', additionalProperties: false, properties: { customer: { type: 'string', maxLength: 200 } } } } }, async (req) => {
+  app.get('/v1/entitlements', { onRequest: admin, schema: { querystring: { type: 'object', additionalProperties: false, properties: { customer: { type: 'string', maxLength: 200 } } } } }, async (req) => {
     const { customer } = req.query as { customer?: string };
     return { entitlements: await listEntitlements(o.db, customer ? { customer } : {}) };
   });
-  app.get('/v1/entitlements/:id', { preHandler: admin, schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' } } } } }, async (req, reply) => {
+  app.get('/v1/entitlements/:id', { onRequest: admin, schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' } } } } }, async (req, reply) => {
     const e = await getEntitlement(o.db, (req.params as { id: string }).id);
-    if (!e) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such entitlement' } });
+    if (!e) return reply.code(404).send({ error: { code: 'IO_NOT_FOUND', message: 'no such entitlement' } });
     return { entitlement: e };
   });
 

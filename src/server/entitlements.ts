@@ -45,7 +45,8 @@ export interface Entitlement extends EntitlementInput {
 
 const str = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
 const names = { type: 'array', maxItems: 64, uniqueItems: true, items: str(64) };
-const date = { type: 'string', minLength: 10, maxLength: 40 };
+// UTC, to the second, RFC 3339: 2027-12-31T00:00:00Z (no zone-less or local-time forms, which servers in different zones would read differently)
+const date = { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' };
 
 /** The request body of POST /v1/entitlements (JSON Schema, checked before the handler runs). */
 export const ENTITLEMENT_INPUT_SCHEMA = {
@@ -107,7 +108,8 @@ export const ENTITLEMENT_INPUT_SCHEMA = {
 const when = (s: string | undefined, what: string): Date | undefined => {
   if (s === undefined) return undefined;
   const d = new Date(s);
-  if (Number.isNaN(d.getTime())) throw new MlicError('FORMAT_INVALID', `terms.${what}: '${s}' is not a date`);
+  // a day that does not exist (2030-02-31) would roll over silently: the date must read back as given
+  if (Number.isNaN(d.getTime()) || d.toISOString().replace('.000Z', 'Z') !== s) throw new MlicError('FORMAT_INVALID', `terms.${what}: '${s}' is not a date (UTC, e.g. 2027-12-31T00:00:00Z)`);
   return d;
 };
 

@@ -28,6 +28,9 @@ export interface StartOptions {
   signal?: AbortSignal;
 }
 
+/** How long a stop waits for requests in flight before it cuts their connections. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
 export function parseListen(s: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[3]) : NaN;
@@ -66,10 +69,23 @@ export async function startServer(o: StartOptions): Promise<void> {
   let app: Awaited<ReturnType<typeof buildApp>> | undefined;
   try {
     await migrate(db);
+    try {
+      app = await buildApp({ db, ...(o.log ? { log: o.log } : {}), ...(https ? { https } : {}) });
+    } catch (e) {
+      throw new MlicError('KEY_INVALID', `--tls-cert ${o.tlsCert} / --tls-key ${o.tlsKey}: not a usable PEM certificate and key (${(e as { code?: string }).code ?? (e as Error).message})`, { cause: e });
+    }
+    try {
+      await app.listen({ host, port });
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? (e as Error).message;
+      throw new MlicError('IO_ERROR', `cannot listen on ${host}:${port}: ${code}`, {
+        cause: e,
+        ...(code === 'EADDRINUSE' ? { hint: 'another process holds that port; choose another with --listen' } : code === 'EACCES' ? { hint: 'ports below 1024 need privileges; use a higher port behind a proxy' } : {}),
+      });
+    }
+    // Only once the server is up: a start that fails never mints a token it could not show.
     const first = await db.tx(async (q) => ((await liveAdminTokens(q)) === 0 ? createAdminToken(q, 'first admin token (first start)', Math.floor(Date.now() / 1000)) : undefined));
     if (first) o.onFirstToken?.(first.token);
-    app = await buildApp({ db, ...(o.log ? { log: o.log } : {}), ...(https ? { https } : {}) });
-    await app.listen({ host, port });
     const addr = app.server.address();
     const bound = typeof addr === 'object' && addr ? addr.port : port;
     o.onListening?.(`${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${bound}`);
@@ -79,8 +95,19 @@ export async function startServer(o: StartOptions): Promise<void> {
       o.signal.addEventListener('abort', () => resolve(), { once: true });
     });
   } finally {
-    // stops accepting, waits for requests in flight, then the database
-    if (app) await app.close();
+    // stops accepting, waits for requests in flight (at most SHUTDOWN_GRACE_MS: a client that
+    // trickles its request does not hold the server up), then the database
+    if (app) {
+      const closing = app.close();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((res) => {
+        timer = setTimeout(() => res('late'), SHUTDOWN_GRACE_MS);
+        timer.unref();
+      });
+      if ((await Promise.race([closing, late])) === 'late') app.server.closeAllConnections();
+      clearTimeout(timer);
+      await closing;
+    }
     await db.close();
   }
 }

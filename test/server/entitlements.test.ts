@@ -40,6 +40,16 @@ describe.each(KINDS)('entitlements API on %s', (kind) => {
       ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
 
+  it('checks the token before it reads a body: without one, even a malformed body or query is 401', async () => {
+    for (const [method, url, body] of [['POST', '/v1/entitlements', {}], ['POST', '/v1/entitlements', '{bad'], ['GET', '/v1/entitlements?foo=1', undefined], ['GET', '/v1/entitlements/xyz', undefined]] as const) {
+      const r = await call(method, url, body, null);
+      expect(r.statusCode, `${method} ${url}`).toBe(401);
+      expect(JSON.stringify(r.json())).not.toMatch(/customer|pattern|foo/);
+    }
+    // the scheme is case-insensitive (RFC 7235)
+    expect((await app.inject({ method: 'GET', url: '/v1/entitlements', headers: { authorization: `bearer ${token}` } })).statusCode).toBe(200);
+  });
+
   it('needs a live admin token: none, a wrong one or a revoked one is 401 UNAUTHORIZED', async () => {
     for (const auth of [null, 'mlat_0000000000000000_' + 'A'.repeat(43), token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A')]) {
       const r = await call('GET', '/v1/entitlements', undefined, auth);
@@ -82,7 +92,10 @@ describe.each(KINDS)('entitlements API on %s', (kind) => {
       [{ ...good, terms: { ...good.terms, versions: { policy: 'pin', version: '2.1.0' } } }],
       [{ ...good, terms: { ...good.terms, versions: { policy: 'range', range: 'not a range' } } }, /would not make a licence/],
       [{ ...good, terms: { versions: { policy: 'rolling' } } }, /would not make a licence/],
-      [{ ...good, terms: { ...good.terms, expires: 'sometime-later' } }, /not a date/],
+      [{ ...good, terms: { ...good.terms, expires: 'sometime-later' } }],
+      [{ ...good, terms: { ...good.terms, expires: '2030-01-01T00:00' } }],
+      [{ ...good, terms: { ...good.terms, expires: 'Tue, 01 Jan 2030 00:00:00 GMT' } }],
+      [{ ...good, terms: { ...good.terms, expires: '2030-02-31T00:00:00Z' } }, /not a date/],
       [{ ...good, terms: { ...good.terms, meters: [{ metric: 'x', limit: -1, period: 'month' }] } }],
       ['{"customer":'],
       [[1, 2, 3]],

@@ -50,11 +50,25 @@ describe('mlic server init: bad places', () => {
     expect(u.json.error.code).toBe('USAGE');
   });
 
-  it('a database it cannot reach is IO_ERROR, and the password in the URL is never shown', async () => {
+  it('a database it cannot reach is IO_ERROR, and a password in the URL (user:pw@ or ?password=) is never shown', async () => {
     const r = await mlic(['server', 'init', '--data', join(await tmp(), 'x'), '--database', 'postgres://mlic:s3cret-pw@127.0.0.1:1/mlic', '--json']);
     expect(r.code).toBe(2);
     expect(r.json.error.code).toBe('IO_ERROR');
     expect(r.stdout + r.stderr).not.toContain('s3cret-pw');
     expect(r.json.error.message).toContain('***');
+    const q = await mlic(['server', 'init', '--data', join(await tmp(), 'y'), '--database', 'postgres://mlic@127.0.0.1:1/mlic?password=Qu3ry-pw&sslpassword=Ssl-pw', '--json']);
+    expect(q.json.error.code).toBe('IO_ERROR');
+    expect(q.stdout + q.stderr).not.toMatch(/Qu3ry-pw|Ssl-pw/);
+  });
+
+  it('an existing database file with looser permissions (a restored backup) is made 0600', async () => {
+    const d = join(await tmp(), 'd');
+    await mkdir(d, { mode: 0o700 });
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(d, 'mlic.db'), '', { mode: 0o644 });
+    await chmod(join(d, 'mlic.db'), 0o644);
+    const r = await mlic(['server', 'init', '--data', d, '--json']);
+    expect(r.code, r.stdout).toBe(0);
+    expect((await stat(join(d, 'mlic.db'))).mode & 0o777).toBe(0o600);
   });
 });

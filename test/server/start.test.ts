@@ -1,6 +1,7 @@
 /** `mlic server start` as a real process: listening, health, errors, access log, TLS, shutdown. */
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'node:https';
@@ -23,7 +24,7 @@ describe.each(KINDS)('mlic server start on %s', (kind) => {
     expect(await h.json()).toEqual({ ok: true, database: kind, schemaVersion: SCHEMA_VERSION });
     const nf = await fetch(`${s.url}/no/such/route?token=secret-in-query`, { headers: { authorization: 'Bearer mlat_secret_header' } });
     expect(nf.status).toBe(404);
-    expect(((await nf.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+    expect(((await nf.json()) as { error: { code: string } }).error.code).toBe('IO_NOT_FOUND');
     const big = await fetch(`${s.url}/healthz`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ x: 'a'.repeat(100_000) }) });
     expect(big.status).toBe(413);
     expect(((await big.json()) as { error: { code: string } }).error.code).toBe('FORMAT_INVALID');
@@ -93,6 +94,40 @@ describe('mlic server start: refusals and TLS', () => {
     expect(await stop(s)).toBe(0);
     expect(fails(['--data', join(d, 'data'), '--tls-cert', cert]).error.code).toBe('USAGE');
   });
+});
+
+describe('mlic server start: failures and stops', () => {
+  it('a start that cannot listen (port taken) is IO_ERROR, exit 2, and mints no token: the next start still shows the first one', async () => {
+    const dir = join(await tmp(), 'd');
+    const holder = await startServer(['--data', join(await tmp(), 'other')]);
+    const port = new URL(holder.url).port;
+    const r = spawnSync(process.execPath, [BIN, 'server', 'start', '--json', '--data', dir, '--listen', `127.0.0.1:${port}`], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(await stop(holder)).toBe(0);
+    expect(r.status).toBe(2);
+    expect((JSON.parse(r.stdout) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'IO_ERROR', message: expect.stringContaining('EADDRINUSE') });
+    const s = await startServer(['--data', dir]);
+    expect(s.first.adminToken).toMatch(/^mlat_/);
+    expect(await stop(s)).toBe(0);
+  });
+
+  it('a client trickling its request does not hold a SIGTERM up past the grace period', async () => {
+    const s = await startServer(['--data', join(await tmp(), 'd')]);
+    const { port } = new URL(s.url);
+    const sock = connect(Number(port), '127.0.0.1');
+    await new Promise((res) => sock.once('connect', res));
+    sock.write('POST /v1/entitlements HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{');
+    const drip = setInterval(() => sock.write(' '), 1000);
+    sock.on('error', () => undefined);
+    await new Promise((res) => setTimeout(res, 300));
+    const t0 = Date.now();
+    try {
+      expect(await stop(s)).toBe(0);
+    } finally {
+      clearInterval(drip);
+      sock.destroy();
+    }
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  }, 30_000);
 });
 
 describe('two servers on one PostgreSQL', () => {

@@ -6,12 +6,14 @@ import type { Database, Queries, SqlValue } from './types.js';
 // BIGINT (int8) as a number: the server's values (unix seconds, counts) are far below 2^53.
 pg.types.setTypeParser(20, (v: string) => Number(v));
 
-/** The URL with its password removed, for messages. */
+/**
+ * The URL for messages: scheme, user, host, port and database only. A password (`user:pw@`, or
+ * `?password=` / `?sslpassword=` that pg also reads) and every other parameter are left out.
+ */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
+    return `${u.protocol}//${u.username ? `${u.username}${u.password ? ':***' : ''}@` : ''}${u.host}${u.pathname}${u.search ? '?…' : ''}`;
   } catch {
     return 'postgres://(unparsable URL)';
   }

@@ -1,5 +1,5 @@
 /** The embedded default: one SQLite file in the server's data directory, 0600, in WAL mode. */
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { MlicError, fromFsError } from '../../errors.js';
@@ -52,7 +52,13 @@ async function release(key: string): Promise<void> {
 function openSqliteConnection(path: string): Database {
   // Created 0600 before SQLite opens it (its -wal and -shm files take the same mode).
   try {
-    closeSync(openSync(path, constants.O_CREAT | constants.O_RDWR | constants.O_NOFOLLOW, 0o600));
+    const fd = openSync(path, constants.O_CREAT | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
+    // an existing file (a restored backup, say) is made private too; SQLite gives -wal and -shm its mode
+    try {
+      fchmodSync(fd, 0o600);
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
     throw fromFsError(e, path);
   }
