@@ -374,6 +374,20 @@ conn(entitlement.command('show').description('show one entitlement').argument('<
   .addHelpText('after', '\nExamples:\n  $ mlic admin entitlement show ent_0123456789abcdef')
   .action(async (id, opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementShow')(id, opts, cmd));
 
+const tokenCmd = adminCmd.command('token').description('admin tokens for the admin API');
+conn(tokenCmd.command('create').description('create an admin token and print it, once').requiredOption('--name <text>', 'what or who it is for'))
+  .addOption(json())
+  .addHelpText('after', "\nExamples:\n  $ mlic admin token create --name 'release pipeline'")
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'tokenCreate')(opts, cmd));
+conn(tokenCmd.command('list').description('list admin tokens (ids and names; never the tokens)'))
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin token list --json')
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'tokenList')(opts, cmd));
+conn(tokenCmd.command('revoke').description('revoke an admin token (never the last live one)').argument('<id>', 'token id (16 hex digits: the part after mlat_)'))
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin token revoke 0123456789abcdef')
+  .action(async (id, opts, cmd) => act(() => import('./commands/admin.js'), 'tokenRevoke')(id, opts, cmd));
+
 // A closed pipe (`mlic licenses | head -1`) ends the command quietly, as it would a shell tool.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (e: NodeJS.ErrnoException) => {

@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { SCHEMA_VERSION, type Database } from './db/index.js';
-import { checkAdminToken } from './tokens.js';
+import { checkAdminToken, createAdminToken, listAdminTokens, revokeAdminToken } from './tokens.js';
 import { ENTITLEMENT_INPUT_SCHEMA, createEntitlement, getEntitlement, listEntitlements, type EntitlementInput } from './entitlements.js';
 
 export interface AppOptions {
@@ -115,6 +115,28 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     if (!e) return reply.code(404).send({ error: { code: 'IO_NOT_FOUND', message: 'no such entitlement' } });
     return { entitlement: e };
   });
+
+  app.post(
+    '/v1/admin-tokens',
+    { onRequest: admin, schema: { body: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', minLength: 1, maxLength: 200 } } } } },
+    async (req, reply) => {
+      const now = Math.floor(Date.now() / 1000);
+      const { id, token } = await o.db.tx((q) => createAdminToken(q, (req.body as { name: string }).name, now));
+      return reply.code(201).send({ id, name: (req.body as { name: string }).name, token });
+    },
+  );
+  app.get('/v1/admin-tokens', { onRequest: admin }, async () => ({ tokens: await listAdminTokens(o.db) }));
+  app.post(
+    '/v1/admin-tokens/:id/revoke',
+    { onRequest: admin, schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } } } },
+    async (req) => {
+      const id = (req.params as { id: string }).id;
+      const r = await o.db.tx((q) => revokeAdminToken(q, id, Math.floor(Date.now() / 1000)));
+      if (r === 'missing') throw new MlicError('IO_NOT_FOUND', `no admin token ${id}`);
+      if (r === 'last') throw new MlicError('USAGE', 'refusing to revoke the last live admin token (nobody could use the admin API after it)', { hint: 'create another token first' });
+      return { id, revoked: true, ...(r === 'already' ? { already: true } : {}) };
+    },
+  );
 
   return app;
 }

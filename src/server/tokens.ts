@@ -32,3 +32,30 @@ export async function liveAdminTokens(q: Queries): Promise<number> {
   const r = await q.get<{ n: number }>('SELECT COUNT(*) AS n FROM admin_tokens WHERE revoked_at IS NULL');
   return Number(r?.n ?? 0);
 }
+
+export interface AdminTokenView {
+  id: string;
+  name: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+const iso = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+
+export async function listAdminTokens(q: Queries): Promise<AdminTokenView[]> {
+  const rows = await q.all<{ id: string; name: string; created_at: number; revoked_at: number | null }>('SELECT id, name, created_at, revoked_at FROM admin_tokens ORDER BY created_at, id');
+  return rows.map((r) => ({ id: r.id, name: r.name, createdAt: iso(Number(r.created_at)), ...(r.revoked_at !== null ? { revokedAt: iso(Number(r.revoked_at)) } : {}) }));
+}
+
+/**
+ * Revokes a token (run in a transaction). The last live one is not revoked: nobody could then use
+ * the admin API. 'missing' when there is no such token; 'last' when it is the last live one.
+ */
+export async function revokeAdminToken(q: Queries, id: string, now: number): Promise<'revoked' | 'already' | 'missing' | 'last'> {
+  const row = await q.get<{ revoked_at: number | null }>('SELECT revoked_at FROM admin_tokens WHERE id = ?', [id]);
+  if (!row) return 'missing';
+  if (row.revoked_at !== null) return 'already';
+  if ((await liveAdminTokens(q)) <= 1) return 'last';
+  await q.run('UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id]);
+  return 'revoked';
+}

@@ -212,7 +212,7 @@ describe('mlic CLI: keygen, pack, inspect, verify', () => {
 
 describe('mlic help', () => {
   it('every command has --help with examples', async () => {
-    const cmds = [['keygen'], ['pack'], ['inspect'], ['verify'], ['sign'], ['fingerprint'], ['activate'], ['trust', 'add'], ['trust', 'list'], ['trust', 'remove'], ['licenses'], ['license', 'issue'], ['license', 'inspect'], ['unpack'], ['run'], ['meter', 'status'], ['meter', 'consume'], ['meter', 'serve'], ['usage', 'report'], ['usage', 'verify'], ['audit', 'verify'], ['audit', 'export'], ['server', 'init'], ['server', 'start'], ['admin', 'entitlement', 'create'], ['admin', 'entitlement', 'list'], ['admin', 'entitlement', 'show']];
+    const cmds = [['keygen'], ['pack'], ['inspect'], ['verify'], ['sign'], ['fingerprint'], ['activate'], ['trust', 'add'], ['trust', 'list'], ['trust', 'remove'], ['licenses'], ['license', 'issue'], ['license', 'inspect'], ['unpack'], ['run'], ['meter', 'status'], ['meter', 'consume'], ['meter', 'serve'], ['usage', 'report'], ['usage', 'verify'], ['audit', 'verify'], ['audit', 'export'], ['server', 'init'], ['server', 'start'], ['admin', 'entitlement', 'create'], ['admin', 'entitlement', 'list'], ['admin', 'entitlement', 'show'], ['admin', 'token', 'create'], ['admin', 'token', 'list'], ['admin', 'token', 'revoke']];
     for (const c of cmds) {
       const r = await mlic([...c, '--help']);
       expect(r.code, c.join(' ')).toBe(0);

@@ -56,3 +56,30 @@ describe('mlic admin entitlement', () => {
     expect(none.json.error.code).toBe('USAGE');
   });
 });
+
+describe('mlic admin token', () => {
+  it('create prints a working token once; list shows ids, never tokens; revoke ends it; the last one stays', async () => {
+    const s = await startServer(['--data', join(await tmp(), 'data')]);
+    try {
+      const first = s.first.adminToken as string;
+      const env = { MLIC_SERVER: s.url, MLIC_ADMIN_TOKEN: first };
+      const c = await mlic(['admin', 'token', 'create', '--name', 'release pipeline'], { env });
+      expect(c.code, c.stderr).toBe(0);
+      const second = c.stdout.trim();
+      expect(second).toMatch(/^mlat_[0-9a-f]{16}_/);
+      const l = await mlic(['admin', 'token', 'list', '--json'], { env: { ...env, MLIC_ADMIN_TOKEN: second } });
+      expect(l.json.result.tokens.map((t: { name: string }) => t.name)).toEqual(['first admin token (first start)', 'release pipeline']);
+      expect(l.stdout).not.toContain(first.slice(22));
+      const firstId = first.slice(5, 21);
+      expect((await mlic(['admin', 'token', 'revoke', firstId, '--json'], { env: { ...env, MLIC_ADMIN_TOKEN: second } })).code).toBe(0);
+      const gone = await mlic(['admin', 'token', 'list', '--json'], { env });
+      expect(gone.code).toBe(1);
+      expect(gone.json.error.code).toBe('UNAUTHORIZED');
+      const last = await mlic(['admin', 'token', 'revoke', second.slice(5, 21), '--json'], { env: { ...env, MLIC_ADMIN_TOKEN: second } });
+      expect(last.code).toBe(2);
+      expect(last.json.error.code).toBe('USAGE');
+    } finally {
+      expect(await stop(s)).toBe(0);
+    }
+  });
+});

@@ -82,6 +82,31 @@ describe.each(KINDS)('entitlements API on %s', (kind) => {
     expect((await call('GET', '/v1/entitlements/ent_0000000000000000')).statusCode).toBe(404);
   });
 
+  it('admin tokens: create (shown once), list (never the secret), revoke; the last live token is never revoked, even by two revocations at once', async () => {
+    const made = await call('POST', '/v1/admin-tokens', { name: 'pipeline' });
+    expect(made.statusCode).toBe(201);
+    const t = made.json() as { id: string; token: string };
+    expect(t.token).toMatch(/^mlat_/);
+    expect((await call('GET', '/v1/entitlements', undefined, t.token)).statusCode).toBe(200);
+    const listed = await call('GET', '/v1/admin-tokens');
+    expect(listed.json().tokens.some((x: { id: string }) => x.id === t.id)).toBe(true);
+    expect(listed.body).not.toContain(t.token.slice(22));
+    expect((await call('POST', `/v1/admin-tokens/${t.id}/revoke`, {})).json()).toMatchObject({ id: t.id, revoked: true });
+    expect((await call('GET', '/v1/entitlements', undefined, t.token)).statusCode).toBe(401);
+    expect((await call('POST', '/v1/admin-tokens/0000000000000000/revoke', {})).statusCode).toBe(404);
+    expect((await call('POST', '/v1/admin-tokens', { name: 'x', extra: 1 })).statusCode).toBe(400);
+    // revoke every live token at once, each call with its own token: one must stay
+    await call('POST', '/v1/admin-tokens', { name: 'second' });
+    const live = ((await call('GET', '/v1/admin-tokens')).json().tokens as { id: string; revokedAt?: string }[]).filter((x) => !x.revokedAt);
+    expect(live.length).toBeGreaterThanOrEqual(2);
+    const results = await Promise.all(live.map((x) => call('POST', `/v1/admin-tokens/${x.id}/revoke`, {})));
+    // each call either revoked (200), was refused as the last (400), or came with a token revoked meanwhile (401)
+    expect(results.every((r) => [200, 400, 401].includes(r.statusCode))).toBe(true);
+    for (const r of results.filter((x) => x.statusCode === 400)) expect(r.json().error.message).toContain('last live admin token');
+    const rows = await db.all<{ revoked_at: number | null }>('SELECT revoked_at FROM admin_tokens');
+    expect(rows.filter((r) => r.revoked_at === null)).toHaveLength(1);
+  });
+
   it('refuses bad bodies with 4xx and an mlic code, and stays up: unknown fields, wrong types, bounds, terms no licence could have, oversized', async () => {
     const bad: [unknown, RegExp?][] = [
       [{ ...good, extra: 1 }],

@@ -135,3 +135,22 @@ export async function entitlementShow(ctx: Ctx, id: string, o: Conn): Promise<vo
   ctx.out(JSON.stringify(r.entitlement, null, 2));
   printResult(ctx, r);
 }
+
+export async function tokenCreate(ctx: Ctx, o: Conn & { name: string }): Promise<void> {
+  const r = await call<{ id: string; name: string; token: string }>(o, 'POST', 'v1/admin-tokens', { name: o.name });
+  ctx.note(`admin token ${r.id} (${r.name}); shown this once:`);
+  ctx.out(r.token);
+  printResult(ctx, r);
+}
+
+export async function tokenList(ctx: Ctx, o: Conn): Promise<void> {
+  const r = await call<{ tokens: { id: string; name: string; createdAt: string; revokedAt?: string }[] }>(o, 'GET', 'v1/admin-tokens');
+  for (const t of r.tokens) ctx.out(`${t.id}  ${t.createdAt}  ${t.revokedAt ? `REVOKED ${t.revokedAt}` : 'live'}  ${t.name}`);
+  printResult(ctx, r);
+}
+
+export async function tokenRevoke(ctx: Ctx, id: string, o: Conn): Promise<void> {
+  const r = await call<{ id: string; revoked: boolean; already?: boolean }>(o, 'POST', `v1/admin-tokens/${encodeURIComponent(id)}/revoke`, {});
+  ctx.note(r.already ? `admin token ${id} was already revoked` : `revoked admin token ${id}`);
+  printResult(ctx, r);
+}
