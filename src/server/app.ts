@@ -44,6 +44,13 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     ...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
+  // The OpenAPI document is made from the very schemas the routes validate with (GET /openapi.json).
+  const routes: { method: string; url: string; schema?: Record<string, unknown>; admin: boolean }[] = [];
+  app.addHook('onRoute', (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    for (const m of methods) if (m !== 'HEAD' && r.url !== '/openapi.json') routes.push({ method: m.toLowerCase(), url: r.url, ...(r.schema ? { schema: r.schema as Record<string, unknown> } : {}), admin: r.onRequest !== undefined });
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     log(
       JSON.stringify({
@@ -138,5 +145,37 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     },
   );
 
+  app.get('/openapi.json', async () => openApiDocument(routes));
+
   return app;
+}
+
+/** OpenAPI 3.1 from the routes' own JSON Schemas (the server validates with exactly these). */
+export function openApiDocument(routes: readonly { method: string; url: string; schema?: Record<string, unknown>; admin: boolean }[]): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  const error = { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' }, hint: { type: 'string' } } } } };
+  for (const r of [...routes].sort((a, b) => (a.url + a.method).localeCompare(b.url + b.method))) {
+    const path = r.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const s = r.schema ?? {};
+    const params: unknown[] = [];
+    const pp = (s.params as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+    for (const [name, schema] of Object.entries(pp)) params.push({ name, in: 'path', required: true, schema });
+    const qp = (s.querystring as { properties?: Record<string, unknown> } | undefined)?.properties ?? {};
+    for (const [name, schema] of Object.entries(qp)) params.push({ name, in: 'query', required: false, schema });
+    const responses: Record<string, unknown> = { default: { description: 'an error, with one of mlic\'s codes', content: { 'application/json': { schema: error } } } };
+    for (const [code, schema] of Object.entries((s.response as Record<string, unknown> | undefined) ?? {})) responses[code] = { description: code, content: { 'application/json': { schema } } };
+    if (!s.response) responses[r.method === 'post' ? '201' : '200'] = { description: 'ok' };
+    (paths[path] ??= {})[r.method] = {
+      ...(params.length ? { parameters: params } : {}),
+      ...(s.body ? { requestBody: { required: true, content: { 'application/json': { schema: s.body } } } } : {}),
+      ...(r.admin ? { security: [{ adminToken: [] }] } : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'mlic licence server', version: '1' },
+    components: { securitySchemes: { adminToken: { type: 'http', scheme: 'bearer', description: 'an admin token, mlat_...' } } },
+    paths,
+  };
 }
