@@ -33,6 +33,7 @@ export const DENIAL_CODES = [
   'STATE_TAMPERED',
   'REPORT_INVALID',
   'UNAUTHORIZED',
+  'HOST_LIMIT_REACHED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

@@ -139,9 +139,11 @@ program
   .option('--region <code>', 'declare the region this host is in (ISO 3166 country, e.g. DE)')
   .option('--customer <ref>', 'your customer reference, for the vendor')
   .option('--force', 'overwrite an existing request file')
+  .option('--online <url>', "activate online: send this host's request to the vendor's licence server and install the licence it returns")
+  .option('--license-key <key>', 'with --online: the licence key from the vendor (MLIC-XXXXX-...)')
   .addOption(home())
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate customer.lic')
+  .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate customer.lic\n  $ mlic activate --online https://licences.acme.example --license-key MLIC-7K2QD-...')
   .action(async (lic, opts, cmd) => act(() => import('./commands/activate.js'))(lic, opts, cmd));
 
 const trust = program.command('trust').description('manage the vendor keys this host trusts');
@@ -331,6 +333,8 @@ server
   .option('--tls-cert <file>', 'PEM certificate (chain) for HTTPS')
   .option('--tls-key <file>', 'PEM private key for HTTPS')
   .option('--insecure-http', 'allow plain HTTP on a non-loopback address')
+  .option('--key <file>', 'vendor secret key to issue licences with (else MLIC_SECRET_KEY; passphrase from MLIC_PASSPHRASE)')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
   .addOption(json())
   .addHelpText('after', '\nPrints the base URL on stdout when listening, then one JSON access-log line per request. SIGTERM stops it\ngracefully (requests in flight finish).\n\nExamples:\n  $ mlic server start --data /var/lib/mlic\n  $ mlic server start --data /var/lib/mlic --listen 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem')
   .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'start')(opts, cmd));

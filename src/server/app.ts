@@ -6,11 +6,15 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { SCHEMA_VERSION, type Database } from './db/index.js';
+import type { VendorKey } from '../keys/vendor.js';
+import { activate } from './activations.js';
 import { checkAdminToken, createAdminToken, listAdminTokens, revokeAdminToken } from './tokens.js';
 import { ENTITLEMENT_INPUT_SCHEMA, createEntitlement, getEntitlement, listEntitlements, type EntitlementInput } from './entitlements.js';
 
 export interface AppOptions {
   db: Database;
+  /** the vendor key licences are issued with; without it, activation answers 503 */
+  issuer?: VendorKey;
   /** where access-log lines go (default: stdout) */
   log?: (line: string) => void;
   https?: { cert: Buffer; key: Buffer };
@@ -142,6 +146,27 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       if (r === 'missing') throw new MlicError('IO_NOT_FOUND', `no admin token ${id}`);
       if (r === 'last') throw new MlicError('USAGE', 'refusing to revoke the last live admin token (nobody could use the admin API after it)', { hint: 'create another token first' });
       return { id, revoked: true, ...(r === 'already' ? { already: true } : {}) };
+    },
+  );
+
+  // Online activation (no admin token: the licence key is the credential).
+  app.post(
+    '/v1/activations',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['licenseKey', 'request'],
+          properties: { licenseKey: { type: 'string', minLength: 1, maxLength: 64 }, request: { type: 'string', minLength: 2, maxLength: 48 * 1024 } },
+        },
+      },
+    },
+    async (req, reply) => {
+      if (!o.issuer) throw new MlicError('IO_ERROR', 'this server issues no licences: it was started without the vendor key', { hint: 'start it with --key (or MLIC_SECRET_KEY)' });
+      const b = req.body as { licenseKey: string; request: string };
+      const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()));
+      return reply.code(r.reissued ? 200 : 201).send(r);
     },
   );
 

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { MlicError, fromFsError } from '../errors.js';
+import type { VendorKey } from '../keys/vendor.js';
 import { migrate, openDatabase } from './db/index.js';
 import { buildApp } from './app.js';
 import { privateDataDir } from './init.js';
@@ -26,6 +27,8 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** stops the server gracefully when aborted */
   signal?: AbortSignal;
+  /** the vendor key to issue licences with (online activation) */
+  issuer?: VendorKey;
 }
 
 /** How long a stop waits for requests in flight before it cuts their connections. */
@@ -70,7 +73,7 @@ export async function startServer(o: StartOptions): Promise<void> {
   try {
     await migrate(db);
     try {
-      app = await buildApp({ db, ...(o.log ? { log: o.log } : {}), ...(https ? { https } : {}) });
+      app = await buildApp({ db, ...(o.issuer ? { issuer: o.issuer } : {}), ...(o.log ? { log: o.log } : {}), ...(https ? { https } : {}) });
     } catch (e) {
       throw new MlicError('KEY_INVALID', `--tls-cert ${o.tlsCert} / --tls-key ${o.tlsKey}: not a usable PEM certificate and key (${(e as { code?: string }).code ?? (e as Error).message})`, { cause: e });
     }

@@ -263,7 +263,8 @@ describe('ranges: differential properties against npm semver (fast-check)', () =
       }),
       { numRuns: RUNS },
     );
-    expect(accepted).toBeGreaterThan(3000);
+    // most generated ranges are valid (about 75%; random runs vary, so the floor leaves room: 2,995 of 4,000 was seen)
+    expect(accepted).toBeGreaterThan(0.6 * RUNS);
   });
 
   it('npm-isms and junk: whatever parseRange accepts npm accepts and evaluates the same; what npm rejects is rejected', () => {

@@ -1,4 +1,4 @@
-import { MlicError } from '../../errors.js';
+import { ERROR_CODES, MlicError, type ErrorCode } from '../../errors.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { activateLicense, createActivationRequest } from '../../host/licences.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
@@ -13,6 +13,8 @@ export interface ActivateOpts {
   customer?: string;
   home?: string;
   force?: boolean;
+  online?: string;
+  licenseKey?: string;
 }
 
 export async function run(ctx: Ctx, licenseFile: string | undefined, o: ActivateOpts): Promise<void> {
@@ -29,11 +31,44 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     printResult(ctx, { request: out, requestId: request.payload.requestId, reusedHostKey: reused, components: request.payload.fingerprint.components.length, region: request.payload.region ?? null });
     return;
   }
-  if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, or --request to make an activation request');
-  const text = await readTextFile(licenseFile, { maxBytes: MAX_INPUT.licence, what: 'licence' });
-  const r = await activateLicense(text, { ...base, hostProbe: await probeWithSpinner(ctx.json) });
+  let text: string;
+  let hostProbe;
+  if (o.online !== undefined) {
+    if (licenseFile !== undefined) throw new MlicError('USAGE', '--online takes no licence file: the server sends it');
+    if (!o.licenseKey) throw new MlicError('USAGE', '--online needs --license-key MLIC-XXXXX-XXXXX-XXXXX-XXXXX');
+    hostProbe = await probeWithSpinner(ctx.json);
+    const { request } = await createActivationRequest({ ...base, hostProbe, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    text = await postActivation(o.online, o.licenseKey, JSON.stringify(request));
+  } else {
+    if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, --request to make an activation request, or --online URL --license-key KEY');
+    text = await readTextFile(licenseFile, { maxBytes: MAX_INPUT.licence, what: 'licence' });
+  }
+  const r = await activateLicense(text, { ...base, hostProbe: hostProbe ?? (await probeWithSpinner(ctx.json)) });
   const l = r.license;
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);
   if (r.inGrace) ctx.note('warning: the licence has expired and is in its grace period');
   printResult(ctx, { licenseId: l.licenseId, model: l.model, versions: l.versions, expires: l.expires ?? null, installedAt: r.path, inGrace: r.inGrace });
+}
+
+/** Posts the request; the licence text on success, the server's mlic code otherwise. */
+async function postActivation(server: string, licenseKey: string, request: string): Promise<string> {
+  let url: URL;
+  try {
+    url = new URL('v1/activations', server.endsWith('/') ? server : `${server}/`);
+  } catch {
+    throw new MlicError('USAGE', `--online ${server}: not a URL`);
+  }
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }), signal: AbortSignal.timeout(60_000) });
+  } catch (e) {
+    throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
+  }
+  const body = (await res.json().catch(() => undefined)) as { license?: string; error?: { code?: string; message?: string; hint?: string } } | undefined;
+  if (!res.ok || typeof body?.license !== 'string') {
+    const err = body?.error ?? {};
+    const code = ERROR_CODES.has(err.code ?? '') ? (err.code as ErrorCode) : 'IO_ERROR';
+    throw new MlicError(code, `the licence server refused the activation (${res.status}): ${err.message ?? 'no reason given'}`, err.hint ? { hint: err.hint } : {});
+  }
+  return body.license;
 }

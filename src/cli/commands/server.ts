@@ -1,6 +1,7 @@
 import { initServer } from '../../server/init.js';
 import { startServer } from '../../server/start.js';
 import { handleSignalsWith } from '../../util/cleanup.js';
+import { vendorKey } from '../keys.js';
 import { printResult, type Ctx } from '../output.js';
 
 export async function init(ctx: Ctx, o: { data: string; database?: string }): Promise<void> {
@@ -11,7 +12,10 @@ export async function init(ctx: Ctx, o: { data: string; database?: string }): Pr
   printResult(ctx, r);
 }
 
-export async function start(ctx: Ctx, o: { data: string; database?: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean }): Promise<void> {
+export async function start(ctx: Ctx, o: { data: string; database?: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean; key?: string; passphraseFile?: string }): Promise<void> {
+  // the vendor key, as for license issue: --key FILE or MLIC_SECRET_KEY (never logged); none: no activation
+  const issuer = o.key !== undefined || process.env.MLIC_SECRET_KEY ? await vendorKey(ctx, o) : undefined;
+  if (!issuer) ctx.note('no vendor key (--key or MLIC_SECRET_KEY): online activation will answer 503');
   const ac = new AbortController();
   let firstToken: string | undefined;
   const release = handleSignalsWith((sig) => {
@@ -27,6 +31,7 @@ export async function start(ctx: Ctx, o: { data: string; database?: string; list
       ...(o.tlsKey !== undefined ? { tlsKey: o.tlsKey } : {}),
       insecureHttp: o.insecureHttp ?? false,
       signal: ac.signal,
+      ...(issuer ? { issuer } : {}),
       onFirstToken: (token) => {
         firstToken = token;
         if (ctx.json) return; // in the result line below

@@ -33,6 +33,14 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX entitlements_customer ON entitlements (customer)',
     ],
   },
+  {
+    version: 3,
+    name: 'hosts',
+    sql: [
+      'CREATE TABLE hosts (id TEXT PRIMARY KEY, entitlement_id TEXT NOT NULL REFERENCES entitlements (id), host_key TEXT NOT NULL, hostname TEXT NOT NULL, license_id TEXT NOT NULL, activated_at BIGINT NOT NULL, last_seen BIGINT NOT NULL, deactivated_at BIGINT)',
+      'CREATE UNIQUE INDEX hosts_entitlement_key ON hosts (entitlement_id, host_key)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
