@@ -180,33 +180,41 @@ program
   .addHelpText('after', "\nExamples:\n  $ mlic licenses\n  $ mlic licenses --json | jq '.result.licenses[].status'")
   .action(async (opts, cmd) => act(() => import('./commands/licenses.js'))(opts, cmd));
 
+/** The terms a licence grants, shared by `license issue` and `admin entitlement create`. */
+function termsOptions(c: Command, versionsHelp: string): Command {
+  return c
+    .option('--versions <range>', versionsHelp)
+    .option('--rolling', 'every version released while the licence is valid')
+    .option('--updates-until <date>', 'maintenance window: versions released up to DATE work for good, later ones do not')
+    .option('--not-before <date>', 'start of validity (default now)')
+    .option('--expires <date>', 'end of validity')
+    .option('--days <n>', 'valid for N days from --not-before (else from now)')
+    .option('--perpetual', 'no end of validity (one of --days, --expires or --perpetual is required)')
+    .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
+    .option('--clock-tolerance <duration>', 'how far the clock may go back before CLOCK_TAMPERED (default 1h)')
+    .option('--tier <name>', 'tier, e.g. pro')
+    .option('--feature <name>', 'licensed feature (repeatable)', collect)
+    .option('--component <name>', 'licensed component of a multi-model bundle (repeatable; default all)', collect)
+    .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
+    .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
+    .option('--region <code>', 'allowed region or country (repeatable; EU and EEA are groups)', collect)
+    .option('--require-watermark', 'outputs must be watermarked (e.g. a free tier)');
+}
+
 const license = program.command('license').description("the vendor's licence tools");
-license
-  .command('issue')
-  .description("turn a host's activation request into a signed licence (or --unbound)")
-  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
-  .option('--passphrase-file <file>', 'passphrase for the secret key')
-  .option('--request <file>', "the host's activation request")
-  .option('--unbound', 'a licence tied to no host (its keys travel in the clear: a bearer licence)')
-  .requiredOption('--model <name>', 'model name')
-  .option('--versions <range>', "versions: a range ('^2', '>=2.1 <3') or a pin ('=2.1.0', needs --bundle)")
-  .option('--rolling', 'every version released while the licence is valid')
-  .option('--updates-until <date>', 'maintenance window: versions released up to DATE work for good, later ones do not')
+termsOptions(
+  license
+    .command('issue')
+    .description("turn a host's activation request into a signed licence (or --unbound)")
+    .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
+    .option('--passphrase-file <file>', 'passphrase for the secret key')
+    .option('--request <file>', "the host's activation request")
+    .option('--unbound', 'a licence tied to no host (its keys travel in the clear: a bearer licence)')
+    .requiredOption('--model <name>', 'model name'),
+  "versions: a range ('^2', '>=2.1 <3') or a pin ('=2.1.0', needs --bundle)",
+)
   .option('--bundle <file>', 'for a pin: the bundle it pins (its key alone is granted)')
-  .option('--not-before <date>', 'start of validity (default now)')
-  .option('--expires <date>', 'end of validity')
-  .option('--days <n>', 'valid for N days from --not-before')
-  .option('--perpetual', 'no end of validity (one of --days, --expires or --perpetual is required)')
-  .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
-  .option('--clock-tolerance <duration>', 'how far the clock may go back before CLOCK_TAMPERED (default 1h)')
-  .option('--tier <name>', 'tier, e.g. pro')
-  .option('--feature <name>', 'licensed feature (repeatable)', collect)
-  .option('--component <name>', 'licensed component of a multi-model bundle (repeatable; default all)', collect)
-  .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
-  .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
-  .option('--region <code>', 'allowed region or country (repeatable; EU and EEA are groups)', collect)
   .option('--customer <ref>', 'customer reference')
-  .option('--require-watermark', 'outputs must be watermarked (e.g. a free tier)')
   .option('-o, --output <file>', 'licence file to write')
   .option('--force', 'overwrite an existing licence file')
   .addOption(json())
@@ -343,28 +351,15 @@ const adminCmd = program.command('admin').description("the licence server's admi
 const conn = (c: Command) => c.option('--server <url>', 'the licence server (else MLIC_SERVER)').option('--token <token>', 'admin token (else MLIC_ADMIN_TOKEN, which keeps it out of the process list)');
 const entitlement = adminCmd.command('entitlement').description('what a customer bought, and its licence key');
 conn(
-  entitlement
-    .command('create')
-    .description('create an entitlement (the terms of mlic license issue, plus --max-hosts) and print its licence key, once')
-    .requiredOption('--customer <name>', 'customer reference')
-    .requiredOption('--model <name>', 'model name')
-    .requiredOption('--max-hosts <n>', 'hosts that may hold it at once')
-    .option('--versions <range>', "versions: a range ('^2', '>=2.1 <3')")
-    .option('--rolling', 'every version released while its licences are valid')
-    .option('--updates-until <date>', 'maintenance window: versions released up to DATE work for good')
-    .option('--not-before <date>', 'start of validity')
-    .option('--expires <date>', 'end of validity')
-    .option('--days <n>', 'valid for N days (from --not-before, else from now)')
-    .option('--perpetual', 'no end of validity')
-    .option('--grace <duration>', 'grace period after expiry (e.g. 72h, 7d)')
-    .option('--clock-tolerance <duration>', 'how far a clock may go back before CLOCK_TAMPERED (default 1h)')
-    .option('--tier <name>', 'tier, e.g. pro')
-    .option('--feature <name>', 'licensed feature (repeatable)', collect)
-    .option('--component <name>', 'licensed component (repeatable; default all)', collect)
-    .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
-    .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
-    .option('--region <code>', 'allowed region or country (repeatable)', collect)
-    .option('--require-watermark', 'outputs must be watermarked'),
+  termsOptions(
+    entitlement
+      .command('create')
+      .description('create an entitlement (the terms of mlic license issue, plus --max-hosts) and print its licence key, once')
+      .requiredOption('--customer <name>', 'customer reference')
+      .requiredOption('--model <name>', 'model name')
+      .requiredOption('--max-hosts <n>', 'hosts that may hold it at once'),
+    "versions: a range ('^2', '>=2.1 <3')",
+  ),
 )
   .addOption(json())
   .addHelpText('after', "\nExamples:\n  $ export MLIC_SERVER=https://licences.acme.example MLIC_ADMIN_TOKEN=mlat_...\n  $ mlic admin entitlement create --customer globex --model resnet --versions '^2' --days 365 --max-hosts 8")

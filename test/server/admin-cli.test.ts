@@ -68,7 +68,8 @@ describe('mlic admin token', () => {
       const second = c.stdout.trim();
       expect(second).toMatch(/^mlat_[0-9a-f]{16}_/);
       const l = await mlic(['admin', 'token', 'list', '--json'], { env: { ...env, MLIC_ADMIN_TOKEN: second } });
-      expect(l.json.result.tokens.map((t: { name: string }) => t.name)).toEqual(['first admin token (first start)', 'release pipeline']);
+      // (listed by creation time to the second, then id: two made in one second come in either order)
+      expect(l.json.result.tokens.map((t: { name: string }) => t.name).sort()).toEqual(['first admin token (first start)', 'release pipeline']);
       expect(l.stdout).not.toContain(first.slice(22));
       const firstId = first.slice(5, 21);
       expect((await mlic(['admin', 'token', 'revoke', firstId, '--json'], { env: { ...env, MLIC_ADMIN_TOKEN: second } })).code).toBe(0);

@@ -8,7 +8,7 @@ import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
 import { printResult, type Ctx } from '../output.js';
-import { date, duration } from './license.js';
+import { date, duration, type TermsOpts } from './license.js';
 
 interface Conn {
   server?: string;
@@ -53,26 +53,10 @@ async function call<T>(c: Conn, method: 'GET' | 'POST', path: string, body?: unk
   return json as T;
 }
 
-export interface CreateOpts extends Conn {
+export interface CreateOpts extends Conn, TermsOpts {
   customer: string;
   model: string;
   maxHosts: string;
-  versions?: string;
-  rolling?: boolean;
-  updatesUntil?: string;
-  notBefore?: string;
-  expires?: string;
-  days?: string;
-  perpetual?: boolean;
-  grace?: string;
-  clockTolerance?: string;
-  tier?: string;
-  feature?: string[];
-  component?: string[];
-  match?: string;
-  meter?: string[];
-  region?: string[];
-  requireWatermark?: boolean;
 }
 
 export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementInput {

@@ -14,16 +14,11 @@ import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { vendorKey } from '../keys.js';
 import { printResult, type Ctx } from '../output.js';
 
-export interface IssueOpts {
-  key?: string;
-  passphraseFile?: string;
-  request?: string;
-  unbound?: boolean;
-  model: string;
+/** The terms a licence grants, as the CLI takes them (license issue, admin entitlement create). */
+export interface TermsOpts {
   versions?: string;
   rolling?: boolean;
   updatesUntil?: string;
-  bundle?: string;
   notBefore?: string;
   expires?: string;
   days?: string;
@@ -36,8 +31,17 @@ export interface IssueOpts {
   match?: string;
   meter?: string[];
   region?: string[];
-  customer?: string;
   requireWatermark?: boolean;
+}
+
+export interface IssueOpts extends TermsOpts {
+  key?: string;
+  passphraseFile?: string;
+  request?: string;
+  unbound?: boolean;
+  model: string;
+  bundle?: string;
+  customer?: string;
   output?: string;
   force?: boolean;
 }
