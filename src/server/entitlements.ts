@@ -7,28 +7,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
-import type { MatchPolicy, Meter } from '../format/license.js';
 import { issueLicense, type IssueOptions } from '../license/issue.js';
 import { generateVendorKey, type VendorKey } from '../keys/vendor.js';
 import type { ActivationRequest } from '../format/license.js';
 import type { Queries } from './db/index.js';
 import { generateLicenseKey, licenseKeyHash } from './license-key.js';
 
-export interface EntitlementTerms {
+/**
+ * The terms of issueLicense as JSON: the same fields, with dates as UTC strings (they are stored
+ * and sent as JSON) and no pins (a pin needs the pinned bundle).
+ */
+export type EntitlementTerms = Pick<IssueOptions, 'perpetual' | 'graceSeconds' | 'clockToleranceSeconds' | 'tier' | 'features' | 'components' | 'match' | 'meters' | 'regions' | 'requireWatermark'> & {
   versions: { policy: 'range'; range: string } | { policy: 'rolling' } | { policy: 'maintenance'; until: string; range?: string };
   notBefore?: string;
   expires?: string;
-  perpetual?: boolean;
-  graceSeconds?: number;
-  clockToleranceSeconds?: number;
-  tier?: string;
-  features?: string[];
-  components?: string[];
-  match?: MatchPolicy;
-  meters?: Meter[];
-  regions?: string[];
-  requireWatermark?: boolean;
-}
+};
 
 export interface EntitlementInput {
   customer: string;
