@@ -34,6 +34,8 @@ export const DENIAL_CODES = [
   'REPORT_INVALID',
   'UNAUTHORIZED',
   'HOST_LIMIT_REACHED',
+  'LICENSE_REVOKED',
+  'ROLLBACK_REFUSED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

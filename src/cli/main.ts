@@ -146,6 +146,42 @@ program
   .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate customer.lic\n  $ mlic activate --online https://licences.acme.example --license-key MLIC-7K2QD-...')
   .action(async (lic, opts, cmd) => act(() => import('./commands/activate.js'))(lic, opts, cmd));
 
+program
+  .command('deactivate')
+  .description("free this host's slot on the vendor's licence server and remove its licence (online, or as a signed file for the vendor)")
+  .argument('[licence-id]', 'the installed licence to deactivate (default: the only one)')
+  .option('--online [url]', 'tell the licence server now (default: the server this host activated with)')
+  .option('-o, --output <file>', 'offline: write the signed deactivation here for the vendor (default deactivation.json)')
+  .option('--force', 'overwrite an existing output file')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic deactivate --online\n  $ mlic deactivate 0123456789abcdef0123456789abcdef -o deactivation.json   # air-gapped: send the file to the vendor')
+  .action(async (id, opts, cmd) => act(() => import('./commands/deactivate.js'))(id, opts, cmd));
+
+const revocations = program.command('revocations').description('vendor-signed lists of revoked licences: a listed licence is refused (LICENSE_REVOKED)');
+revocations
+  .command('sync')
+  .description("fetch the licence server's revocation list and install it")
+  .option('--server <url>', 'the licence server (default: the one this host activated with)')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic revocations sync\n  $ mlic revocations sync --server https://licences.acme.example')
+  .action(async (opts, cmd) => act(() => import('./commands/revocations.js'), 'sync')(opts, cmd));
+revocations
+  .command('install')
+  .description('install a revocation list from a file (air-gapped hosts); an older list than the installed one is refused')
+  .argument('<file>', 'the list (GET /v1/revocations of the licence server)')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic revocations install revocations.json')
+  .action(async (file, opts, cmd) => act(() => import('./commands/revocations.js'), 'install')(file, opts, cmd));
+revocations
+  .command('list')
+  .description('the installed revocation lists')
+  .addOption(home())
+  .addOption(json())
+  .action(async (opts, cmd) => act(() => import('./commands/revocations.js'), 'list')(opts, cmd));
+
 const trust = program.command('trust').description('manage the vendor keys this host trusts');
 trust
   .command('add')
@@ -372,6 +408,25 @@ conn(entitlement.command('show').description('show one entitlement').argument('<
   .addOption(json())
   .addHelpText('after', '\nExamples:\n  $ mlic admin entitlement show ent_0123456789abcdef')
   .action(async (id, opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementShow')(id, opts, cmd));
+
+conn(adminCmd.command('hosts').description('the hosts activated under your entitlements').option('--entitlement <id>', 'only this entitlement\'s').option('--all', 'deactivated and revoked hosts too'))
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin hosts --entitlement ent_0123456789abcdef --json')
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'hosts')(opts, cmd));
+conn(
+  adminCmd
+    .command('revoke')
+    .description('revoke a licence, every licence of a host (and bar its key), or a whole entitlement; hosts refuse them once they have the new revocation list')
+    .option('--entitlement <id>', 'ent_...')
+    .option('--license <id>', 'a licence id (32 hex digits)')
+    .option('--host <id>', 'host_...'),
+)
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin revoke --host host_0123456789abcdef\n  $ mlic admin revoke --entitlement ent_0123456789abcdef')
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'revoke')(opts, cmd));
+conn(adminCmd.command('deactivate').description("free a host's slot with the signed deactivation it wrote offline (mlic deactivate -o FILE)").argument('<file>', 'deactivation.json'))
+  .addOption(json())
+  .action(async (file, opts, cmd) => act(() => import('./commands/admin.js'), 'deactivate')(file, opts, cmd));
 
 const tokenCmd = adminCmd.command('token').description('admin tokens for the admin API');
 conn(tokenCmd.command('create').description('create an admin token and print it, once').requiredOption('--name <text>', 'what or who it is for'))

@@ -23,6 +23,7 @@ import { signRequest, verifyLicenseText } from '../license/sign.js';
 import type { AuditData } from '../usage/audit.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
+import { loadRevoked, type Revoked } from './revocations.js';
 
 export type { HostOptions } from './context.js';
 
@@ -67,6 +68,8 @@ interface Env {
   host: HostIdentity | undefined;
   highWater: Date | undefined;
   now: Date;
+  /** what the installed revocation lists revoke */
+  revoked: Revoked;
 }
 
 type Evaluation = { license: LicensePayload; decision: Decision } | { error: MlicError };
@@ -81,6 +84,13 @@ async function evaluate(env: Env, c: Candidate, target: Target): Promise<Evaluat
   }
   if (target.model !== undefined && l.model !== target.model) return undefined;
   if (target.manifest && (l.model !== target.manifest.model.name || l.vendor.keyId !== target.manifest.vendor.keyId)) return undefined;
+  const rv = env.revoked.get(l.vendor.keyId)?.get(l.licenseId);
+  if (rv)
+    return {
+      error: new MlicError('LICENSE_REVOKED', `licence ${l.licenseId} was revoked by its vendor at ${rv.revokedAt} (${rv.reason})`, {
+        hint: rv.reason === 'deactivated' ? 'this host was deactivated: activate it again' : 'ask your vendor',
+      }),
+    };
   const bound = l.host.binding === 'host';
   const hostKey = env.host ? b64(env.host.boxPublic) : undefined;
   // Probe only when the host key matches: a fingerprint is worth nothing without it.
@@ -141,7 +151,7 @@ export async function withDecision<T>(
   const journal = opts.journal ?? (await Journal.open(ctx.state, host, { licensed: opts.licensed }));
   const now = ctx.now();
   try {
-    const env: Env = { ctx, host, highWater: journal.highWater(), now };
+    const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked: await loadRevoked(ctx.state) };
     let r: { value: T; audit: Partial<AuditData> };
     try {
       r = await fn(env);

@@ -4,6 +4,7 @@ import type { SignedLicense } from '../format/license.js';
 import { checkHost, checkTime } from '../license/policy.js';
 import { verifyLicenseText } from '../license/sign.js';
 import { HostContext, type HostOptions } from './context.js';
+import { loadRevoked } from './revocations.js';
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
@@ -22,12 +23,14 @@ export async function listLicenses(o: HostOptions = {}): Promise<InstalledLicens
   const out: InstalledLicense[] = [];
   const h = await ctx.state.loadHost();
   const hostKey = h ? b64(h.boxPublic) : undefined;
+  const revoked = await loadRevoked(ctx.state);
   for (const { path, text } of await ctx.state.licenseTexts()) {
     try {
       const l = await verifyLicenseText(text, (id) => ctx.state.trusted(id), path);
       const time = checkTime(l.payload, now);
       const host = l.payload.host.binding === 'host' && hostKey !== l.payload.host.publicKey ? checkHost(l.payload, hostKey, undefined) : undefined;
-      out.push({ path, license: l, status: !time.ok ? time.code : host ? host.code : 'ok' });
+      const isRevoked = revoked.get(l.payload.vendor.keyId)?.has(l.payload.licenseId) ?? false;
+      out.push({ path, license: l, status: isRevoked ? 'LICENSE_REVOKED' : !time.ok ? time.code : host ? host.code : 'ok' });
     } catch (e) {
       const err = e as MlicError;
       if (!(e instanceof MlicError)) throw e;

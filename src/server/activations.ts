@@ -15,6 +15,8 @@ import type { VendorKey } from '../keys/vendor.js';
 import type { Queries } from './db/index.js';
 import { issueOptionsFor, type EntitlementTerms } from './entitlements.js';
 import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
+import { parseDeactivation } from '../format/revocation.js';
+import { revokeLicenses } from './revocations.js';
 
 export interface ActivationResult {
   license: string;
@@ -31,7 +33,8 @@ export async function activate(q: Queries, key: VendorKey, licenseKey: string, r
     'SELECT id, customer, model, terms, max_hosts, revoked_at FROM entitlements WHERE key_hash = ?',
     [licenseKeyHash(normalized)],
   );
-  if (!e || e.revoked_at !== null) throw new MlicError('NO_LICENSE', 'no live entitlement has this licence key', { hint: 'check the key with your vendor' });
+  if (!e) throw new MlicError('NO_LICENSE', 'no entitlement has this licence key', { hint: 'check the key with your vendor' });
+  if (e.revoked_at !== null) throw new MlicError('LICENSE_REVOKED', 'the entitlement of this licence key was revoked', { hint: 'ask your vendor' });
   const terms = JSON.parse(e.terms) as EntitlementTerms;
   const t = Math.floor(now.getTime() / 1000);
   if (terms.notBefore && Date.parse(terms.notBefore) > now.getTime()) throw new MlicError('LICENSE_NOT_YET_VALID', `this entitlement starts at ${terms.notBefore}`);
@@ -44,7 +47,11 @@ export async function activate(q: Queries, key: VendorKey, licenseKey: string, r
       });
   }
   const hostKey = request.payload.hostPublicKey;
-  const have = await q.get<{ id: string; deactivated_at: number | null }>('SELECT id, deactivated_at FROM hosts WHERE entitlement_id = ? AND host_key = ?', [e.id, hostKey]);
+  const have = await q.get<{ id: string; deactivated_at: number | null; revoked_at: number | null }>('SELECT id, deactivated_at, revoked_at FROM hosts WHERE entitlement_id = ? AND host_key = ?', [
+    e.id,
+    hostKey,
+  ]);
+  if (have?.revoked_at != null) throw new MlicError('LICENSE_REVOKED', `this host (${have.id}) was revoked by the vendor`, { hint: 'ask your vendor' });
   const holdsSlot = have !== undefined && have.deactivated_at === null;
   if (!holdsSlot) {
     const used = Number((await q.get<{ n: number }>('SELECT COUNT(*) AS n FROM hosts WHERE entitlement_id = ? AND deactivated_at IS NULL', [e.id]))?.n ?? 0);
@@ -57,22 +64,59 @@ export async function activate(q: Queries, key: VendorKey, licenseKey: string, r
   const { license, payload } = issueLicense(issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now));
   const hostId = have?.id ?? `host_${randomBytes(8).toString('hex')}`;
   if (have)
-    await q.run('UPDATE hosts SET license_id = ?, hostname = ?, last_seen = ?, activated_at = CASE WHEN deactivated_at IS NULL THEN activated_at ELSE ? END, deactivated_at = NULL WHERE id = ?', [
-      payload.licenseId,
-      request.payload.hostname,
-      t,
-      t,
-      have.id,
-    ]);
+    await q.run(
+      'UPDATE hosts SET license_id = ?, hostname = ?, signing_key = ?, last_seen = ?, activated_at = CASE WHEN deactivated_at IS NULL THEN activated_at ELSE ? END, deactivated_at = NULL WHERE id = ?',
+      [payload.licenseId, request.payload.hostname, request.payload.signingPublicKey, t, t, have.id],
+    );
   else
-    await q.run('INSERT INTO hosts (id, entitlement_id, host_key, hostname, license_id, activated_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+    await q.run('INSERT INTO hosts (id, entitlement_id, host_key, signing_key, hostname, license_id, activated_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
       hostId,
       e.id,
       hostKey,
+      request.payload.signingPublicKey,
       request.payload.hostname,
       payload.licenseId,
       t,
       t,
     ]);
-  return { license: serializeLicense(license), licenseId: payload.licenseId, hostId, reissued: holdsSlot };
+  const usableUntil = payload.expires ? Math.floor(Date.parse(payload.expires) / 1000) + payload.graceSeconds + payload.clockToleranceSeconds : null;
+  const licenseText = serializeLicense(license);
+  await q.run('INSERT INTO licenses (id, entitlement_id, host_id, issued_at, usable_until, text) VALUES (?, ?, ?, ?, ?, ?)', [payload.licenseId, e.id, hostId, t, usableUntil, licenseText]);
+  return { license: licenseText, licenseId: payload.licenseId, hostId, reissued: holdsSlot };
+}
+
+export interface DeactivationResult {
+  hostId: string;
+  /** licences of this host newly revoked by the deactivation */
+  revoked: string[];
+  /** the host was already deactivated: nothing changed */
+  already: boolean;
+}
+
+/** how far a host's clock may lag the server's when it signs a deactivation right after activating */
+const DEACTIVATION_SKEW_S = 300;
+
+/**
+ * A host frees its slot: the deactivation must be signed by the host key the licence was issued to
+ * (nobody else can free it), name one of the licences this server issued to that host, and be
+ * made after the host's latest activation (so an old deactivation cannot be replayed to free a slot
+ * taken again). The host's licences are revoked (reason "deactivated"): a copy kept after
+ * deactivating is refused wherever the revocation list is installed.
+ */
+export async function deactivate(q: Queries, text: string, now: Date): Promise<DeactivationResult> {
+  const d = parseDeactivation(text);
+  const t = Math.floor(now.getTime() / 1000);
+  const h = await q.get<{ host_id: string; host_key: string; signing_key: string | null; activated_at: number; deactivated_at: number | null }>(
+    'SELECT h.id AS host_id, h.host_key, h.signing_key, h.activated_at, h.deactivated_at FROM licenses l JOIN hosts h ON h.id = l.host_id WHERE l.id = ?',
+    [d.payload.licenseId],
+  );
+  if (!h) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${d.payload.licenseId}`);
+  if (h.host_key !== d.payload.hostPublicKey || h.signing_key !== d.payload.signingPublicKey)
+    throw new MlicError('SIGNATURE_INVALID', `the deactivation is not signed by the host licence ${d.payload.licenseId} was issued to`);
+  if (h.deactivated_at !== null) return { hostId: h.host_id, revoked: [], already: true };
+  if (Date.parse(d.payload.createdAt) / 1000 < Number(h.activated_at) - DEACTIVATION_SKEW_S)
+    throw new MlicError('IO_EXISTS', 'this deactivation was made before the host last activated (a replay?); make a new one', { hint: 'run `mlic deactivate` on the host again' });
+  await q.run('UPDATE hosts SET deactivated_at = ?, last_seen = ? WHERE id = ?', [t, t, h.host_id]);
+  const r = await revokeLicenses(q, 'host_id = ?', h.host_id, 'deactivated', t);
+  return { hostId: h.host_id, revoked: r.revoked, already: false };
 }

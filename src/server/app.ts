@@ -7,7 +7,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { SCHEMA_VERSION, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { activate } from './activations.js';
+import { activate, deactivate } from './activations.js';
+import { listHosts } from './hosts.js';
+import { PAGE_QUERY_PROPERTIES } from './paging.js';
+import { RevocationLists, revoke, type RevokeTarget } from './revocations.js';
 import { checkAdminToken, createAdminToken, listAdminTokens, revokeAdminToken } from './tokens.js';
 import { ENTITLEMENT_INPUT_SCHEMA, createEntitlement, getEntitlement, listEntitlements, type EntitlementInput } from './entitlements.js';
 
@@ -117,10 +120,11 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     const r = await o.db.tx((q) => createEntitlement(q, req.body as EntitlementInput, new Date()));
     return reply.code(201).send(r);
   });
-  app.get('/v1/entitlements', { onRequest: admin, schema: { querystring: { type: 'object', additionalProperties: false, properties: { customer: { type: 'string', maxLength: 200 } } } } }, async (req) => {
-    const { customer } = req.query as { customer?: string };
-    return { entitlements: await listEntitlements(o.db, customer ? { customer } : {}) };
-  });
+  app.get(
+    '/v1/entitlements',
+    { onRequest: admin, schema: { querystring: { type: 'object', additionalProperties: false, properties: { customer: { type: 'string', maxLength: 200 }, ...PAGE_QUERY_PROPERTIES } } } },
+    async (req) => listEntitlements(o.db, req.query as { customer?: string; limit?: string; after?: string }),
+  );
   app.get('/v1/entitlements/:id', { onRequest: admin, schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' } } } } }, async (req, reply) => {
     const e = await getEntitlement(o.db, (req.params as { id: string }).id);
     if (!e) return reply.code(404).send({ error: { code: 'IO_NOT_FOUND', message: 'no such entitlement' } });
@@ -149,6 +153,57 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     },
   );
 
+  app.get(
+    '/v1/hosts',
+    {
+      onRequest: admin,
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { entitlement: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' }, active: { type: 'string', enum: ['true', 'false'] }, ...PAGE_QUERY_PROPERTIES },
+        },
+      },
+    },
+    async (req) => {
+      const { active, ...rest } = req.query as { entitlement?: string; active?: 'true' | 'false'; limit?: string; after?: string };
+      return listHosts(o.db, { ...rest, ...(active !== undefined ? { active: active === 'true' } : {}) });
+    },
+  );
+
+  const lists = o.issuer ? new RevocationLists(o.db, o.issuer) : undefined;
+  const noIssuer = () => new MlicError('IO_ERROR', 'this server issues no licences: it was started without the vendor key', { hint: 'start it with --key (or MLIC_SECRET_KEY)' });
+
+  // Revocation: the admin revokes a licence, a host or an entitlement; anyone may fetch the signed list.
+  app.post(
+    '/v1/revocations',
+    {
+      onRequest: admin,
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          maxProperties: 1,
+          properties: {
+            licenseId: { type: 'string', pattern: '^[0-9a-f]{32}$' },
+            hostId: { type: 'string', pattern: '^host_[0-9a-f]{16}$' },
+            entitlementId: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const target = req.body as RevokeTarget;
+      return o.db.tx((q) => revoke(q, target, Math.floor(Date.now() / 1000)));
+    },
+  );
+  app.get('/v1/revocations', async (_req, reply) => {
+    if (!lists) throw noIssuer();
+    const { serial, text } = await lists.current();
+    return reply.header('content-type', 'application/json; charset=utf-8').header('x-mlic-serial', String(serial)).send(text);
+  });
+
   // Online activation (no admin token: the licence key is the credential).
   app.post(
     '/v1/activations',
@@ -163,10 +218,22 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req, reply) => {
-      if (!o.issuer) throw new MlicError('IO_ERROR', 'this server issues no licences: it was started without the vendor key', { hint: 'start it with --key (or MLIC_SECRET_KEY)' });
+      if (!o.issuer || !lists) throw noIssuer();
       const b = req.body as { licenseKey: string; request: string };
       const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()));
-      return reply.code(r.reissued ? 200 : 201).send(r);
+      // committed: the host also gets the current revocation list
+      const revocations = (await lists.current()).text;
+      return reply.code(r.reissued ? 200 : 201).send({ ...r, revocations });
+    },
+  );
+
+  // A host frees its slot (no admin token: the host's signature is the credential; the admin may post a host's file too).
+  app.post(
+    '/v1/deactivations',
+    { schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
+    async (req) => {
+      const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()));
+      return { ...r, ...(lists ? { revocations: (await lists.current()).text } : {}) };
     },
   );
 

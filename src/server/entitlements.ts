@@ -11,6 +11,7 @@ import { issueLicense, type IssueOptions } from '../license/issue.js';
 import { generateVendorKey, type VendorKey } from '../keys/vendor.js';
 import type { ActivationRequest } from '../format/license.js';
 import type { Queries } from './db/index.js';
+import { pageOf, pageResult } from './paging.js';
 import { generateLicenseKey, licenseKeyHash } from './license-key.js';
 
 /**
@@ -187,11 +188,14 @@ export async function createEntitlement(q: Queries, input: EntitlementInput, now
   return { entitlement: fromRow({ id, customer: input.customer, model: input.model, terms: JSON.stringify(input.terms), max_hosts: input.maxHosts, created_at: t, revoked_at: null }), licenseKey };
 }
 
-export async function listEntitlements(q: Queries, o: { customer?: string } = {}): Promise<Entitlement[]> {
-  const rows = o.customer
-    ? await q.all<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE customer = ? ORDER BY created_at, id', [o.customer])
-    : await q.all<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements ORDER BY created_at, id');
-  return rows.map(fromRow);
+export async function listEntitlements(q: Queries, o: { customer?: string; limit?: string; after?: string } = {}): Promise<{ entitlements: Entitlement[]; next: string | null }> {
+  const page = pageOf(o);
+  const rows = await q.all<Row>(
+    `SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE ${page.where}${o.customer !== undefined ? ' AND customer = ?' : ''} ORDER BY created_at, id LIMIT ${page.limit}`,
+    [...page.params, ...(o.customer !== undefined ? [o.customer] : [])],
+  );
+  const r = pageResult(rows, page);
+  return { entitlements: r.rows.map(fromRow), next: r.next };
 }
 
 export async function getEntitlement(q: Queries, id: string): Promise<Entitlement | undefined> {

@@ -225,6 +225,30 @@ export class StateDir {
     return out;
   }
 
+  /** Removes an installed licence; false when it was not installed. */
+  async licenseRemove(licenseId: string): Promise<boolean> {
+    if (!/^[0-9a-f]{32}$/.test(licenseId)) return false;
+    try {
+      await unlink(this.path('licenses', `${licenseId}.lic`));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fromFsError(e, this.path('licenses', `${licenseId}.lic`));
+    }
+  }
+
+  // ---- the online licence server this host activated with ----
+
+  async serverUrl(): Promise<string | undefined> {
+    const f = await readJson<{ url?: unknown }>(this.path('server.json'));
+    return typeof f?.url === 'string' ? f.url : undefined;
+  }
+
+  async setServerUrl(url: string): Promise<void> {
+    await this.ensure();
+    await writeSmallFileAtomic(this.path('server.json'), JSON.stringify({ url }) + '\n', { mode: 0o600, force: true });
+  }
+
   // ---- the clock record (docs/FORMAT.md §7) ----
 
   private clockKey(h: HostIdentity): Buffer {

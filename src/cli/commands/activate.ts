@@ -1,4 +1,6 @@
-import { ERROR_CODES, MlicError, type ErrorCode } from '../../errors.js';
+import { MlicError } from '../../errors.js';
+import { StateDir } from '../../state/home.js';
+import { installRevocationList, refusal, serverUrl } from '../../host/revocations.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { activateLicense, createActivationRequest } from '../../host/licences.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
@@ -32,43 +34,42 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     return;
   }
   let text: string;
+  let revocations: string | undefined;
   let hostProbe;
   if (o.online !== undefined) {
     if (licenseFile !== undefined) throw new MlicError('USAGE', '--online takes no licence file: the server sends it');
     if (!o.licenseKey) throw new MlicError('USAGE', '--online needs --license-key MLIC-XXXXX-XXXXX-XXXXX-XXXXX');
     hostProbe = await probeWithSpinner(ctx.json);
     const { request } = await createActivationRequest({ ...base, hostProbe, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
-    text = await postActivation(o.online, o.licenseKey, JSON.stringify(request));
+    const answer = await postActivation(o.online, o.licenseKey, JSON.stringify(request));
+    text = answer.license;
+    revocations = answer.revocations;
   } else {
     if (licenseFile === undefined) throw new MlicError('USAGE', 'give a licence file, --request to make an activation request, or --online URL --license-key KEY');
     text = await readTextFile(licenseFile, { maxBytes: MAX_INPUT.licence, what: 'licence' });
   }
+  const state = StateDir.fromEnv(process.env, o.home);
+  // the server's revocation list first: the licence it just issued must not be one it revoked
+  const installed = revocations !== undefined ? await installRevocationList(state, revocations, "the server's revocation list") : undefined;
   const r = await activateLicense(text, { ...base, hostProbe: hostProbe ?? (await probeWithSpinner(ctx.json)) });
+  if (o.online !== undefined) await state.setServerUrl(o.online);
+  if (installed?.revokesInstalled.length) ctx.note(`the server revokes ${installed.revokesInstalled.length} licence(s) installed here: ${installed.revokesInstalled.join(', ')}`);
   const l = r.license;
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);
   if (r.inGrace) ctx.note('warning: the licence has expired and is in its grace period');
   printResult(ctx, { licenseId: l.licenseId, model: l.model, versions: l.versions, expires: l.expires ?? null, installedAt: r.path, inGrace: r.inGrace });
 }
 
-/** Posts the request; the licence text on success, the server's mlic code otherwise. */
-async function postActivation(server: string, licenseKey: string, request: string): Promise<string> {
-  let url: URL;
-  try {
-    url = new URL('v1/activations', server.endsWith('/') ? server : `${server}/`);
-  } catch {
-    throw new MlicError('USAGE', `--online ${server}: not a URL`);
-  }
+/** Posts the request; the licence text and the server's revocation list on success, the server's mlic code otherwise. */
+async function postActivation(server: string, licenseKey: string, request: string): Promise<{ license: string; revocations?: string }> {
+  const url = serverUrl(server, 'v1/activations');
   let res: Response;
   try {
     res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }), signal: AbortSignal.timeout(60_000) });
   } catch (e) {
     throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
   }
-  const body = (await res.json().catch(() => undefined)) as { license?: string; error?: { code?: string; message?: string; hint?: string } } | undefined;
-  if (!res.ok || typeof body?.license !== 'string') {
-    const err = body?.error ?? {};
-    const code = ERROR_CODES.has(err.code ?? '') ? (err.code as ErrorCode) : 'IO_ERROR';
-    throw new MlicError(code, `the licence server refused the activation (${res.status}): ${err.message ?? 'no reason given'}`, err.hint ? { hint: err.hint } : {});
-  }
-  return body.license;
+  const body = (await res.json().catch(() => undefined)) as { license?: string; revocations?: unknown; error?: { code?: string; message?: string; hint?: string } } | undefined;
+  if (!res.ok || typeof body?.license !== 'string') throw refusal('activation', res.status, body?.error);
+  return { license: body.license, ...(typeof body.revocations === 'string' ? { revocations: body.revocations } : {}) };
 }

@@ -8,6 +8,7 @@ import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
 import { printResult, type Ctx } from '../output.js';
+import { readTextFile } from '../../util/files.js';
 import { date, duration, type TermsOpts } from './license.js';
 
 interface Conn {
@@ -107,11 +108,24 @@ export async function entitlementCreate(ctx: Ctx, o: CreateOpts): Promise<void> 
   printResult(ctx, r);
 }
 
+/** Every page of a paged list (the server answers `next` until the last one). */
+async function allPages<K extends string, T>(c: Conn, path: string, key: K): Promise<T[]> {
+  const out: T[] = [];
+  let after: string | null = null;
+  do {
+    const sep = path.includes('?') ? '&' : '?';
+    const r: Record<K, T[]> & { next: string | null } = await call(c, 'GET', `${path}${after ? `${sep}after=${encodeURIComponent(after)}` : ''}`);
+    out.push(...r[key]);
+    after = r.next;
+  } while (after);
+  return out;
+}
+
 export async function entitlementList(ctx: Ctx, o: Conn & { customer?: string }): Promise<void> {
-  const r = await call<{ entitlements: EntitlementView[] }>(o, 'GET', `v1/entitlements${o.customer ? `?customer=${encodeURIComponent(o.customer)}` : ''}`);
-  if (r.entitlements.length === 0) ctx.note('no entitlements');
-  for (const e of r.entitlements) ctx.out(`${e.id}  ${e.customer}  ${e.model}  max ${e.maxHosts} hosts  ${e.createdAt}${e.revokedAt ? `  REVOKED ${e.revokedAt}` : ''}`);
-  printResult(ctx, r);
+  const entitlements = await allPages<'entitlements', EntitlementView>(o, `v1/entitlements?limit=1000${o.customer ? `&customer=${encodeURIComponent(o.customer)}` : ''}`, 'entitlements');
+  if (entitlements.length === 0) ctx.note('no entitlements');
+  for (const e of entitlements) ctx.out(`${e.id}  ${e.customer}  ${e.model}  max ${e.maxHosts} hosts  ${e.createdAt}${e.revokedAt ? `  REVOKED ${e.revokedAt}` : ''}`);
+  printResult(ctx, { entitlements });
 }
 
 export async function entitlementShow(ctx: Ctx, id: string, o: Conn): Promise<void> {
@@ -137,4 +151,41 @@ export async function tokenRevoke(ctx: Ctx, id: string, o: Conn): Promise<void> 
   const r = await call<{ id: string; revoked: boolean; already?: boolean }>(o, 'POST', `v1/admin-tokens/${encodeURIComponent(id)}/revoke`, {});
   ctx.note(r.already ? `admin token ${id} was already revoked` : `revoked admin token ${id}`);
   printResult(ctx, r);
+}
+
+interface HostView {
+  id: string;
+  entitlementId: string;
+  hostname: string;
+  licenseId: string;
+  activatedAt: string;
+  lastSeen: string;
+  deactivatedAt?: string;
+  revokedAt?: string;
+}
+
+export async function hosts(ctx: Ctx, o: Conn & { entitlement?: string; all?: boolean }): Promise<void> {
+  const q = [`limit=1000`, ...(o.entitlement ? [`entitlement=${encodeURIComponent(o.entitlement)}`] : []), ...(o.all ? [] : ['active=true'])];
+  const list = await allPages<'hosts', HostView>(o, `v1/hosts?${q.join('&')}`, 'hosts');
+  if (list.length === 0) ctx.note(o.all ? 'no hosts' : 'no active hosts (--all shows deactivated ones too)');
+  for (const h of list)
+    ctx.out(`${h.id}  ${h.entitlementId}  ${h.hostname}  licence ${h.licenseId}  since ${h.activatedAt}${h.revokedAt ? `  REVOKED ${h.revokedAt}` : h.deactivatedAt ? `  deactivated ${h.deactivatedAt}` : ''}`);
+  printResult(ctx, { hosts: list });
+}
+
+export async function revoke(ctx: Ctx, o: Conn & { entitlement?: string; license?: string; host?: string }): Promise<void> {
+  const given = [o.entitlement !== undefined && { entitlementId: o.entitlement }, o.license !== undefined && { licenseId: o.license }, o.host !== undefined && { hostId: o.host }].filter(Boolean);
+  if (given.length !== 1) throw new MlicError('USAGE', 'revoke one thing: --entitlement ID, --license ID or --host ID');
+  const r = await call<{ revoked: string[]; serial: number }>(o, 'POST', 'v1/revocations', given[0]);
+  ctx.note(r.revoked.length ? `revoked ${r.revoked.length} licence(s); the revocation list is at serial ${r.serial}` : `nothing new to revoke (the revocation list stays at serial ${r.serial})`);
+  for (const id of r.revoked) ctx.out(id);
+  printResult(ctx, r);
+}
+
+/** Posts a deactivation a host wrote offline (`mlic deactivate -o FILE`): frees its slot. */
+export async function deactivate(ctx: Ctx, file: string, o: Conn): Promise<void> {
+  const text = await readTextFile(file, { maxBytes: 4096, what: 'deactivation' });
+  const r = await call<{ hostId: string; revoked: string[]; already: boolean }>(o, 'POST', 'v1/deactivations', { deactivation: text });
+  ctx.note(r.already ? `host ${r.hostId} was already deactivated` : `deactivated host ${r.hostId}: its slot is free; ${r.revoked.length} licence(s) revoked`);
+  printResult(ctx, { hostId: r.hostId, revoked: r.revoked, already: r.already });
 }

@@ -41,6 +41,23 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE UNIQUE INDEX hosts_entitlement_key ON hosts (entitlement_id, host_key)',
     ],
   },
+  {
+    version: 4,
+    name: 'issued licences, host signing keys, revocations',
+    sql: [
+      // the host's Ed25519 key: it signs deactivations and usage reports
+      'ALTER TABLE hosts ADD COLUMN signing_key TEXT',
+      'ALTER TABLE hosts ADD COLUMN revoked_at BIGINT',
+      // every licence issued; usable_until: expiry + grace + clock tolerance (NULL: perpetual)
+      'CREATE TABLE licenses (id TEXT PRIMARY KEY, entitlement_id TEXT NOT NULL REFERENCES entitlements (id), host_id TEXT NOT NULL REFERENCES hosts (id), issued_at BIGINT NOT NULL, usable_until BIGINT, text TEXT NOT NULL, revoked_at BIGINT, revoke_reason TEXT, listed_serial BIGINT, unlisted_serial BIGINT)',
+      'CREATE INDEX licenses_host ON licenses (host_id)',
+      'CREATE INDEX licenses_entitlement ON licenses (entitlement_id)',
+      'CREATE INDEX licenses_listed ON licenses (listed_serial)',
+      // the revocation list's serial: the list at serial S holds the licences with listed_serial <= S < unlisted_serial
+      'CREATE TABLE revocation_state (id BIGINT PRIMARY KEY, serial BIGINT NOT NULL, issued_at BIGINT NOT NULL)',
+      'INSERT INTO revocation_state (id, serial, issued_at) VALUES (1, 0, 0)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
