@@ -52,6 +52,7 @@ export const INPUT_CODES = [
   'KEY_INVALID',
   'PASSPHRASE_REQUIRED',
   'UNSUPPORTED_VERSION',
+  'RATE_LIMITED',
 ] as const;
 
 export type DenialCode = (typeof DENIAL_CODES)[number];

@@ -340,6 +340,16 @@ usage
   .addHelpText('after', '\nExamples:\n  $ mlic usage verify report-2026-11.json --license acme.lic --pub vendor.pub --previous report-2026-10.json')
   .action(async (file, opts, cmd) => act(() => import('./commands/usage.js'), 'verify')(file, opts, cmd));
 
+usage
+  .command('post')
+  .description("send usage reports to the vendor's licence server (which checks and stores them for billing)")
+  .argument('<reports...>', 'usage report files, oldest month first')
+  .option('--server <url>', 'the licence server (default: the one this host activated with)')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic usage report --period 2026-11 -o report-2026-11.json && mlic usage post report-2026-11.json')
+  .action(async (files, opts, cmd) => act(() => import('./commands/usage.js'), 'post')(files, opts, cmd));
+
 const auditCmd = program.command('audit').description("this host's tamper-evident audit log of licence decisions");
 auditCmd
   .command('verify')
@@ -379,6 +389,9 @@ server
   .option('--insecure-http', 'allow plain HTTP on a non-loopback address')
   .option('--key <file>', 'vendor secret key to issue licences with (else MLIC_SECRET_KEY; passphrase from MLIC_PASSPHRASE)')
   .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('--rate-limit-key <n>', 'activations a minute per licence key (0: no limit)', '300')
+  .option('--rate-limit-address <n>', 'activations, deactivations and usage reports a minute per client address (0: no limit)', '600')
+  .option('--trust-proxy', 'take client addresses from X-Forwarded-For (only behind a proxy that sets it)')
   .addOption(json())
   .addHelpText('after', '\nPrints the base URL on stdout when listening, then one JSON access-log line per request. SIGTERM stops it\ngracefully (requests in flight finish).\n\nExamples:\n  $ mlic server start --data /var/lib/mlic\n  $ mlic server start --data /var/lib/mlic --listen 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem')
   .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'start')(opts, cmd));
@@ -428,6 +441,17 @@ conn(adminCmd.command('deactivate').description("free a host's slot with the sig
   .addOption(json())
   .action(async (file, opts, cmd) => act(() => import('./commands/admin.js'), 'deactivate')(file, opts, cmd));
 
+conn(
+  adminCmd
+    .command('usage')
+    .description('usage totals per entitlement and month from the hosts\' signed reports, with every gap or rewind flagged; --upload posts report files first')
+    .option('--entitlement <id>', 'only this entitlement\'s')
+    .option('--period <month>', 'only this month (YYYY-MM)')
+    .option('--upload <files...>', "report files a host sent you (oldest month first)"),
+)
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic admin usage --period 2026-11\n  $ mlic admin usage --upload report-2026-10.json report-2026-11.json')
+  .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'usage')(opts, cmd));
 const tokenCmd = adminCmd.command('token').description('admin tokens for the admin API');
 conn(tokenCmd.command('create').description('create an admin token and print it, once').requiredOption('--name <text>', 'what or who it is for'))
   .addOption(json())

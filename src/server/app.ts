@@ -9,6 +9,10 @@ import { SCHEMA_VERSION, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { activate, deactivate } from './activations.js';
 import { listHosts } from './hosts.js';
+import { receiveReport, usageSummary } from './usage.js';
+import { RateLimiter } from './rate-limit.js';
+import { normalizeLicenseKey } from './license-key.js';
+import { MAX_REPORT_BYTES } from '../usage/report.js';
 import { PAGE_QUERY_PROPERTIES } from './paging.js';
 import { RevocationLists, revoke, type RevokeTarget } from './revocations.js';
 import { checkAdminToken, createAdminToken, listAdminTokens, revokeAdminToken } from './tokens.js';
@@ -21,7 +25,13 @@ export interface AppOptions {
   /** where access-log lines go (default: stdout) */
   log?: (line: string) => void;
   https?: { cert: Buffer; key: Buffer };
+  /** activations a minute per licence key, and public requests a minute per client address (0: no limit) */
+  rateLimits?: { perKey: number; perAddress: number };
+  /** take the client address from X-Forwarded-For (only behind a proxy that sets it) */
+  trustProxy?: boolean;
 }
+
+export const DEFAULT_RATE_LIMITS = { perKey: 300, perAddress: 600 };
 
 /** The HTTP status for an mlic error code: a decision that said no is 403, bad input 400. */
 function statusFor(code: string): number {
@@ -30,6 +40,7 @@ function statusFor(code: string): number {
   if (code === 'IO_NOT_FOUND') return 404;
   if (code === 'IO_EXISTS') return 409;
   if (code === 'IO_ERROR') return 503;
+  if (code === 'RATE_LIMITED') return 429;
   return exitStatusFor(code) === 1 ? 403 : 400;
 }
 
@@ -49,13 +60,14 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     // unknown fields are refused, never silently dropped; no type coercion
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     ...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
+    ...(o.trustProxy ? { trustProxy: true } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
   // The OpenAPI document is made from the very schemas the routes validate with (GET /openapi.json).
-  const routes: { method: string; url: string; schema?: Record<string, unknown>; admin: boolean }[] = [];
+  const routes: { method: string; url: string; schema?: Record<string, unknown>; hook: unknown }[] = [];
   app.addHook('onRoute', (r) => {
     const methods = Array.isArray(r.method) ? r.method : [r.method];
-    for (const m of methods) if (m !== 'HEAD' && r.url !== '/openapi.json') routes.push({ method: m.toLowerCase(), url: r.url, ...(r.schema ? { schema: r.schema as Record<string, unknown> } : {}), admin: r.onRequest !== undefined });
+    for (const m of methods) if (m !== 'HEAD' && r.url !== '/openapi.json') routes.push({ method: m.toLowerCase(), url: r.url, ...(r.schema ? { schema: r.schema as Record<string, unknown> } : {}), hook: r.onRequest });
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -76,6 +88,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof MlicError && err.code === 'RATE_LIMITED' && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
     if (err instanceof MlicError) return reply.code(statusFor(err.code)).send({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
     const e = err as { statusCode?: number; code?: string; validation?: unknown; message?: string };
     if (e.validation) return reply.code(400).send({ error: { code: 'FORMAT_INVALID', message: e.message ?? 'invalid request' } });
@@ -172,6 +185,11 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   );
 
   const lists = o.issuer ? new RevocationLists(o.db, o.issuer) : undefined;
+  const limits = o.rateLimits ?? DEFAULT_RATE_LIMITS;
+  const perAddress = new RateLimiter(limits.perAddress, 'from this address');
+  const perKey = new RateLimiter(limits.perKey, 'for this licence key');
+  // before the body is parsed: a flood costs no parsing
+  const limitAddress = async (req: { ip: string }) => perAddress.take(req.ip);
   const noIssuer = () => new MlicError('IO_ERROR', 'this server issues no licences: it was started without the vendor key', { hint: 'start it with --key (or MLIC_SECRET_KEY)' });
 
   // Revocation: the admin revokes a licence, a host or an entitlement; anyone may fetch the signed list.
@@ -208,6 +226,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   app.post(
     '/v1/activations',
     {
+      onRequest: limitAddress,
       schema: {
         body: {
           type: 'object',
@@ -220,6 +239,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     async (req, reply) => {
       if (!o.issuer || !lists) throw noIssuer();
       const b = req.body as { licenseKey: string; request: string };
+      perKey.take(normalizeLicenseKey(b.licenseKey) ?? b.licenseKey.slice(0, 64));
       const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()));
       // committed: the host also gets the current revocation list
       const revocations = (await lists.current()).text;
@@ -230,14 +250,42 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   // A host frees its slot (no admin token: the host's signature is the credential; the admin may post a host's file too).
   app.post(
     '/v1/deactivations',
-    { schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
+    { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
     async (req) => {
       const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()));
       return { ...r, ...(lists ? { revocations: (await lists.current()).text } : {}) };
     },
   );
 
-  app.get('/openapi.json', async () => openApiDocument(routes));
+  // Usage reports: the host's signature and the licence it was issued are the credential (the admin may upload a host's file too).
+  app.post(
+    '/v1/usage-reports',
+    {
+      bodyLimit: MAX_REPORT_BYTES + 1024,
+      onRequest: limitAddress,
+      schema: { body: { type: 'object', additionalProperties: false, required: ['report'], properties: { report: { type: 'string', minLength: 2, maxLength: MAX_REPORT_BYTES } } } },
+    },
+    async (req, reply) => {
+      const r = await o.db.tx((q) => receiveReport(q, (req.body as { report: string }).report, Math.floor(Date.now() / 1000)));
+      return reply.code(r.already ? 200 : 201).send(r);
+    },
+  );
+  app.get(
+    '/v1/usage',
+    {
+      onRequest: admin,
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { entitlement: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' }, period: { type: 'string', pattern: '^[0-9]{4}-(0[1-9]|1[0-2])$' } },
+        },
+      },
+    },
+    async (req) => usageSummary(o.db, req.query as { entitlement?: string; period?: string }),
+  );
+
+  app.get('/openapi.json', async () => openApiDocument(routes.map(({ hook, ...r }) => ({ ...r, admin: hook === admin }))));
 
   return app;
 }

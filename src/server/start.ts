@@ -29,6 +29,8 @@ export interface StartOptions {
   signal?: AbortSignal;
   /** the vendor key to issue licences with (online activation) */
   issuer?: VendorKey;
+  rateLimits?: { perKey: number; perAddress: number };
+  trustProxy?: boolean;
 }
 
 /** How long a stop waits for requests in flight before it cuts their connections. */
@@ -73,8 +75,16 @@ export async function startServer(o: StartOptions): Promise<void> {
   try {
     await migrate(db);
     try {
-      app = await buildApp({ db, ...(o.issuer ? { issuer: o.issuer } : {}), ...(o.log ? { log: o.log } : {}), ...(https ? { https } : {}) });
+      app = await buildApp({
+        db,
+        ...(o.issuer ? { issuer: o.issuer } : {}),
+        ...(o.log ? { log: o.log } : {}),
+        ...(https ? { https } : {}),
+        ...(o.rateLimits ? { rateLimits: o.rateLimits } : {}),
+        ...(o.trustProxy ? { trustProxy: true } : {}),
+      });
     } catch (e) {
+      if (!https) throw e;
       throw new MlicError('KEY_INVALID', `--tls-cert ${o.tlsCert} / --tls-key ${o.tlsKey}: not a usable PEM certificate and key (${(e as { code?: string }).code ?? (e as Error).message})`, { cause: e });
     }
     try {

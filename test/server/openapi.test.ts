@@ -17,11 +17,26 @@ describe('OpenAPI', () => {
       expect(r.statusCode).toBe(200);
       const doc = r.json() as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: { 'application/json': { schema: unknown } } }; security?: unknown }>> };
       expect(doc.openapi).toBe('3.1.0');
-      expect(Object.keys(doc.paths).sort()).toEqual(['/healthz', '/v1/activations', '/v1/admin-tokens', '/v1/admin-tokens/{id}/revoke', '/v1/entitlements', '/v1/entitlements/{id}']);
+      expect(Object.keys(doc.paths).sort()).toEqual([
+        '/healthz',
+        '/v1/activations',
+        '/v1/admin-tokens',
+        '/v1/admin-tokens/{id}/revoke',
+        '/v1/deactivations',
+        '/v1/entitlements',
+        '/v1/entitlements/{id}',
+        '/v1/hosts',
+        '/v1/revocations',
+        '/v1/usage',
+        '/v1/usage-reports',
+      ]);
       expect(doc.paths['/v1/entitlements']!.post!.requestBody!.content['application/json'].schema).toEqual(ENTITLEMENT_INPUT_SCHEMA);
       expect(doc.paths['/v1/entitlements']!.post!.security).toEqual([{ adminToken: [] }]);
       expect(doc.paths['/healthz']!.get!.security).toBeUndefined();
       expect(doc.paths['/v1/activations']!.post!.security).toBeUndefined();
+      expect(doc.paths['/v1/revocations']!.get!.security).toBeUndefined();
+      expect(doc.paths['/v1/revocations']!.post!.security).toEqual([{ adminToken: [] }]);
+      expect(doc.paths['/v1/usage']!.get!.security).toEqual([{ adminToken: [] }]);
       const committed = JSON.parse(await readFile(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
       expect(committed, 'docs/openapi.json is stale: run npm run openapi').toEqual(doc);
     } finally {

@@ -8,7 +8,7 @@ import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
 import { printResult, type Ctx } from '../output.js';
-import { readTextFile } from '../../util/files.js';
+import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { date, duration, type TermsOpts } from './license.js';
 
 interface Conn {
@@ -188,4 +188,43 @@ export async function deactivate(ctx: Ctx, file: string, o: Conn): Promise<void>
   const r = await call<{ hostId: string; revoked: string[]; already: boolean }>(o, 'POST', 'v1/deactivations', { deactivation: text });
   ctx.note(r.already ? `host ${r.hostId} was already deactivated` : `deactivated host ${r.hostId}: its slot is free; ${r.revoked.length} licence(s) revoked`);
   printResult(ctx, { hostId: r.hostId, revoked: r.revoked, already: r.already });
+}
+
+interface StoredReport {
+  reportId: string;
+  licenseId: string;
+  hostId: string;
+  entitlementId: string;
+  period: string;
+  records: number;
+  continuity: string;
+  problem?: string;
+  already?: boolean;
+}
+
+interface Summary {
+  totals: { entitlementId: string; period: string; metric: string; feature?: string; quantity: number; overageQuantity: number; forfeitedQuantity: number; records: number; reports: number }[];
+  reports: StoredReport[];
+}
+
+export async function usage(ctx: Ctx, o: Conn & { entitlement?: string; period?: string; upload?: string[] }): Promise<void> {
+  if (o.period !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(o.period)) throw new MlicError('USAGE', `--period must be a month like 2026-11, got '${o.period}'`);
+  if (o.upload) {
+    const uploaded: StoredReport[] = [];
+    for (const f of o.upload) {
+      const report = await readTextFile(f, { maxBytes: MAX_INPUT.report, what: 'usage report' });
+      const r = await call<StoredReport>(o, 'POST', 'v1/usage-reports', { report });
+      ctx.out(`${f}: ${r.already ? 'already stored' : 'stored'} (${r.period}, licence ${r.licenseId})${r.problem ? `: FLAGGED: ${r.problem}` : ''}`);
+      uploaded.push(r);
+    }
+    printResult(ctx, { uploaded });
+    return;
+  }
+  const q = [...(o.entitlement ? [`entitlement=${encodeURIComponent(o.entitlement)}`] : []), ...(o.period ? [`period=${o.period}`] : [])];
+  const r = await call<Summary>(o, 'GET', `v1/usage${q.length ? `?${q.join('&')}` : ''}`);
+  if (r.totals.length === 0) ctx.note('no usage reports');
+  for (const t of r.totals)
+    ctx.out(`${t.entitlementId}  ${t.period}  ${t.metric}${t.feature ? ` [${t.feature}]` : ''}  ${t.quantity}${t.overageQuantity ? ` (overage ${t.overageQuantity})` : ''}${t.forfeitedQuantity ? ` (forfeited ${t.forfeitedQuantity})` : ''}  from ${t.reports} report(s)`);
+  for (const rep of r.reports.filter((x) => x.problem)) ctx.note(`flagged: ${rep.period} licence ${rep.licenseId} (host ${rep.hostId}): ${rep.problem}`);
+  printResult(ctx, r);
 }

@@ -13,6 +13,7 @@ import { loadOpts, type MeterOpts } from './meter.js';
 import { probeWithSpinner } from '../spinner.js';
 import { stat } from 'node:fs/promises';
 import { printResult, safeText, type Ctx } from '../output.js';
+import { refusal, serverUrl } from '../../host/revocations.js';
 
 const licenceText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.licence, what: 'licence' });
 const reportText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.report, what: 'usage report' });
@@ -37,6 +38,28 @@ export async function report(ctx: Ctx, o: MeterOpts & { period?: string; output?
   } finally {
     await lic.close();
   }
+}
+
+/** Posts usage reports to the licence server (the one this host activated with, or --server). */
+export async function post(ctx: Ctx, files: string[], o: { server?: string; home?: string }): Promise<void> {
+  const server = o.server ?? (await StateDir.fromEnv(process.env, o.home).serverUrl());
+  if (!server) throw new MlicError('USAGE', 'which licence server? this host did not activate online: give --server URL');
+  const url = serverUrl(server, 'v1/usage-reports');
+  const posted: unknown[] = [];
+  for (const f of files) {
+    const report = await reportText(f);
+    let res: Response;
+    try {
+      res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ report }), signal: AbortSignal.timeout(60_000) });
+    } catch (e) {
+      throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
+    }
+    const body = (await res.json().catch(() => undefined)) as { period?: string; already?: boolean; problem?: string; error?: { code?: string; message?: string; hint?: string } } | undefined;
+    if (!res.ok || typeof body?.period !== 'string') throw refusal(`usage report ${f}`, res.status, body?.error);
+    ctx.out(`${f}: ${body.already ? 'already received' : 'received'} by the licence server (${body.period})${body.problem ? `; it flagged: ${body.problem}` : ''}`);
+    posted.push({ file: f, ...body });
+  }
+  printResult(ctx, { posted });
 }
 
 export async function verify(ctx: Ctx, file: string, o: { license: string; previous?: string; pub?: string }): Promise<void> {

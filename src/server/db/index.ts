@@ -58,6 +58,17 @@ export const MIGRATIONS: readonly Migration[] = [
       'INSERT INTO revocation_state (id, serial, issued_at) VALUES (1, 0, 0)',
     ],
   },
+  {
+    version: 5,
+    name: 'usage reports',
+    sql: [
+      // one signed report per licence and month; problem: a gap or rewind against the previous report (stored, flagged)
+      'CREATE TABLE usage_reports (id TEXT PRIMARY KEY, license_id TEXT NOT NULL REFERENCES licenses (id), entitlement_id TEXT NOT NULL REFERENCES entitlements (id), host_id TEXT NOT NULL REFERENCES hosts (id), period TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, continuity TEXT NOT NULL, problem TEXT, received_at BIGINT NOT NULL, text TEXT NOT NULL)',
+      'CREATE UNIQUE INDEX usage_reports_license_period ON usage_reports (license_id, period)',
+      'CREATE INDEX usage_reports_entitlement_period ON usage_reports (entitlement_id, period)',
+      "CREATE TABLE usage_totals (report_id TEXT NOT NULL REFERENCES usage_reports (id), metric TEXT NOT NULL, feature TEXT NOT NULL, quantity BIGINT NOT NULL, overage BIGINT NOT NULL, forfeited BIGINT NOT NULL, records BIGINT NOT NULL, PRIMARY KEY (report_id, metric, feature))",
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
