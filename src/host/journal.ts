@@ -44,6 +44,7 @@ export class Journal {
   private hw: number;
   /** durable seqs not yet in clock.json: 'audit' or a licence id -> seq */
   private pending = new Map<string, number>();
+  private pendingRevocations = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -136,14 +137,41 @@ export class Journal {
     const cur = (await this.state.readClock(this.host)) ?? { v: 2 as const, t: new Date(0).toISOString(), audit: -1, ledgers: {} };
     const pending = this.pending;
     this.pending = new Map();
-    const next: ClockRecord = { v: 2, t: new Date(Math.max(Date.parse(cur.t), this.hw)).toISOString(), audit: Math.max(cur.audit, pending.get('audit') ?? -1), ledgers: { ...cur.ledgers } };
+    const next: ClockRecord = {
+      v: 2,
+      t: new Date(Math.max(Date.parse(cur.t), this.hw)).toISOString(),
+      audit: Math.max(cur.audit, pending.get('audit') ?? -1),
+      ledgers: { ...cur.ledgers },
+      revocations: { ...cur.revocations },
+    };
     for (const [k, seq] of pending) if (k !== 'audit') next.ledgers[k] = Math.max(next.ledgers[k] ?? -1, seq);
+    for (const [k, serial] of this.pendingRevocations) next.revocations![k] = Math.max(next.revocations![k] ?? 0, serial);
+    this.pendingRevocations = new Map();
     await this.state.writeClock(this.host, next, true);
   }
 
   /** Writes the clock record now, under the audit log's lock. */
   writeClock(): Promise<void> {
     return this.audit.log.exclusive(() => this.mergeClock());
+  }
+
+  /**
+   * A revocation list with this serial is installed (its file is on disk): the clock record names
+   * it from now on, so removing the list or putting an older one back is STATE_TAMPERED.
+   */
+  async bindRevocationList(keyId: string, serial: number): Promise<void> {
+    this.pendingRevocations.set(keyId, Math.max(this.pendingRevocations.get(keyId) ?? 0, serial));
+    await this.writeClock();
+  }
+
+  /** Checks the installed revocation lists (vendor key id -> serial) against the serials the clock record names. */
+  async checkRevocationLists(installed: ReadonlyMap<string, number>): Promise<void> {
+    const clock = await this.audit.log.exclusive(() => this.state.readClock(this.host));
+    for (const [keyId, serial] of Object.entries(clock?.revocations ?? {}))
+      if ((installed.get(keyId) ?? 0) < serial)
+        throw tampered(
+          `the revocation list of vendor key ${keyId} ${installed.has(keyId) ? `is at serial ${installed.get(keyId)}` : 'is missing'} but the clock record names serial ${serial}: revocations/ was removed or restored from an older copy`,
+        );
   }
 
   /**

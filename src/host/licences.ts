@@ -84,7 +84,7 @@ async function evaluate(env: Env, c: Candidate, target: Target): Promise<Evaluat
   }
   if (target.model !== undefined && l.model !== target.model) return undefined;
   if (target.manifest && (l.model !== target.manifest.model.name || l.vendor.keyId !== target.manifest.vendor.keyId)) return undefined;
-  const rv = env.revoked.get(l.vendor.keyId)?.get(l.licenseId);
+  const rv = env.revoked.get(l.vendor.keyId)?.licenses.get(l.licenseId);
   if (rv)
     return {
       error: new MlicError('LICENSE_REVOKED', `licence ${l.licenseId} was revoked by its vendor at ${rv.revokedAt} (${rv.reason})`, {
@@ -151,7 +151,9 @@ export async function withDecision<T>(
   const journal = opts.journal ?? (await Journal.open(ctx.state, host, { licensed: opts.licensed }));
   const now = ctx.now();
   try {
-    const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked: await loadRevoked(ctx.state) };
+    const revoked = await loadRevoked(ctx.state);
+    await journal.checkRevocationLists(new Map([...revoked].map(([k, v]) => [k, v.serial])));
+    const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked };
     let r: { value: T; audit: Partial<AuditData> };
     try {
       r = await fn(env);

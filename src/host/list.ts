@@ -29,7 +29,7 @@ export async function listLicenses(o: HostOptions = {}): Promise<InstalledLicens
       const l = await verifyLicenseText(text, (id) => ctx.state.trusted(id), path);
       const time = checkTime(l.payload, now);
       const host = l.payload.host.binding === 'host' && hostKey !== l.payload.host.publicKey ? checkHost(l.payload, hostKey, undefined) : undefined;
-      const isRevoked = revoked.get(l.payload.vendor.keyId)?.has(l.payload.licenseId) ?? false;
+      const isRevoked = revoked.get(l.payload.vendor.keyId)?.licenses.has(l.payload.licenseId) ?? false;
       out.push({ path, license: l, status: isRevoked ? 'LICENSE_REVOKED' : !time.ok ? time.code : host ? host.code : 'ok' });
     } catch (e) {
       const err = e as MlicError;

@@ -10,6 +10,7 @@ import { parseRevocationList, serializeRevocationList, verifyRevocationList, typ
 import { FileLock } from '../state/lock.js';
 import type { StateDir } from '../state/home.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
+import { Journal } from './journal.js';
 
 export interface InstallResult {
   keyId: string;
@@ -65,30 +66,27 @@ export async function installRevocationList(state: StateDir, text: string, what 
         details: { installed: have.payload.serial, offered: l.payload.serial },
       });
     if (have && have.payload.serial === l.payload.serial) return { ...base, status: 'unchanged' };
-    await writeSmallFileAtomic(fileOf(state, keyId), serializeRevocationList(l), { mode: 0o600, force: true });
+    await writeSmallFileAtomic(fileOf(state, keyId), serializeRevocationList(l), { mode: 0o600, force: true, sync: true });
+    // then the clock record names it: deleting the list, or putting an older one back, is tampering
+    const host = await state.hostIdentity({ create: true });
+    const journal = await Journal.open(state, host, { licensed: (await state.licenseTexts()).length > 0 });
+    try {
+      await journal.bindRevocationList(keyId, l.payload.serial);
+    } finally {
+      await journal.close();
+    }
     return { ...base, status: 'installed' };
   } finally {
     await lock.release();
   }
 }
 
-/** What the installed lists revoke: vendor key id -> licence id -> entry. */
-export type Revoked = Map<string, Map<string, RevokedLicense>>;
+/** What the installed lists revoke, per vendor key id: the list's serial and its licences. */
+export type Revoked = Map<string, { serial: number; licenses: Map<string, RevokedLicense> }>;
 
 export async function loadRevoked(state: StateDir): Promise<Revoked> {
   const out: Revoked = new Map();
-  let names: string[];
-  try {
-    names = (await readdir(state.path('revocations'))).filter((n) => /^[0-9A-F]{16}\.json$/.test(n));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
-    throw fromFsError(e, state.path('revocations'));
-  }
-  for (const n of names) {
-    const keyId = n.slice(0, 16);
-    const l = await readInstalled(state, keyId);
-    if (l) out.set(keyId, new Map(l.payload.licenses.map((e) => [e.id, e])));
-  }
+  for (const l of await loadRevokedLists(state)) out.set(l.payload.vendor.keyId, { serial: l.payload.serial, licenses: new Map(l.payload.licenses.map((e) => [e.id, e])) });
   return out;
 }
 
@@ -102,8 +100,9 @@ async function loadRevokedLists(state: StateDir): Promise<RevocationList[]> {
   let names: string[];
   try {
     names = (await readdir(state.path('revocations'))).filter((n) => /^[0-9A-F]{16}\.json$/.test(n)).sort();
-  } catch {
-    return [];
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromFsError(e, state.path('revocations'));
   }
   const out: RevocationList[] = [];
   for (const n of names) {

@@ -269,6 +269,8 @@ export class StateDir {
       typeof body.ledgers === 'object' &&
       body.ledgers !== null &&
       Object.entries(body.ledgers).every(([k, v]) => /^[0-9a-f]{32}$/.test(k) && Number.isSafeInteger(v)) &&
+      (body.revocations === undefined ||
+        (typeof body.revocations === 'object' && body.revocations !== null && Object.entries(body.revocations).every(([k, v]) => /^[0-9A-F]{16}$/.test(k) && Number.isSafeInteger(v)))) &&
       typeof mac === 'string';
     if (!ok || !constantTimeEqual(hmacSha256(this.clockKey(h), canonicalJson(body)), Buffer.from(mac as string, 'hex')))
       throw new MlicError('STATE_TAMPERED', `${p}: the clock record was modified or is not from this host`, { hint: 'restore the state directory from a backup, or ask your vendor' });
@@ -276,7 +278,7 @@ export class StateDir {
   }
 
   async writeClock(h: HostIdentity, rec: ClockRecord, sync: boolean): Promise<void> {
-    const body = { v: 2, t: rec.t, audit: rec.audit, ledgers: rec.ledgers };
+    const body = { v: 2, t: rec.t, audit: rec.audit, ledgers: rec.ledgers, ...(rec.revocations && Object.keys(rec.revocations).length ? { revocations: rec.revocations } : {}) };
     const mac = hmacSha256(this.clockKey(h), canonicalJson(body)).toString('hex');
     // The file is fsynced so that a crash never leaves it empty; an older one after a crash is harmless (host/journal.ts).
     await writeSmallFileAtomic(this.path('clock.json'), JSON.stringify({ ...body, mac }) + '\n', { mode: 0o600, force: true, sync, syncDir: false });
@@ -295,4 +297,6 @@ export interface ClockRecord {
   audit: number;
   /** licenceId -> seq of that licence's usage ledger record this was written after */
   ledgers: Record<string, number>;
+  /** vendor key id -> serial of the revocation list installed when this was written (host/revocations.ts) */
+  revocations?: Record<string, number>;
 }

@@ -6,7 +6,7 @@
  * SIGNATURE_INVALID. Checked against the database's rows as well as the answers.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import BetterSqlite3 from 'better-sqlite3';
@@ -150,6 +150,16 @@ describe.each(KINDS)('deactivation and revocation on %s', (kind) => {
     // the same list again: unchanged; the host's list survives
     expect((await mlic(['revocations', 'sync', '--json'], { env: c })).json.result.status).toBe('unchanged');
     expect((await mlic(['revocations', 'list', '--json'], { env: c })).json.result.lists[0].serial).toBe(r.json.result.serial);
+    // removing the installed list, or putting the older one back by hand, is tampering (the clock record names the serial)
+    const listFile = join(c.MLIC_HOME, 'revocations', `${JSON.parse(before).payload.vendor.keyId}.json`);
+    const current = await readFile(listFile, 'utf8');
+    await rm(listFile);
+    const gone = await unpack(c);
+    expect([gone.code, gone.json.error.code]).toEqual([1, 'STATE_TAMPERED']);
+    await writeFile(listFile, before);
+    expect((await unpack(c)).json.error.code).toBe('STATE_TAMPERED');
+    await writeFile(listFile, current);
+    expect((await unpack(c)).json.error.code).toBe('LICENSE_REVOKED');
     // revoking it again changes nothing
     const twice = await mlic(['admin', 'revoke', '--license', id, '--json'], { env: adminEnv });
     expect(twice.json.result).toEqual({ revoked: [], serial: r.json.result.serial });
