@@ -245,6 +245,36 @@ describe.each(KINDS)('deactivation and revocation on %s', (kind) => {
     expect(Number(active[0]!.n)).toBe(1);
   }, 60_000);
 
+  it(`revocations racing${kind === 'postgres' ? ' on two server processes' : ''} each get their own serial, and the list holds them all`, async () => {
+    const e = await entitle(30);
+    const ids: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const h = await fakeHost(`race${i}`);
+      const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
+      const res = await fetch(`${servers[0]!.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey: e.key, request }) });
+      expect(res.status).toBe(201);
+      ids.push(((await res.json()) as { licenseId: string }).licenseId);
+    }
+    const start = JSON.parse(await (await fetch(`${servers[0]!.url}/v1/revocations`)).text()).payload.serial as number;
+    const answers = await Promise.all(
+      ids.map(async (licenseId, i) => {
+        const s = servers[i % servers.length]!;
+        const res = await fetch(`${s.url}/v1/revocations`, { method: 'POST', headers: { authorization: `Bearer ${adminEnv.MLIC_ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ licenseId }) });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { revoked: string[]; serial: number };
+      }),
+    );
+    expect(answers.map((a) => a.serial).sort((a, b) => a - b)).toEqual(ids.map((_, i) => start + i + 1));
+    const [st] = await rows<{ serial: number | string }>('SELECT serial FROM revocation_state');
+    expect(Number(st!.serial)).toBe(start + ids.length);
+    for (const s of servers) {
+      const list = JSON.parse(await (await fetch(`${s.url}/v1/revocations`)).text());
+      expect(list.payload.serial).toBe(start + ids.length);
+      const listed = new Set(list.payload.licenses.map((x: { id: string }) => x.id));
+      for (const id of ids) expect(listed.has(id)).toBe(true);
+    }
+  }, 90_000);
+
   it('mlic deactivate without --online writes the signed file and removes the licence', async () => {
     const e = await entitle(1);
     const c = await cliHost('off');
