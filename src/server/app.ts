@@ -241,9 +241,13 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       const b = req.body as { licenseKey: string; request: string };
       perKey.take(normalizeLicenseKey(b.licenseKey) ?? b.licenseKey.slice(0, 64));
       const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()));
-      // committed: the host also gets the current revocation list
-      const revocations = (await lists.current()).text;
-      return reply.code(r.reissued ? 200 : 201).send({ ...r, revocations });
+      // Committed. The host also gets the current revocation list, when it can be had: the
+      // activation stands either way (the host can `revocations sync` later).
+      const revocations = await lists.current().then(
+        (l) => l.text,
+        () => undefined,
+      );
+      return reply.code(r.reissued ? 200 : 201).send({ ...r, ...(revocations !== undefined ? { revocations } : {}) });
     },
   );
 
@@ -253,7 +257,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
     async (req) => {
       const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()));
-      return { ...r, ...(lists ? { revocations: (await lists.current()).text } : {}) };
+      const revocations = lists ? await lists.current().then((l) => l.text, () => undefined) : undefined;
+      return { ...r, ...(revocations !== undefined ? { revocations } : {}) };
     },
   );
 

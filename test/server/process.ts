@@ -23,8 +23,18 @@ export function startServer(args: string[], env: Record<string, string> = {}): P
       const nl = out.indexOf('\n');
       if (nl >= 0 && !started) {
         started = true;
-        const first = JSON.parse(out.slice(0, nl)) as { ok: boolean; result: Record<string, unknown> };
-        resolve({ child, url: first.result.url as string, first: first.result, stdout: () => out, stderr: () => err, exited });
+        let first: { ok?: boolean; result?: Record<string, unknown> } | undefined;
+        try {
+          first = JSON.parse(out.slice(0, nl)) as typeof first;
+        } catch {
+          first = undefined;
+        }
+        if (first?.ok !== true || typeof first.result?.url !== 'string') {
+          child.kill('SIGKILL');
+          reject(new Error(`server did not start: ${out.slice(0, nl)} ${err}`));
+          return;
+        }
+        resolve({ child, url: first.result.url, first: first.result, stdout: () => out, stderr: () => err, exited });
       }
     });
     child.stderr!.on('data', (d) => (err += d));
