@@ -60,7 +60,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     // unknown fields are refused, never silently dropped; no type coercion
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     ...(o.https ? { https: { cert: o.https.cert, key: o.https.key } } : {}),
-    ...(o.trustProxy ? { trustProxy: true } : {}),
+    // one hop: the address the proxy in front saw (the last X-Forwarded-For entry), never one a client wrote in the header
+    ...(o.trustProxy ? { trustProxy: (_addr: string, hop: number) => hop === 0 } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
 
   // The OpenAPI document is made from the very schemas the routes validate with (GET /openapi.json).

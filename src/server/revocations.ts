@@ -66,10 +66,14 @@ async function currentSerial(q: Queries): Promise<number> {
   return Number((await q.get<{ serial: number }>('SELECT serial FROM revocation_state WHERE id = 1'))?.serial ?? 0);
 }
 
-/** Moves the serial up by one, and unlists what can no longer be used; the new serial. */
+/**
+ * Moves the serial up, and unlists what can no longer be used; the new serial. The serial is at
+ * least the time in milliseconds: it keeps growing across a restore of an older backup (whose
+ * serial is behind what hosts hold), so the next change still reaches them.
+ */
 async function bumpSerial(q: Queries, now: number): Promise<number> {
-  await q.run('UPDATE revocation_state SET serial = serial + 1, issued_at = ? WHERE id = 1', [now]);
-  const serial = await currentSerial(q);
+  const serial = Math.max((await currentSerial(q)) + 1, Date.now());
+  await q.run('UPDATE revocation_state SET serial = ?, issued_at = ? WHERE id = 1', [serial, now]);
   await q.run('UPDATE licenses SET unlisted_serial = ? WHERE listed_serial IS NOT NULL AND unlisted_serial IS NULL AND usable_until IS NOT NULL AND usable_until < ?', [
     serial,
     now - UNLIST_MARGIN_S,

@@ -75,6 +75,21 @@ describe('a server with rate limits', () => {
     }
   }, 30_000);
 
+  it('--trust-proxy takes the address the proxy in front appended: a client rotating the first X-Forwarded-For entry does not escape the limit', async () => {
+    const s = await startServer(['--data', join(await tmp(), 'd'), '--rate-limit-address', '2', '--trust-proxy']);
+    try {
+      const post = (xff: string) =>
+        fetch(`${s.url}/v1/deactivations`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': xff }, body: JSON.stringify({ deactivation: '{}' }) });
+      expect((await post('10.0.0.1, 203.0.113.7')).status).toBe(400);
+      expect((await post('10.0.0.2, 203.0.113.7')).status).toBe(400);
+      expect((await post('10.0.0.3, 203.0.113.7')).status).toBe(429);
+      expect((await post('10.0.0.4, 203.0.113.8')).status).toBe(400); // another client behind the proxy
+      expect(s.stdout()).toContain('"ip":"203.0.113.7"');
+    } finally {
+      expect(await stop(s)).toBe(0);
+    }
+  }, 30_000);
+
   it('refuses a limit that is not a number', async () => {
     const r = await mlic(['server', 'start', '--data', join(await tmp(), 'd'), '--rate-limit-key', 'many', '--json']);
     expect([r.code, r.json.error.code]).toEqual([2, 'USAGE']);

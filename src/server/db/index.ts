@@ -7,7 +7,6 @@
  */
 import { join } from 'node:path';
 import { MlicError } from '../../errors.js';
-import { openPostgres } from './postgres.js';
 import { openSqlite } from './sqlite.js';
 import type { Database } from './types.js';
 
@@ -79,7 +78,8 @@ export const SQLITE_FILE = 'mlic.db';
 /** `postgres://...` or `postgresql://...` for PostgreSQL; none for the SQLite file in dataDir. */
 export async function openDatabase(o: { dataDir: string; url?: string | undefined }): Promise<Database> {
   if (o.url === undefined || o.url === '') return openSqlite(join(o.dataDir, SQLITE_FILE));
-  if (/^postgres(ql)?:\/\//i.test(o.url)) return openPostgres(o.url);
+  // loaded only for PostgreSQL: the driver is not needed (nor loaded) with SQLite
+  if (/^postgres(ql)?:\/\//i.test(o.url)) return (await import('./postgres.js')).openPostgres(o.url);
   throw new MlicError('USAGE', 'the database must be a postgres:// URL (or none, for the SQLite file in the data directory)');
 }
 
