@@ -33,8 +33,25 @@ export function ed25519PublicFromSeed(seed: Uint8Array): Buffer {
   return Buffer.from(pub.subarray(SPKI_PREFIX.length));
 }
 
+// The private KeyObject of the last seed signed with (a licence server signs every licence with
+// one vendor key: rebuilding the key from its seed cost about half a millisecond a signature).
+// Kept only while the seed's bytes are unchanged: a seed wiped or refilled is rebuilt.
+let lastSeed: { seed: Uint8Array; bytes: Buffer; key: KeyObject } | undefined;
+
 export function ed25519Sign(seed: Uint8Array, message: Uint8Array): Buffer {
-  return nodeSign(null, message, privateKeyObject(seed));
+  let key: KeyObject;
+  if (lastSeed && lastSeed.seed === seed && lastSeed.bytes.equals(seed)) key = lastSeed.key;
+  else {
+    key = privateKeyObject(seed);
+    lastSeed = { seed, bytes: Buffer.from(seed), key };
+  }
+  return nodeSign(null, message, key);
+}
+
+/** Forgets the cached signing key (tests; and callers that wipe a seed and want no copy left). */
+export function ed25519ForgetKey(): void {
+  lastSeed?.bytes.fill(0);
+  lastSeed = undefined;
 }
 
 /** Never throws for a malformed signature or key: returns false. */

@@ -12,7 +12,8 @@ import type { Manifest } from '../format/manifest.js';
 import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
-import { bundleKeyFromMaster, modelKey, nodeKey } from '../keys/derive.js';
+import { bundleKeyFromMaster, modelKey, nodeKey, type Tree } from '../keys/derive.js';
+import { sha256Hex } from '../crypto/hash.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { sealGrant } from './keys.js';
 import { ALL_LINES, grantNodes, lineIntervals } from './lines.js';
@@ -63,6 +64,34 @@ export function parseMatch(s: string): MatchPolicy {
   throw new MlicError('USAGE', `--match expects all, most, any or a number k (k of n), got '${s}'`);
 }
 
+/**
+ * Version-tree node keys by vendor master, model and node: every licence of an entitlement grants
+ * the same nodes, and deriving one costs a chain of HKDFs (most of a licence server's time per
+ * activation). Kept per master key object, at most 4,096 nodes; a copy is handed out (the caller
+ * wipes it).
+ */
+const nodeKeys = new WeakMap<Uint8Array, { of: string; keys: Map<string, Buffer> }>();
+function cachedNodeKey(master: Uint8Array, mk: Buffer, model: string, tree: Tree, depth: number, prefix: number): Buffer {
+  // the same buffer refilled with another master must not find the first one's keys
+  const of = sha256Hex(master);
+  let c = nodeKeys.get(master);
+  if (!c || c.of !== of) {
+    for (const v of c?.keys.values() ?? []) v.fill(0);
+    nodeKeys.set(master, (c = { of, keys: new Map() }));
+  }
+  const id = `${model}\u0000${tree}\u0000${depth}\u0000${prefix}`;
+  let k = c.keys.get(id);
+  if (!k) {
+    if (c.keys.size >= 4096) {
+      for (const v of c.keys.values()) v.fill(0);
+      c.keys.clear();
+    }
+    k = nodeKey(mk, tree, depth, prefix);
+    c.keys.set(id, Buffer.from(k));
+  }
+  return Buffer.from(k);
+}
+
 export function issueLicense(o: IssueOptions): { license: SignedLicense; payload: LicensePayload } {
   const now = o.now ?? new Date();
   if (!NAME_RE.test(o.model)) throw new MlicError('USAGE', `invalid model name '${o.model}'`);
@@ -82,7 +111,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     if (nodes.length === 0) throw new MlicError('USAGE', `--versions: '${range}' matches no version`);
     if (nodes.length > MAX_GRANTS) throw new MlicError('USAGE', `--versions: '${range}' needs ${nodes.length} keys, more than the ${MAX_GRANTS} a licence may carry; use fewer alternatives`);
     for (const n of nodes) {
-      const k = nodeKey(mk, n.tree, n.depth, n.prefix);
+      const k = cachedNodeKey(o.key.master, mk, o.model, n.tree, n.depth, n.prefix);
       grants.push(sealGrant({ scope: 'lines', ...n }, k, hostPub));
       k.fill(0);
     }

@@ -5,13 +5,13 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
-import { SCHEMA_VERSION, type Database } from './db/index.js';
+import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { activate, deactivate } from './activations.js';
 import { listHosts } from './hosts.js';
 import { receiveReport, usageSummary } from './usage.js';
 import { RateLimiter } from './rate-limit.js';
-import { normalizeLicenseKey } from './license-key.js';
+import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
 import { MAX_REPORT_BYTES } from '../usage/report.js';
 import { PAGE_QUERY_PROPERTIES } from './paging.js';
 import { RevocationLists, revoke, type RevokeTarget } from './revocations.js';
@@ -214,7 +214,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     },
     async (req) => {
       const target = req.body as RevokeTarget;
-      return o.db.tx((q) => revoke(q, target, Math.floor(Date.now() / 1000)));
+      return o.db.tx((q) => revoke(q, target, Math.floor(Date.now() / 1000)), { lock: REVOCATION_LOCK });
     },
   );
   app.get('/v1/revocations', async (_req, reply) => {
@@ -241,7 +241,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       if (!o.issuer || !lists) throw noIssuer();
       const b = req.body as { licenseKey: string; request: string };
       perKey.take(normalizeLicenseKey(b.licenseKey) ?? b.licenseKey.slice(0, 64));
-      const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()));
+      const normalized = normalizeLicenseKey(b.licenseKey);
+      const lock = normalized ? { lock: activationLock(licenseKeyHash(normalized)) } : {};
+      const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()), lock);
       // Committed. The host also gets the current revocation list, when it can be had: the
       // activation stands either way (the host can `revocations sync` later).
       const revocations = await lists.current().then(
@@ -257,7 +259,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     '/v1/deactivations',
     { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
     async (req) => {
-      const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()));
+      const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()), { lock: REVOCATION_LOCK });
       const revocations = lists ? await lists.current().then((l) => l.text, () => undefined) : undefined;
       return { ...r, ...(revocations !== undefined ? { revocations } : {}) };
     },

@@ -68,6 +68,12 @@ export const MIGRATIONS: readonly Migration[] = [
       "CREATE TABLE usage_totals (report_id TEXT NOT NULL REFERENCES usage_reports (id), metric TEXT NOT NULL, feature TEXT NOT NULL, quantity BIGINT NOT NULL, overage BIGINT NOT NULL, forfeited BIGINT NOT NULL, records BIGINT NOT NULL, PRIMARY KEY (report_id, metric, feature))",
     ],
   },
+  {
+    version: 6,
+    name: 'an index for counting active hosts',
+    // an entitlement's active hosts are counted on every activation: from the index alone, not every host row
+    sql: ['CREATE INDEX hosts_entitlement_active ON hosts (entitlement_id, deactivated_at)'],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -83,8 +89,17 @@ export async function openDatabase(o: { dataDir: string; url?: string | undefine
   throw new MlicError('USAGE', 'the database must be a postgres:// URL (or none, for the SQLite file in the data directory)');
 }
 
-// advisory lock key: "mlic" in ASCII, then 1 (schema migrations)
+// advisory lock keys: "mlic" in ASCII, then 1 (schema migrations), 2 (revocation changes)
 const MIGRATION_LOCK = 0x6d6c6963_00000001n;
+export const REVOCATION_LOCK = 0x6d6c6963_00000002n;
+
+/**
+ * The advisory lock of one entitlement's activations (from its licence key's hash): on PostgreSQL
+ * they then queue for each other instead of failing SERIALIZABLE checks and retrying.
+ */
+export function activationLock(keyHashHex: string): bigint {
+  return BigInt.asIntN(64, BigInt(`0x${keyHashHex.slice(0, 16)}`));
+}
 
 /** Applies the missing migrations; returns the versions before and after. */
 export async function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): Promise<{ from: number; to: number }> {

@@ -66,9 +66,13 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
           return r;
         } catch (e) {
           await c.query('ROLLBACK').catch(() => undefined);
-          if (RETRYABLE.has((e as { code?: string }).code ?? '') && attempt < 20) {
-            await new Promise((res) => setTimeout(res, Math.random() * 5 * (attempt + 1)));
-            continue;
+          if (RETRYABLE.has((e as { code?: string }).code ?? '')) {
+            if (attempt < 20) {
+              await new Promise((res) => setTimeout(res, Math.random() * 5 * (attempt + 1)));
+              continue;
+            }
+            // nothing was written: the client may retry (503), this is not a server fault
+            throw new MlicError('IO_ERROR', 'the database is busy (the transaction kept conflicting with others); nothing was changed, retry', { cause: e });
           }
           throw e;
         } finally {
