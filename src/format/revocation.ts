@@ -36,7 +36,7 @@ export interface RevocationListPayload {
   v: 1;
   kind: 'mlic-revocation-list';
   vendor: { keyId: string };
-  /** grows by one with every change; a host never installs a lower one */
+  /** grows with every change (at least the server's time in ms); a host never installs a lower one */
   serial: number;
   issuedAt: string;
   /** sorted by id, no duplicates */

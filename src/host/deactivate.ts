@@ -69,7 +69,14 @@ export async function deactivateOnline(o: HostOptions & { licenseId?: string; se
   if (!res.ok || typeof body?.hostId !== 'string') {
     throw refusal('deactivation', res.status, body?.error);
   }
-  const revocations = typeof body.revocations === 'string' ? await installRevocationList(ctx.state, body.revocations, 'the server\'s revocation list') : undefined;
+  // the slot is freed either way: a list that cannot be installed (an older one, say) leaves the installed one
+  const revocations =
+    typeof body.revocations === 'string'
+      ? await installRevocationList(ctx.state, body.revocations, "the server's revocation list").catch((e: unknown) => {
+          if (e instanceof MlicError) return undefined;
+          throw e;
+        })
+      : undefined;
   await ctx.state.licenseRemove(licenseId);
   return { licenseId, hostId: body.hostId, already: body.already === true, revoked: body.revoked ?? [], ...(revocations ? { revocations } : {}) };
 }

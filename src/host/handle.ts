@@ -26,6 +26,9 @@ import type { ChainRecord } from '../state/chainlog.js';
 import type { UsageData } from '../usage/ledger.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
+import { loadRevoked } from './revocations.js';
+import type { RevokedLicense } from '../format/revocation.js';
+import { stat } from 'node:fs/promises';
 import { authorizeBundle, choose, withDecision, type Candidate } from './licences.js';
 import { MAX_LICENSE_BYTES } from '../format/license.js';
 
@@ -42,6 +45,8 @@ export interface LoadLicenseOptions extends HostOptions {
   flushMs?: number;
   /** the clock (tests inject one); default () => new Date() */
   clock?: () => Date;
+  /** for a usage report of past use: a revoked licence is still opened (internal: mlic usage report) */
+  forReport?: boolean;
 }
 
 export interface ValidateRequest {
@@ -84,9 +89,13 @@ const closeAllBeforeExit = () => {
   for (const h of live) void h.close().catch(() => undefined);
 };
 
+/** How often an open handle looks at the installed revocation list again (one stat; a read only when it changed). */
+export const REVOCATION_CHECK_MS = 1000;
+
 export class LoadedLicense {
   private closed = false;
   private readonly window: TimeWindow;
+  private revocation: { checkedAt: number; mtimeMs: number; revoked?: RevokedLicense; checking: boolean } = { checkedAt: 0, mtimeMs: -1, checking: false };
 
   constructor(
     readonly license: LicensePayload,
@@ -137,6 +146,10 @@ export class LoadedLicense {
     if (this.closed) return { valid: false, error: 'closed', message: 'the licence handle is closed', ...this.extra() };
     if ((req.inputHash !== undefined && !validHash(req.inputHash)) || (req.outputHash !== undefined && !validHash(req.outputHash)))
       return this.deny(now, 'invalid_request', 'inputHash/outputHash must be short printable strings (e.g. sha256:<hex>)', req);
+    // A list installed while this handle is open (mlic revocations sync) takes effect within a second.
+    if (now.getTime() - this.revocation.checkedAt >= REVOCATION_CHECK_MS && !this.revocation.checking) this.recheckRevocation(now.getTime());
+    const rv = this.revocation.revoked;
+    if (rv) return this.deny(now, 'license_revoked', `licence ${this.license.licenseId} was revoked by its vendor at ${rv.revokedAt} (${rv.reason})`, req);
     const hw = this.journal.highWater()?.getTime() ?? 0;
     const time = checkTimeAt(this.license, this.window, now.getTime(), hw);
     if (!time.ok) return this.denial(now, time, req);
@@ -163,6 +176,28 @@ export class LoadedLicense {
     }
     void this.journal.record({ ...this.base(now), action: 'validate', decision: 'allow', ...this.reqFields(req) }, now).catch(() => undefined);
     return { valid: true, ...extra };
+  }
+
+  /** In the background: stat the vendor's installed list, and read it when it changed. A list that cannot be read changes nothing here (the next open decides, failing closed). */
+  private recheckRevocation(now: number): void {
+    this.revocation.checking = true;
+    this.revocation.checkedAt = now;
+    const keyId = this.license.vendor.keyId;
+    void (async () => {
+      try {
+        const st = await stat(this.journal.stateDir.path('revocations', `${keyId}.json`)).catch(() => undefined);
+        const mtimeMs = st?.mtimeMs ?? 0;
+        if (mtimeMs !== this.revocation.mtimeMs) {
+          const entry = (await loadRevoked(this.journal.stateDir)).get(keyId)?.licenses.get(this.license.licenseId);
+          this.revocation.mtimeMs = mtimeMs;
+          if (entry) this.revocation.revoked = entry;
+        }
+      } catch {
+        /* unreadable now: the next open of a handle decides */
+      } finally {
+        this.revocation.checking = false;
+      }
+    })();
   }
 
   /** Records the hashes of one inference's input and output in the audit log. */
@@ -235,7 +270,7 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
   } else {
     const candidates: Candidate[] = o.licenseFile !== undefined ? [{ path: o.licenseFile, text: await readTextFile(o.licenseFile, { maxBytes: MAX_LICENSE_BYTES, what: 'licence' }) }] : installed;
     if (candidates.length === 0) throw new MlicError('NO_LICENSE', 'no licence installed', { hint: 'run `mlic activate <licence>` first' });
-    license = await withDecision(ctx, { licensed: installed.length > 0, action: 'validate', about: o.model ? { model: o.model } : {} }, async (env) => {
+    license = await withDecision(ctx, { licensed: installed.length > 0, action: 'validate', about: o.model ? { model: o.model } : {}, ...(o.forReport ? { ignoreRevocations: true } : {}) }, async (env) => {
       const { license: l } = await choose(env, candidates, o.model !== undefined ? { model: o.model } : {});
       return { value: l, audit: { licenseId: l.licenseId, model: l.model } };
     });

@@ -155,6 +155,11 @@ export class Journal {
     return this.audit.log.exclusive(() => this.mergeClock());
   }
 
+  /** The host's state directory. */
+  get stateDir(): StateDir {
+    return this.state;
+  }
+
   /**
    * A revocation list with this serial is installed (its file is on disk): the clock record names
    * it from now on, so removing the list or putting an older one back is STATE_TAMPERED.

@@ -144,14 +144,15 @@ async function choose(env: Env, candidates: Candidate[], target: Target, onAllow
  */
 export async function withDecision<T>(
   ctx: HostContext,
-  opts: { licensed: boolean; journal?: Journal; action: AuditData['action']; about?: Partial<AuditData> },
+  opts: { licensed: boolean; journal?: Journal; action: AuditData['action']; about?: Partial<AuditData>; ignoreRevocations?: boolean },
   fn: (env: Env) => Promise<{ value: T; audit: Partial<AuditData> }>,
 ): Promise<T> {
   const host = await ctx.state.hostIdentity({ create: true, now: ctx.now() });
   const journal = opts.journal ?? (await Journal.open(ctx.state, host, { licensed: opts.licensed }));
   const now = ctx.now();
   try {
-    const revoked = await loadRevoked(ctx.state);
+    // a usage report of past use is made for a revoked licence too (its usage is billable)
+    const revoked = opts.ignoreRevocations ? new Map() : await loadRevoked(ctx.state);
     await journal.checkRevocationLists(new Map([...revoked].map(([k, v]) => [k, v.serial])));
     const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked };
     let r: { value: T; audit: Partial<AuditData> };

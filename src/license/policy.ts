@@ -53,6 +53,7 @@ export const VALIDATE_ERRORS = {
   license_not_yet_valid: 'LICENSE_NOT_YET_VALID',
   metric_not_licensed: 'METRIC_NOT_LICENSED',
   clock_tampered: 'CLOCK_TAMPERED',
+  license_revoked: 'LICENSE_REVOKED',
   invalid_request: 'USAGE',
   closed: 'USAGE',
 } as const satisfies Record<string, ErrorCode>;

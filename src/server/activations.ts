@@ -10,12 +10,14 @@ import { MlicError } from '../errors.js';
 import { serializeLicense } from '../format/license.js';
 import { issueLicense } from '../license/issue.js';
 import { parseAndVerifyRequest } from '../license/sign.js';
+import type { ActivationRequest } from '../format/license.js';
 import { regionAllowed } from '../license/policy.js';
 import type { VendorKey } from '../keys/vendor.js';
 import type { Queries } from './db/index.js';
 import { issueOptionsFor, type EntitlementTerms } from './entitlements.js';
 import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
-import { parseDeactivation } from '../format/revocation.js';
+import type { Deactivation } from '../format/revocation.js';
+import { parseLicenseText } from '../format/license.js';
 import { revokeLicenses } from './revocations.js';
 
 export interface ActivationResult {
@@ -25,10 +27,15 @@ export interface ActivationResult {
   reissued: boolean;
 }
 
-export async function activate(q: Queries, key: VendorKey, licenseKey: string, requestText: string, now: Date): Promise<ActivationResult> {
+/** Checks what can be checked before any database work: the key's form, the request's own signature. */
+export function parseActivation(licenseKey: string, requestText: string): { normalized: string; request: ActivationRequest } {
   const normalized = normalizeLicenseKey(licenseKey);
   if (!normalized) throw new MlicError('FORMAT_INVALID', 'not a licence key (MLIC-XXXXX-XXXXX-XXXXX-XXXXX; check for a mistyped symbol)');
-  const request = parseAndVerifyRequest(requestText);
+  return { normalized, request: parseAndVerifyRequest(requestText) };
+}
+
+export async function activate(q: Queries, key: VendorKey, parsed: { normalized: string; request: ActivationRequest }, now: Date): Promise<ActivationResult> {
+  const { normalized, request } = parsed;
   const e = await q.get<{ id: string; customer: string; model: string; terms: string; max_hosts: number; revoked_at: number | null }>(
     'SELECT id, customer, model, terms, max_hosts, revoked_at FROM entitlements WHERE key_hash = ?',
     [licenseKeyHash(normalized)],
@@ -47,11 +54,17 @@ export async function activate(q: Queries, key: VendorKey, licenseKey: string, r
       });
   }
   const hostKey = request.payload.hostPublicKey;
-  const have = await q.get<{ id: string; deactivated_at: number | null; revoked_at: number | null }>('SELECT id, deactivated_at, revoked_at FROM hosts WHERE entitlement_id = ? AND host_key = ?', [
+  const have = await q.get<{ id: string; deactivated_at: number | null; revoked_at: number | null; signing_key: string | null }>('SELECT id, deactivated_at, revoked_at, signing_key FROM hosts WHERE entitlement_id = ? AND host_key = ?', [
     e.id,
     hostKey,
   ]);
   if (have?.revoked_at != null) throw new MlicError('LICENSE_REVOKED', `this host (${have.id}) was revoked by the vendor`, { hint: 'ask your vendor' });
+  // The host key is public (it is in every licence): a request naming it must also come from the
+  // signing key that host registered, or anyone with the licence key could take over its slot.
+  if (have?.signing_key != null && have.signing_key !== request.payload.signingPublicKey)
+    throw new MlicError('SIGNATURE_INVALID', 'this host key is registered under another signing key: the request is not from that host', {
+      hint: 'a host that lost its state directory activates as a new host (mlic activate --request makes new keys)',
+    });
   const holdsSlot = have !== undefined && have.deactivated_at === null;
   if (!holdsSlot) {
     const used = Number((await q.get<{ n: number }>('SELECT COUNT(*) AS n FROM hosts WHERE entitlement_id = ? AND deactivated_at IS NULL', [e.id]))?.n ?? 0);
@@ -103,15 +116,16 @@ const DEACTIVATION_SKEW_S = 300;
  * taken again). The host's licences are revoked (reason "deactivated"): a copy kept after
  * deactivating is refused wherever the revocation list is installed.
  */
-export async function deactivate(q: Queries, text: string, now: Date): Promise<DeactivationResult> {
-  const d = parseDeactivation(text);
+export async function deactivate(q: Queries, d: Deactivation, now: Date): Promise<DeactivationResult> {
   const t = Math.floor(now.getTime() / 1000);
-  const h = await q.get<{ host_id: string; host_key: string; signing_key: string | null; activated_at: number; deactivated_at: number | null }>(
-    'SELECT h.id AS host_id, h.host_key, h.signing_key, h.activated_at, h.deactivated_at FROM licenses l JOIN hosts h ON h.id = l.host_id WHERE l.id = ?',
+  const h = await q.get<{ host_id: string; host_key: string; text: string; activated_at: number; deactivated_at: number | null }>(
+    'SELECT h.id AS host_id, h.host_key, l.text, h.activated_at, h.deactivated_at FROM licenses l JOIN hosts h ON h.id = l.host_id WHERE l.id = ?',
     [d.payload.licenseId],
   );
   if (!h) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${d.payload.licenseId}`);
-  if (h.host_key !== d.payload.hostPublicKey || h.signing_key !== d.payload.signingPublicKey)
+  // the keys the licence itself was issued to, as signed in it
+  const bound = parseLicenseText(h.text).payload.host;
+  if (bound.binding !== 'host' || h.host_key !== d.payload.hostPublicKey || bound.publicKey !== d.payload.hostPublicKey || bound.signingPublicKey !== d.payload.signingPublicKey)
     throw new MlicError('SIGNATURE_INVALID', `the deactivation is not signed by the host licence ${d.payload.licenseId} was issued to`);
   if (h.deactivated_at !== null) return { hostId: h.host_id, revoked: [], already: true };
   if (Date.parse(d.payload.createdAt) / 1000 < Number(h.activated_at) - DEACTIVATION_SKEW_S)

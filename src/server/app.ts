@@ -7,7 +7,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { activate, deactivate } from './activations.js';
+import { activate, deactivate, parseActivation } from './activations.js';
+import { parseDeactivation } from '../format/revocation.js';
 import { listHosts } from './hosts.js';
 import { receiveReport, usageSummary } from './usage.js';
 import { RateLimiter } from './rate-limit.js';
@@ -30,6 +31,9 @@ export interface AppOptions {
   /** take the client address from X-Forwarded-For (only behind a proxy that sets it) */
   trustProxy?: boolean;
 }
+
+/** The revocation list rides along with activation and deactivation answers up to this size; a longer one is fetched with `revocations sync`. */
+const EMBED_LIST_MAX = 1 << 20;
 
 export const DEFAULT_RATE_LIMITS = { perKey: 300, perAddress: 600 };
 
@@ -241,13 +245,13 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       if (!o.issuer || !lists) throw noIssuer();
       const b = req.body as { licenseKey: string; request: string };
       perKey.take(normalizeLicenseKey(b.licenseKey) ?? b.licenseKey.slice(0, 64));
-      const normalized = normalizeLicenseKey(b.licenseKey);
-      const lock = normalized ? { lock: activationLock(licenseKeyHash(normalized)) } : {};
-      const r = await o.db.tx((q) => activate(q, o.issuer!, b.licenseKey, b.request, new Date()), lock);
+      // parsed and verified before any database work: junk takes no connection and no lock
+      const parsed = parseActivation(b.licenseKey, b.request);
+      const r = await o.db.tx((q) => activate(q, o.issuer!, parsed, new Date()), { lock: activationLock(licenseKeyHash(parsed.normalized)) });
       // Committed. The host also gets the current revocation list, when it can be had: the
       // activation stands either way (the host can `revocations sync` later).
       const revocations = await lists.current().then(
-        (l) => l.text,
+        (l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined),
         () => undefined,
       );
       return reply.code(r.reissued ? 200 : 201).send({ ...r, ...(revocations !== undefined ? { revocations } : {}) });
@@ -259,8 +263,9 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     '/v1/deactivations',
     { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['deactivation'], properties: { deactivation: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
     async (req) => {
-      const r = await o.db.tx((q) => deactivate(q, (req.body as { deactivation: string }).deactivation, new Date()), { lock: REVOCATION_LOCK });
-      const revocations = lists ? await lists.current().then((l) => l.text, () => undefined) : undefined;
+      const d = parseDeactivation((req.body as { deactivation: string }).deactivation);
+      const r = await o.db.tx((q) => deactivate(q, d, new Date()), { lock: REVOCATION_LOCK });
+      const revocations = lists ? await lists.current().then((l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined), () => undefined) : undefined;
       return { ...r, ...(revocations !== undefined ? { revocations } : {}) };
     },
   );

@@ -5,14 +5,14 @@
  * The list is a function of its serial alone: a licence enters it at `listed_serial` and leaves it
  * (when it can no longer be used anyway: past its expiry, grace and clock tolerance, plus a day) at
  * `unlisted_serial`; the list at serial S holds the licences with listed_serial <= S <
- * unlisted_serial. Every change moves the serial up by one in the same transaction, so any server
+ * unlisted_serial. Every change moves the serial up (to at least the time in ms) in the same transaction, so any server
  * process builds the same list for a serial (Ed25519 is deterministic: the same bytes too) and may
  * cache it until the serial moves.
  */
 import { MlicError } from '../errors.js';
 import { isoSeconds } from '../format/fields.js';
 import { keyIdHex } from '../format/minisign.js';
-import { serializeRevocationList, signRevocationList, type RevocationReason, type RevokedLicense } from '../format/revocation.js';
+import { MAX_REVOCATION_ENTRIES, serializeRevocationList, signRevocationList, type RevocationReason, type RevokedLicense } from '../format/revocation.js';
 import type { VendorKey } from '../keys/vendor.js';
 import type { Database, Queries } from './db/index.js';
 
@@ -57,6 +57,12 @@ export async function revoke(q: Queries, target: RevokeTarget, now: number, reas
 export async function revokeLicenses(q: Queries, where: 'id = ?' | 'host_id = ?' | 'entitlement_id = ?', param: string, why: RevocationReason, now: number): Promise<RevokeResult> {
   const rows = await q.all<{ id: string }>(`SELECT id FROM licenses WHERE ${where} AND revoked_at IS NULL`, [param]);
   if (rows.length === 0) return { revoked: [], serial: await currentSerial(q) };
+  // hosts refuse a list longer than this: refuse to make one
+  const listed = Number((await q.get<{ n: number }>('SELECT COUNT(*) AS n FROM licenses WHERE listed_serial IS NOT NULL AND unlisted_serial IS NULL'))?.n ?? 0);
+  if (listed + rows.length > MAX_REVOCATION_ENTRIES)
+    throw new MlicError('USAGE', `the revocation list would hold ${listed + rows.length} licences, more than the ${MAX_REVOCATION_ENTRIES} hosts accept`, {
+      hint: 'revoked licences leave the list a day after they expire: issue licences with an expiry (perpetual ones stay listed)',
+    });
   const serial = await bumpSerial(q, now);
   await q.run(`UPDATE licenses SET revoked_at = ?, revoke_reason = ?, listed_serial = ? WHERE ${where} AND revoked_at IS NULL`, [now, why, serial, param]);
   return { revoked: rows.map((r) => r.id).sort(), serial };

@@ -41,6 +41,8 @@ export async function receiveReport(q: Queries, text: string, now: number): Prom
     if (same.id === p.reportId && same.text === text) return { ...(await storedReport(q, same.id)), already: true };
     throw new MlicError('IO_EXISTS', `a report for licence ${p.licenseId} and ${p.period} is already stored (${same.id})`, { hint: 'a month is reported once, after it ends' });
   }
+  const taken = await q.get<{ license_id: string; period: string }>('SELECT license_id, period FROM usage_reports WHERE id = ?', [p.reportId]);
+  if (taken) throw new MlicError('IO_EXISTS', `report id ${p.reportId} is already stored, for licence ${taken.license_id} and ${taken.period}`);
   const prev = await q.get<{ text: string }>('SELECT text FROM usage_reports WHERE license_id = ? AND period < ? ORDER BY period DESC LIMIT 1', [p.licenseId, p.period]);
   let continuity: StoredReport['continuity'];
   let problem: string | undefined;

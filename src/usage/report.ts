@@ -167,8 +167,12 @@ export function parseReport(text: string, what = 'report'): UsageReport {
   if (!hex64(l.prevHash) || !hex64(l.lastHash) || !hex64(l.headHash) || !hex64(l.genesisHash) || !(l.firstHash === null || hex64(l.firstHash))) throw bad('ledger hash');
   if (!isPlainObject(p.audit) || unknownKeys(p.audit, ['seq']).length || !seqOk(p.audit.seq)) throw bad('audit');
   if (!Array.isArray(p.totals) || p.totals.length > 1024) throw bad('totals');
+  const seen = new Set<string>();
   for (const t of p.totals) {
     if (!isPlainObject(t) || unknownKeys(t, ['metric', 'feature', 'quantity', 'overageQuantity', 'forfeitedQuantity', 'records']).length) throw bad('totals');
+    const id = `${String(t.metric)}\u0000${String(t.feature ?? '')}`;
+    if (seen.has(id)) throw bad('totals: a metric and feature twice');
+    seen.add(id);
     if (typeof t.metric !== 'string' || !METRIC_RE.test(t.metric) || (t.feature !== undefined && (typeof t.feature !== 'string' || !NAME_RE.test(t.feature)))) throw bad('totals');
     if (!isSafeUint(t.quantity) || !isSafeUint(t.overageQuantity) || !isSafeUint(t.forfeitedQuantity) || !isSafeUint(t.records)) throw bad('totals');
   }

@@ -218,6 +218,39 @@ describe.each(KINDS)('deactivation and revocation on %s', (kind) => {
       const res = await fetch(`${servers[0]!.url}/v1/deactivations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ deactivation: JSON.stringify(d) }) });
       return { status: res.status, body: (await res.json()) as { error?: { code: string }; already?: boolean } };
     };
+    // B takes A's public host key (it is in A's licence) with its own signing key: not A's slot
+    const ha0 = (await a.state.loadHost())!;
+    const hb0 = (await b.state.loadHost())!;
+    const hijack = JSON.parse(JSON.stringify((await createActivationRequest({ stateDir: b.stateDir, hostProbe: b.probe() })).request));
+    hijack.payload.hostPublicKey = Buffer.from(ha0.boxPublic).toString('base64');
+    const { signRequest } = await import('../../src/license/sign.js');
+    const hijackRes = await fetch(`${servers[0]!.url}/v1/activations`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ licenseKey: e.key, request: JSON.stringify(signRequest(hijack.payload, hb0.signSeed)) }),
+    });
+    expect([hijackRes.status, ((await hijackRes.json()) as { error: { code: string } }).error.code]).toEqual([403, 'SIGNATURE_INVALID']);
+    const [rowA] = await rows<{ signing_key: string }>('SELECT signing_key FROM hosts WHERE id = $1', [la.hostId]);
+    expect(rowA!.signing_key).toBe(Buffer.from(ha0.signPublic).toString('base64'));
+    // an open licence handle on B sees a revocation installed while it is open (within a second)
+    const { loadLicense } = await import('../../src/host/handle.js');
+    const { installRevocationList } = await import('../../src/host/revocations.js');
+    const handle = await loadLicense({ stateDir: b.stateDir, hostProbe: b.probe(), model: 'resnet' });
+    try {
+      expect((await handle.validate()).valid).toBe(true);
+      const lb = (await rows<{ id: string }>('SELECT license_id AS id FROM hosts WHERE host_key = $1', [Buffer.from(hb0.boxPublic).toString('base64')]))[0]!.id;
+      const rv = await mlic(['admin', 'revoke', '--license', lb, '--json'], { env: adminEnv });
+      expect(rv.code, rv.stderr).toBe(0);
+      await installRevocationList(b.state, await (await fetch(`${servers[0]!.url}/v1/revocations`)).text());
+      let r = await handle.validate();
+      for (let i = 0; i < 40 && r.valid; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await handle.validate();
+      }
+      expect(r).toMatchObject({ valid: false, error: 'license_revoked' });
+    } finally {
+      await handle.close();
+    }
     // B signs a deactivation naming A's licence: refused
     const hb = (await b.state.loadHost())!;
     const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');

@@ -50,7 +50,15 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
   }
   const state = StateDir.fromEnv(process.env, o.home);
   // the server's revocation list first: the licence it just issued must not be one it revoked
-  const installed = revocations !== undefined ? await installRevocationList(state, revocations, "the server's revocation list") : undefined;
+  let installed: Awaited<ReturnType<typeof installRevocationList>> | undefined;
+  if (revocations !== undefined)
+    try {
+      installed = await installRevocationList(state, revocations, "the server's revocation list");
+    } catch (e) {
+      // the licence is issued either way: keep the installed list (a newer one, say) and say so
+      if (!(e instanceof MlicError)) throw e;
+      ctx.note(`warning: kept the installed revocation list: ${e.message} [${e.code}]`);
+    }
   const r = await activateLicense(text, { ...base, hostProbe: hostProbe ?? (await probeWithSpinner(ctx.json)) });
   if (o.online !== undefined) await state.setServerUrl(o.online);
   if (installed?.revokesInstalled.length) ctx.note(`the server revokes ${installed.revokesInstalled.length} licence(s) installed here: ${installed.revokesInstalled.join(', ')}`);

@@ -21,7 +21,7 @@ const reportText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.report, 
 export async function report(ctx: Ctx, o: MeterOpts & { period?: string; output?: string; force?: boolean }): Promise<void> {
   const period = o.period ?? new Date().toISOString().slice(0, 7);
   monthBounds(period);
-  const lic = await loadLicense(loadOpts(o, await probeWithSpinner(ctx.json)));
+  const lic = await loadLicense({ ...loadOpts(o, await probeWithSpinner(ctx.json)), forReport: true });
   try {
     const state = StateDir.fromEnv(process.env, o.home);
     const host = await state.hostIdentity({ create: false });

@@ -25,11 +25,23 @@ function numbered(sql: string): string {
   return sql.replace(/\?/g, () => `$${++n}`);
 }
 
+/** A database that cannot be reached, or no connection free in time, is 503 IO_ERROR (retry), not an internal error. */
+function unavailable(e: unknown): never {
+  const msg = (e as Error).message ?? '';
+  const code = (e as { code?: string }).code ?? '';
+  if (e instanceof MlicError) throw e;
+  // a Node socket error (ECONNREFUSED, ECONNRESET, ...) or pg's own connect timeout; SQLSTATEs pass through
+  if (/^E[A-Z]+$/.test(code) || /timeout exceeded when trying to connect|Connection terminated/i.test(msg))
+    throw new MlicError('IO_ERROR', `the database is not available now (${msg}); retry`, { cause: e });
+  throw e;
+}
+
 function queriesOn(c: pg.Pool | pg.PoolClient): Queries {
+  const query = (sql: string, params: readonly SqlValue[]) => c.query(numbered(sql), params as unknown[]).catch(unavailable);
   return {
-    all: async <T>(sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rows as T[],
-    get: async <T>(sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rows[0] as T | undefined,
-    run: async (sql: string, params: readonly SqlValue[] = []) => (await c.query(numbered(sql), params as unknown[])).rowCount ?? 0,
+    all: async <T>(sql: string, params: readonly SqlValue[] = []) => (await query(sql, params)).rows as T[],
+    get: async <T>(sql: string, params: readonly SqlValue[] = []) => (await query(sql, params)).rows[0] as T | undefined,
+    run: async (sql: string, params: readonly SqlValue[] = []) => (await query(sql, params)).rowCount ?? 0,
   };
 }
 
@@ -53,7 +65,7 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
     ...queriesOn(pool),
     async tx<T>(fn: (q: Queries) => Promise<T>, opts: { lock?: bigint } = {}): Promise<T> {
       for (let attempt = 0; ; attempt++) {
-        const c = await pool.connect();
+        const c = await pool.connect().catch(unavailable);
         let locked = false;
         try {
           if (opts.lock !== undefined) {
