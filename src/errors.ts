@@ -36,6 +36,8 @@ export const DENIAL_CODES = [
   'HOST_LIMIT_REACHED',
   'LICENSE_REVOKED',
   'ROLLBACK_REFUSED',
+  'SEAT_UNAVAILABLE',
+  'LEASE_EXPIRED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

@@ -406,7 +406,10 @@ conn(
       .description('create an entitlement (the terms of mlic license issue, plus --max-hosts) and print its licence key, once')
       .requiredOption('--customer <name>', 'customer reference')
       .requiredOption('--model <name>', 'model name')
-      .requiredOption('--max-hosts <n>', 'hosts that may hold it at once'),
+      .requiredOption('--max-hosts <n>', 'hosts that may hold it at once')
+      .option('--floating-seats <n>', 'at most N seats in use at once across the fleet, each held by a lease from the server')
+      .option('--seat-unit <unit>', 'with --floating-seats: host, gpu (each GPU the host lists) or process', 'host')
+      .option('--lease <duration>', 'with --floating-seats: how long a lease lives unless renewed (e.g. 15m)', '15m'),
     "versions: a range ('^2', '>=2.1 <3')",
   ),
 )

@@ -5,12 +5,14 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
-import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, type Database } from './db/index.js';
+import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, leaseLock, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { activate, deactivate, parseActivation } from './activations.js';
 import { parseDeactivation } from '../format/revocation.js';
 import { listHosts } from './hosts.js';
 import { receiveReport, usageSummary } from './usage.js';
+import { lease, leaseEntitlement } from './leases.js';
+import { parseLeaseRequest, serializeLease } from '../format/lease.js';
 import { RateLimiter } from './rate-limit.js';
 import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
 import { MAX_REPORT_BYTES } from '../usage/report.js';
@@ -30,6 +32,8 @@ export interface AppOptions {
   rateLimits?: { perKey: number; perAddress: number };
   /** take the client address from X-Forwarded-For (only behind a proxy that sets it) */
   trustProxy?: boolean;
+  /** the server's clock for leases (tests move it; default: the system's) */
+  clock?: () => Date;
 }
 
 /** The revocation list rides along with activation and deactivation answers up to this size; a longer one is fetched with `revocations sync`. */
@@ -94,7 +98,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof MlicError && err.code === 'RATE_LIMITED' && typeof err.details?.retryAfter === 'number') void reply.header('retry-after', String(err.details.retryAfter));
-    if (err instanceof MlicError) return reply.code(statusFor(err.code)).send({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } });
+    if (err instanceof MlicError)
+      return reply.code(statusFor(err.code)).send({ error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}), ...(err.details ? { details: err.details } : {}) } });
     const e = err as { statusCode?: number; code?: string; validation?: unknown; message?: string };
     if (e.validation) return reply.code(400).send({ error: { code: 'FORMAT_INVALID', message: e.message ?? 'invalid request' } });
     if (e.statusCode === 413) return reply.code(413).send({ error: { code: 'FORMAT_INVALID', message: 'request body too large' } });
@@ -267,6 +272,22 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       const r = await o.db.tx((q) => deactivate(q, d, new Date()), { lock: REVOCATION_LOCK });
       const revocations = lists ? await lists.current().then((l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined), () => undefined) : undefined;
       return { ...r, ...(revocations !== undefined ? { revocations } : {}) };
+    },
+  );
+
+  // Floating seats: a host checks out, renews and releases leases with requests signed by its key.
+  const clock = o.clock ?? (() => new Date());
+  app.post(
+    '/v1/leases',
+    { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['request'], properties: { request: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
+    async (req, reply) => {
+      if (!o.issuer) throw noIssuer();
+      const r = parseLeaseRequest((req.body as { request: string }).request);
+      const ent = await leaseEntitlement(o.db, r.payload.licenseId);
+      if (!ent) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${r.payload.licenseId}`);
+      const a = await o.db.tx((q) => lease(q, o.issuer!, r, clock()), { lock: leaseLock(ent) });
+      if ('lease' in a) return reply.code(a.renewed ? 200 : 201).send({ lease: serializeLease(a.lease), renewed: a.renewed });
+      return a;
     },
   );
 

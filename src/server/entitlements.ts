@@ -12,6 +12,7 @@ import { generateVendorKey, type VendorKey } from '../keys/vendor.js';
 import type { ActivationRequest } from '../format/license.js';
 import type { Queries } from './db/index.js';
 import { pageOf, pageResult } from './paging.js';
+import type { SeatUnit } from '../format/lease.js';
 import { generateLicenseKey, licenseKeyHash } from './license-key.js';
 
 /**
@@ -24,11 +25,23 @@ export type EntitlementTerms = Pick<IssueOptions, 'perpetual' | 'graceSeconds' |
   expires?: string;
 };
 
+/** Floating seats: at most `count` at once across the fleet, each held by a lease of `leaseSeconds`. */
+export interface Seats {
+  count: number;
+  /** host: one seat per host; gpu: one per GPU the host's fingerprint lists; process: one per process */
+  unit: SeatUnit;
+  leaseSeconds: number;
+}
+
+export const DEFAULT_LEASE_SECONDS = 15 * 60;
+
 export interface EntitlementInput {
   customer: string;
   model: string;
   maxHosts: number;
   terms: EntitlementTerms;
+  /** floating seats (none: every activated host may use the model at once) */
+  seats?: Omit<Seats, 'leaseSeconds'> & { leaseSeconds?: number };
 }
 
 export interface Entitlement extends EntitlementInput {
@@ -51,6 +64,16 @@ export const ENTITLEMENT_INPUT_SCHEMA = {
     customer: str(200),
     model: str(128),
     maxHosts: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    seats: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['count', 'unit'],
+      properties: {
+        count: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+        unit: { type: 'string', enum: ['host', 'gpu', 'process'] },
+        leaseSeconds: { type: 'integer', minimum: 60, maximum: 7 * 86_400, description: `a lease's life (default ${15 * 60})` },
+      },
+    },
     terms: {
       type: 'object',
       additionalProperties: false,
@@ -155,6 +178,9 @@ interface Row {
   max_hosts: number;
   created_at: number;
   revoked_at: number | null;
+  seats?: number | null;
+  seat_unit?: string | null;
+  lease_seconds?: number | null;
 }
 
 const iso = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
@@ -167,6 +193,7 @@ function fromRow(r: Row): Entitlement {
     maxHosts: Number(r.max_hosts),
     terms: JSON.parse(r.terms) as EntitlementTerms,
     createdAt: iso(Number(r.created_at)),
+    ...(r.seats != null ? { seats: { count: Number(r.seats), unit: r.seat_unit as SeatUnit, leaseSeconds: Number(r.lease_seconds) } } : {}),
     ...(r.revoked_at !== null ? { revokedAt: iso(Number(r.revoked_at)) } : {}),
   };
 }
@@ -176,7 +203,8 @@ export async function createEntitlement(q: Queries, input: EntitlementInput, now
   const id = `ent_${randomBytes(8).toString('hex')}`;
   const licenseKey = generateLicenseKey();
   const t = Math.floor(now.getTime() / 1000);
-  await q.run('INSERT INTO entitlements (id, customer, model, terms, max_hosts, key_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+  const seats = input.seats ? { ...input.seats, leaseSeconds: input.seats.leaseSeconds ?? DEFAULT_LEASE_SECONDS } : undefined;
+  await q.run('INSERT INTO entitlements (id, customer, model, terms, max_hosts, key_hash, created_at, seats, seat_unit, lease_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', [
     id,
     input.customer,
     input.model,
@@ -184,14 +212,31 @@ export async function createEntitlement(q: Queries, input: EntitlementInput, now
     input.maxHosts,
     licenseKeyHash(licenseKey),
     t,
+    seats?.count ?? null,
+    seats?.unit ?? null,
+    seats?.leaseSeconds ?? null,
   ]);
-  return { entitlement: fromRow({ id, customer: input.customer, model: input.model, terms: JSON.stringify(input.terms), max_hosts: input.maxHosts, created_at: t, revoked_at: null }), licenseKey };
+  return {
+    entitlement: fromRow({
+      id,
+      customer: input.customer,
+      model: input.model,
+      terms: JSON.stringify(input.terms),
+      max_hosts: input.maxHosts,
+      created_at: t,
+      revoked_at: null,
+      seats: seats?.count ?? null,
+      seat_unit: seats?.unit ?? null,
+      lease_seconds: seats?.leaseSeconds ?? null,
+    }),
+    licenseKey,
+  };
 }
 
 export async function listEntitlements(q: Queries, o: { customer?: string; limit?: string; after?: string } = {}): Promise<{ entitlements: Entitlement[]; next: string | null }> {
   const page = pageOf(o);
   const rows = await q.all<Row>(
-    `SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE ${page.where}${o.customer !== undefined ? ' AND customer = ?' : ''} ORDER BY created_at, id LIMIT ${page.limit}`,
+    `SELECT id, customer, model, terms, max_hosts, created_at, revoked_at, seats, seat_unit, lease_seconds FROM entitlements WHERE ${page.where}${o.customer !== undefined ? ' AND customer = ?' : ''} ORDER BY created_at, id LIMIT ${page.limit}`,
     [...page.params, ...(o.customer !== undefined ? [o.customer] : [])],
   );
   const r = pageResult(rows, page);
@@ -199,6 +244,6 @@ export async function listEntitlements(q: Queries, o: { customer?: string; limit
 }
 
 export async function getEntitlement(q: Queries, id: string): Promise<Entitlement | undefined> {
-  const r = await q.get<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at FROM entitlements WHERE id = ?', [id]);
+  const r = await q.get<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at, seats, seat_unit, lease_seconds FROM entitlements WHERE id = ?', [id]);
   return r ? fromRow(r) : undefined;
 }

@@ -58,6 +58,9 @@ export interface CreateOpts extends Conn, TermsOpts {
   customer: string;
   model: string;
   maxHosts: string;
+  floatingSeats?: string;
+  seatUnit?: string;
+  lease?: string;
 }
 
 export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementInput {
@@ -89,7 +92,17 @@ export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementIn
     ...(o.region?.length ? { regions: o.region } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
   };
-  return { customer: o.customer, model: o.model, maxHosts, terms };
+  let seats: EntitlementInput['seats'];
+  if (o.floatingSeats !== undefined) {
+    const count = Number(o.floatingSeats);
+    if (!Number.isSafeInteger(count) || count < 1) throw new MlicError('USAGE', `--floating-seats must be a whole number, at least 1 (got '${o.floatingSeats}')`);
+    const unit = o.seatUnit ?? 'host';
+    if (unit !== 'host' && unit !== 'gpu' && unit !== 'process') throw new MlicError('USAGE', `--seat-unit is host, gpu or process (got '${unit}')`);
+    const leaseSeconds = duration(o.lease ?? '15m', '--lease');
+    if (leaseSeconds < 60 || leaseSeconds > 7 * 86_400) throw new MlicError('USAGE', '--lease must be between 1 minute and 7 days');
+    seats = { count, unit, leaseSeconds };
+  }
+  return { customer: o.customer, model: o.model, maxHosts, terms, ...(seats ? { seats } : {}) };
 }
 
 interface EntitlementView {

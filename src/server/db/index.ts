@@ -5,6 +5,7 @@
  * Servers starting at once on one PostgreSQL take an advisory lock: one migrates, the others
  * then find nothing to do. A database newer than this mlic is refused.
  */
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { MlicError } from '../../errors.js';
 import { openSqlite } from './sqlite.js';
@@ -74,6 +75,20 @@ export const MIGRATIONS: readonly Migration[] = [
     // an entitlement's active hosts are counted on every activation: from the index alone, not every host row
     sql: ['CREATE INDEX hosts_entitlement_active ON hosts (entitlement_id, deactivated_at)'],
   },
+  {
+    version: 7,
+    name: 'floating seats and leases',
+    sql: [
+      // seats: how many at once (NULL: no floating seats); seat_unit host, gpu or process; lease_seconds: a lease's life
+      'ALTER TABLE entitlements ADD COLUMN seats BIGINT',
+      'ALTER TABLE entitlements ADD COLUMN seat_unit TEXT',
+      'ALTER TABLE entitlements ADD COLUMN lease_seconds BIGINT',
+      // client_id: '' for host and gpu seats (one lease per host), the process's id for process seats
+      'CREATE TABLE leases (id TEXT PRIMARY KEY, entitlement_id TEXT NOT NULL REFERENCES entitlements (id), host_id TEXT NOT NULL REFERENCES hosts (id), license_id TEXT NOT NULL REFERENCES licenses (id), client_id TEXT NOT NULL, seats BIGINT NOT NULL, issued_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, released_at BIGINT)',
+      'CREATE INDEX leases_entitlement_live ON leases (entitlement_id, released_at, expires_at)',
+      'CREATE INDEX leases_holder ON leases (host_id, client_id)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -99,6 +114,11 @@ export const REVOCATION_LOCK = 0x6d6c6963_00000002n;
  */
 export function activationLock(keyHashHex: string): bigint {
   return BigInt.asIntN(64, BigInt(`0x${keyHashHex.slice(0, 16)}`));
+}
+
+/** The advisory lock of one entitlement's leases. */
+export function leaseLock(entitlementId: string): bigint {
+  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`lease ${entitlementId}`).digest('hex').slice(0, 16)}`));
 }
 
 /** Applies the missing migrations; returns the versions before and after. */

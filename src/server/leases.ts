@@ -1,0 +1,127 @@
+/**
+ * Floating seats on the server: a host checks out a lease for the seats it needs (one per host,
+ * one per GPU its licence's fingerprint lists, or one per process), renews it before it expires
+ * and releases it when done. Within one transaction (SQLite's single writer; on PostgreSQL an
+ * entitlement's lease changes queue on its advisory lock, under SERIALIZABLE), the seats held by
+ * unexpired, unreleased leases never exceed the entitlement's count. A lease that is not renewed
+ * expires by itself: a killed host frees its seats within one lease duration.
+ */
+import { randomBytes } from 'node:crypto';
+import { MlicError } from '../errors.js';
+import { isoSeconds } from '../format/fields.js';
+import { parseLicenseText } from '../format/license.js';
+import { signLease, verifyLeaseRequest, type Lease, type LeaseRequest, type SeatUnit } from '../format/lease.js';
+import { keyIdHex } from '../format/minisign.js';
+import type { VendorKey } from '../keys/vendor.js';
+import type { Queries } from './db/index.js';
+
+/** how far a host's clock may be from the server's when it signs a lease request */
+export const LEASE_REQUEST_SKEW_S = 600;
+
+export type LeaseAnswer = { lease: Lease; renewed: boolean } | { released: boolean; leaseId: string };
+
+interface Context {
+  entitlement_id: string;
+  seats: number | null;
+  seat_unit: SeatUnit | null;
+  lease_seconds: number | null;
+  ent_revoked: number | null;
+  host_id: string;
+  host_key: string;
+  deactivated_at: number | null;
+  lic_revoked: number | null;
+  text: string;
+}
+
+/** The entitlement a licence belongs to, for finding its lease lock before the transaction. */
+export async function leaseEntitlement(q: Queries, licenseId: string): Promise<string | undefined> {
+  return (await q.get<{ entitlement_id: string }>('SELECT entitlement_id FROM licenses WHERE id = ?', [licenseId]))?.entitlement_id;
+}
+
+export async function lease(q: Queries, key: VendorKey, r: LeaseRequest, now: Date): Promise<LeaseAnswer> {
+  const t = Math.floor(now.getTime() / 1000);
+  const p = r.payload;
+  const c = await q.get<Context>(
+    `SELECT e.id AS entitlement_id, e.seats, e.seat_unit, e.lease_seconds, e.revoked_at AS ent_revoked, h.id AS host_id, h.host_key, h.deactivated_at, l.revoked_at AS lic_revoked, l.text
+     FROM licenses l JOIN hosts h ON h.id = l.host_id JOIN entitlements e ON e.id = l.entitlement_id WHERE l.id = ?`,
+    [p.licenseId],
+  );
+  if (!c) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${p.licenseId}`);
+  const license = parseLicenseText(c.text).payload;
+  if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
+  verifyLeaseRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));
+  if (Math.abs(Date.parse(p.createdAt) / 1000 - t) > LEASE_REQUEST_SKEW_S)
+    throw new MlicError('CLOCK_TAMPERED', `the lease request was made at ${p.createdAt}, more than ${LEASE_REQUEST_SKEW_S} s from the server's time ${isoSeconds(now)}`, {
+      hint: "check the host's clock",
+    });
+  if (c.seats === null || c.seat_unit === null || c.lease_seconds === null) throw new MlicError('USAGE', 'this entitlement has no floating seats: its licences need no lease');
+  const unit = c.seat_unit;
+  const clientId = unit === 'process' ? p.clientId : '';
+  if (p.action === 'release') {
+    const n = await q.run('UPDATE leases SET released_at = ? WHERE id = ? AND host_id = ? AND released_at IS NULL', [t, p.leaseId!, c.host_id]);
+    return { released: n > 0, leaseId: p.leaseId! };
+  }
+  if (c.ent_revoked !== null || c.lic_revoked !== null || c.deactivated_at !== null)
+    throw new MlicError('LICENSE_REVOKED', `licence ${p.licenseId} was revoked${c.deactivated_at !== null ? ' (its host was deactivated)' : ''}: no lease`, { hint: 'ask your vendor' });
+  const need = unit === 'gpu' ? license.host.fingerprint.components.filter((x) => x.kind === 'gpu').length : 1;
+  if (need === 0) throw new MlicError('SEAT_UNAVAILABLE', 'the seats are GPUs, and this host\'s licence lists none', { hint: 'activate on a host whose GPUs mlic fingerprint shows' });
+  const expires = t + Number(c.lease_seconds);
+  const sign = (id: string, issued: number) =>
+    signLease(
+      {
+        v: 1,
+        kind: 'mlic-lease',
+        leaseId: id,
+        vendor: { keyId: keyIdHex(key.keyId) },
+        entitlementId: c.entitlement_id,
+        licenseId: p.licenseId,
+        hostPublicKey: c.host_key,
+        clientId: p.clientId,
+        unit,
+        seats: need,
+        issuedAt: isoSeconds(new Date(issued * 1000)),
+        expiresAt: isoSeconds(new Date(expires * 1000)),
+      },
+      key.seed,
+    );
+  // the holder's live lease: renewed in place (a checkout by a host that already holds one is a renewal)
+  const held = await q.get<{ id: string; expires_at: number }>(
+    'SELECT id, expires_at FROM leases WHERE host_id = ? AND client_id = ? AND entitlement_id = ? AND released_at IS NULL AND expires_at > ? ORDER BY expires_at DESC LIMIT 1',
+    [c.host_id, clientId, c.entitlement_id, t],
+  );
+  if (p.action === 'renew' && (!held || held.id !== p.leaseId))
+    throw new MlicError('LEASE_EXPIRED', `lease ${p.leaseId} has expired or was released`, { hint: 'check out a new one (its seat may have been taken meanwhile)' });
+  if (held) {
+    await q.run('UPDATE leases SET expires_at = ?, license_id = ? WHERE id = ?', [expires, p.licenseId, held.id]);
+    return { lease: sign(held.id, t), renewed: true };
+  }
+  const used = await q.get<{ n: number | null; next: number | null }>(
+    'SELECT SUM(seats) AS n, MIN(expires_at) AS next FROM leases WHERE entitlement_id = ? AND released_at IS NULL AND expires_at > ?',
+    [c.entitlement_id, t],
+  );
+  const inUse = Number(used?.n ?? 0);
+  if (inUse + need > Number(c.seats))
+    throw new MlicError('SEAT_UNAVAILABLE', `${inUse} of ${c.seats} ${unit} seats are in use; this host needs ${need}`, {
+      hint: used?.next ? `the next lease ends by ${isoSeconds(new Date(Number(used.next) * 1000))} unless renewed; try again then` : 'try again later',
+      details: { seats: Number(c.seats), inUse, need, unit, ...(used?.next ? { nextFreeAt: isoSeconds(new Date(Number(used.next) * 1000)) } : {}) },
+    });
+  const id = `lease_${randomBytes(8).toString('hex')}`;
+  await q.run('INSERT INTO leases (id, entitlement_id, host_id, license_id, client_id, seats, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+    id,
+    c.entitlement_id,
+    c.host_id,
+    p.licenseId,
+    clientId,
+    need,
+    t,
+    expires,
+  ]);
+  return { lease: sign(id, t), renewed: false };
+}
+
+/** Seats in use now, per entitlement (for the admin). */
+export async function seatsInUse(q: Queries, entitlementId: string, now: Date): Promise<{ inUse: number; leases: number }> {
+  const t = Math.floor(now.getTime() / 1000);
+  const r = await q.get<{ n: number | null; c: number }>('SELECT SUM(seats) AS n, COUNT(*) AS c FROM leases WHERE entitlement_id = ? AND released_at IS NULL AND expires_at > ?', [entitlementId, t]);
+  return { inUse: Number(r?.n ?? 0), leases: Number(r?.c ?? 0) };
+}

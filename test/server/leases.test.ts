@@ -1,0 +1,168 @@
+/**
+ * Floating seats on the licence server (the server's side of issue 10), on both databases, through
+ * the full HTTP pipeline with a clock the test moves: never more seats held than the entitlement
+ * has, whatever the concurrency (checked in the database); leases expire by themselves; every
+ * refusal has its code; the lease token is the vendor's signature over what it grants.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/server/app.js';
+import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
+import { createAdminToken } from '../../src/server/tokens.js';
+import { createActivationRequest } from '../../src/host/licences.js';
+import { parseLease, signLeaseRequest, verifyLease, type LeaseRequestPayload } from '../../src/format/lease.js';
+import type { VendorKey } from '../../src/keys/vendor.js';
+import { key } from '../helpers.js';
+import { fakeHost, type FakeHost } from '../license/hosts.js';
+import { KINDS, freshServerPlace } from './databases.js';
+
+interface Host {
+  fake: FakeHost;
+  gpus: number;
+  licenseId: string;
+  signSeed: Uint8Array;
+}
+
+describe.each(KINDS)('floating seats on %s', (kind) => {
+  let db: Database;
+  let app: FastifyInstance;
+  let token: string;
+  let vendor: VendorKey;
+  let now = new Date('2027-03-01T12:00:00Z');
+  beforeAll(async () => {
+    const p = await freshServerPlace(kind);
+    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
+    db = await openDatabase({ dataDir: p.dataDir, url: p.url });
+    await migrate(db);
+    token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+    vendor = key('acme');
+    app = await buildApp({ db, issuer: vendor, log: () => undefined, clock: () => now, rateLimits: { perKey: 0, perAddress: 0 } });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.close();
+  });
+
+  const post = (url: string, body: unknown, auth = false) =>
+    app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${token}` } : {}) }, payload: JSON.stringify(body) });
+
+  async function entitle(seats?: { count: number; unit: string; leaseSeconds?: number }): Promise<{ id: string; licenseKey: string }> {
+    const r = await post('/v1/entitlements', { customer: 'globex', model: 'resnet', maxHosts: 50, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' }, ...(seats ? { seats } : {}) }, true);
+    expect(r.statusCode, r.body).toBe(201);
+    return { id: r.json().entitlement.id, licenseKey: r.json().licenseKey };
+  }
+
+  async function activateHost(licenseKey: string, name: string, gpus: number): Promise<Host> {
+    const fake = await fakeHost(name, { gpus });
+    const request = JSON.stringify((await createActivationRequest({ stateDir: fake.stateDir, hostProbe: fake.probe() })).request);
+    const r = await post('/v1/activations', { licenseKey, request });
+    expect(r.statusCode, r.body).toBe(201);
+    return { fake, gpus, licenseId: r.json().licenseId, signSeed: (await fake.state.loadHost())!.signSeed };
+  }
+
+  const ask = (h: Host, p: Partial<LeaseRequestPayload> = {}, seed = h.signSeed) =>
+    post('/v1/leases', {
+      request: JSON.stringify(
+        signLeaseRequest({ v: 1, kind: 'mlic-lease-request', action: 'checkout', licenseId: h.licenseId, clientId: 'p1', createdAt: now.toISOString().replace(/\.\d+Z$/, 'Z'), ...p }, seed),
+      ),
+    });
+
+  const held = async (entitlementId: string) => {
+    const t = Math.floor(now.getTime() / 1000);
+    const r = await db.get<{ n: number | null }>('SELECT SUM(seats) AS n FROM leases WHERE entitlement_id = ? AND released_at IS NULL AND expires_at > ?', [entitlementId, t]);
+    return Number(r?.n ?? 0);
+  };
+
+  it('8 GPU seats, 10 hosts with 1-4 GPUs, 40 clients at once: never more than 8 GPUs hold leases, and every host gets one as others release', async () => {
+    const e = await entitle({ count: 8, unit: 'gpu' });
+    const hosts: Host[] = [];
+    for (let i = 0; i < 10; i++) hosts.push(await activateHost(e.licenseKey, `g${i}`, 1 + (i % 4)));
+    // 4 clients per host, all at once
+    const answers = await Promise.all(hosts.flatMap((h) => [1, 2, 3, 4].map(async (c) => ({ h, r: await ask(h, { clientId: `p${c}` }) }))));
+    for (const { r } of answers) expect([200, 201, 403], r.body).toContain(r.statusCode);
+    const refused = answers.filter((a) => a.r.statusCode === 403);
+    for (const { r } of refused) expect(r.json().error).toMatchObject({ code: 'SEAT_UNAVAILABLE', details: { seats: 8, unit: 'gpu' } });
+    // one lease per host (clients of a host share it), and the sum within the seats
+    const holders = new Map<Host, string>();
+    for (const { h, r } of answers) if (r.statusCode !== 403) holders.set(h, parseLease(r.json().lease).payload.leaseId);
+    expect([...holders.keys()].reduce((n, h) => n + h.gpus, 0)).toBe(await held(e.id));
+    expect(await held(e.id)).toBeLessThanOrEqual(8);
+    expect(await held(e.id)).toBeGreaterThanOrEqual(5); // the largest demand is 4: a full 8 minus at most 3 left idle
+    // release the longest holder at a time; the waiting hosts retry in the order they have waited,
+    // first come first served (the one just released queues last): all get a turn
+    const served = new Set(holders.keys());
+    const waiting = hosts.filter((x) => !holders.has(x));
+    let guard = 0;
+    while (served.size < hosts.length && guard++ < 50) {
+      const [h, leaseId] = [...holders][0]!;
+      const rel = await ask(h, { action: 'release', leaseId });
+      expect(rel.json()).toEqual({ released: true, leaseId });
+      holders.delete(h);
+      waiting.push(h);
+      for (const w of [...waiting]) {
+        const r = await ask(w);
+        if (r.statusCode === 201) {
+          holders.set(w, parseLease(r.json().lease).payload.leaseId);
+          served.add(w);
+          waiting.splice(waiting.indexOf(w), 1);
+        } else {
+          expect(r.json().error.code).toBe('SEAT_UNAVAILABLE');
+          break; // first come, first served: the head of the queue waits for enough seats
+        }
+        expect(await held(e.id)).toBeLessThanOrEqual(8);
+      }
+    }
+    expect(served.size).toBe(hosts.length);
+  }, 120_000);
+
+  it('leases expire by themselves (a killed host frees its seats within one lease); renewal keeps them; an expired one is LEASE_EXPIRED', async () => {
+    const e = await entitle({ count: 1, unit: 'host', leaseSeconds: 600 });
+    const a = await activateHost(e.licenseKey, 'ea', 1);
+    const b = await activateHost(e.licenseKey, 'eb', 1);
+    const first = await ask(a);
+    expect(first.statusCode).toBe(201);
+    const leaseId = parseLease(first.json().lease).payload.leaseId;
+    const busy = await ask(b);
+    expect(busy.json().error).toMatchObject({ code: 'SEAT_UNAVAILABLE', details: { inUse: 1, seats: 1, nextFreeAt: '2027-03-01T12:10:00Z' } });
+    now = new Date(now.getTime() + 400_000);
+    const renewed = await ask(a, { action: 'renew', leaseId });
+    expect(renewed.statusCode).toBe(200);
+    expect(parseLease(renewed.json().lease).payload).toMatchObject({ leaseId, expiresAt: new Date(now.getTime() + 600_000).toISOString().replace(/\.\d+Z$/, 'Z') });
+    now = new Date(now.getTime() + 400_000); // within the renewed lease
+    expect((await ask(b)).statusCode).toBe(403);
+    now = new Date(now.getTime() + 201_000); // A died: its lease ran out
+    const taken = await ask(b);
+    expect(taken.statusCode).toBe(201);
+    const late = await ask(a, { action: 'renew', leaseId });
+    expect([late.statusCode, late.json().error.code]).toEqual([403, 'LEASE_EXPIRED']);
+    expect((await ask(a)).json().error.code).toBe('SEAT_UNAVAILABLE');
+  });
+
+  it('the lease is signed by the vendor key over what it grants; refusals carry their codes', async () => {
+    const e = await entitle({ count: 4, unit: 'process' });
+    const a = await activateHost(e.licenseKey, 'sa', 2);
+    const b = await activateHost(e.licenseKey, 'sb', 2);
+    const r = await ask(a, { clientId: 'worker-1' });
+    const l = parseLease(r.json().lease);
+    verifyLease(l, vendor.publicKey);
+    expect(l.payload).toMatchObject({ entitlementId: e.id, licenseId: a.licenseId, clientId: 'worker-1', unit: 'process', seats: 1 });
+    const edited = { ...l, payload: { ...l.payload, seats: 4 } };
+    expect(() => verifyLease(edited, vendor.publicKey)).toThrow(expect.objectContaining({ code: 'SIGNATURE_INVALID' }));
+    expect(() => verifyLease(l, key('other').publicKey)).toThrow(expect.objectContaining({ code: 'SIGNATURE_INVALID' }));
+    // process seats: each process its own
+    expect((await ask(a, { clientId: 'worker-2' })).statusCode).toBe(201);
+    expect((await ask(a, { clientId: 'worker-1' })).statusCode).toBe(200);
+    // B's key asking for A's licence; a clock far off; an unknown licence; a malformed request; no seats
+    expect((await ask(a, {}, b.signSeed)).json().error.code).toBe('SIGNATURE_INVALID');
+    expect((await ask(a, { createdAt: '2027-03-02T00:00:00Z' })).json().error.code).toBe('CLOCK_TAMPERED');
+    expect((await ask({ ...a, licenseId: '0'.repeat(32) })).statusCode).toBe(404);
+    expect((await post('/v1/leases', { request: '{"payload":{}}' })).statusCode).toBe(400);
+    const plain = await entitle();
+    const p = await activateHost(plain.licenseKey, 'plain', 1);
+    expect((await ask(p)).json().error.code).toBe('USAGE');
+    // a revoked licence gets no lease
+    expect((await post('/v1/revocations', { licenseId: b.licenseId }, true)).statusCode).toBe(200);
+    expect((await ask(b)).json().error.code).toBe('LICENSE_REVOKED');
+  });
+});
