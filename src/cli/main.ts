@@ -158,6 +158,14 @@ program
   .addHelpText('after', '\nExamples:\n  $ mlic deactivate --online\n  $ mlic deactivate 0123456789abcdef0123456789abcdef -o deactivation.json   # air-gapped: send the file to the vendor')
   .action(async (id, opts, cmd) => act(() => import('./commands/deactivate.js'))(id, opts, cmd));
 
+program
+  .command('leases')
+  .description('the floating-seat leases this host holds from the licence server (licences with floating seats take one on first use)')
+  .addOption(home())
+  .addOption(json())
+  .addHelpText('after', '\nExamples:\n  $ mlic leases --json')
+  .action(async (opts, cmd) => act(() => import('./commands/leases.js'))(opts, cmd));
+
 const revocations = program.command('revocations').description('vendor-signed lists of revoked licences: a listed licence is refused (LICENSE_REVOKED)');
 revocations
   .command('sync')

@@ -106,6 +106,16 @@ export interface LicensePayload {
   keys: GrantedKey[];
   /** outputs must be watermarked (e.g. a free tier) */
   requireWatermark?: boolean;
+  /** floating seats: every use needs a live lease from the vendor's licence server (§12) */
+  lease?: LeaseTerms;
+}
+
+export interface LeaseTerms {
+  entitlementId: string;
+  unit: 'host' | 'gpu' | 'process';
+  /** the entitlement's seats when the licence was issued (for messages) */
+  seats: number;
+  leaseSeconds: number;
 }
 
 export interface SignedLicense {
@@ -204,7 +214,7 @@ function checkGrant(k: unknown, i: number, bound: boolean, p: Problems): void {
   if (hasSealed && !bound) p.add(`${at}.sealed (an unbound licence has no host key to seal to)`);
 }
 
-const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark'];
+const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark', 'lease'];
 
 /** Validates a licence payload, collecting every bad field: what a host accepts, and all a vendor may sign. */
 export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
@@ -233,6 +243,13 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   p.check(v.tier === undefined || (typeof v.tier === 'string' && NAME_RE.test(v.tier)), 'tier');
   p.check(nameList(v.features, 256), 'features');
   p.check(v.components === undefined || (nameList(v.components, 256) && (v.components as unknown[]).length > 0), 'components');
+  if (v.lease !== undefined && p.obj(v.lease, 'lease', ['entitlementId', 'unit', 'seats', 'leaseSeconds'])) {
+    p.check(typeof v.lease.entitlementId === 'string' && /^ent_[0-9a-f]{16}$/.test(v.lease.entitlementId), 'lease.entitlementId');
+    p.check(v.lease.unit === 'host' || v.lease.unit === 'gpu' || v.lease.unit === 'process', 'lease.unit');
+    p.check(isSafeUint(v.lease.seats) && v.lease.seats >= 1, 'lease.seats');
+    p.check(isSafeUint(v.lease.leaseSeconds) && v.lease.leaseSeconds >= 60 && v.lease.leaseSeconds <= 7 * 86400, 'lease.leaseSeconds');
+    p.check(isPlainObject(v.host) && v.host.binding === 'host', 'lease (a licence with seats is bound to a host)');
+  }
   const h = v.host;
   const bound = isPlainObject(h) && h.binding === 'host';
   if (bound) {

@@ -24,6 +24,7 @@ import type { AuditData } from '../usage/audit.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
 import { loadRevoked, type Revoked } from './revocations.js';
+import { ensureLease } from './leases.js';
 
 export type { HostOptions } from './context.js';
 
@@ -70,6 +71,8 @@ interface Env {
   now: Date;
   /** what the installed revocation lists revoke */
   revoked: Revoked;
+  /** what the decision is for: activating needs no lease */
+  action: AuditData['action'];
 }
 
 type Evaluation = { license: LicensePayload; decision: Decision } | { error: MlicError };
@@ -127,6 +130,8 @@ async function choose(env: Env, candidates: Candidate[], target: Target, onAllow
     }
     try {
       const decision = orThrow(r.decision);
+      // floating seats: a use needs a live lease (from the store, or the licence server)
+      if (r.license.lease && env.action !== 'activate' && env.host) await ensureLease(env.ctx.state, env.host, r.license, env.now);
       onAllowed?.(r.license);
       return { license: r.license, decision };
     } catch (e) {
@@ -154,7 +159,7 @@ export async function withDecision<T>(
     // a usage report of past use is made for a revoked licence too (its usage is billable)
     const revoked = opts.ignoreRevocations ? new Map() : await loadRevoked(ctx.state);
     await journal.checkRevocationLists(new Map([...revoked].map(([k, v]) => [k, v.serial])));
-    const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked };
+    const env: Env = { ctx, host, highWater: journal.highWater(), now, revoked, action: opts.action };
     let r: { value: T; audit: Partial<AuditData> };
     try {
       r = await fn(env);

@@ -9,7 +9,7 @@ import { randomBytes } from '../crypto/random.js';
 import { keyIdHex } from '../format/minisign.js';
 import { NAME_RE, isoSeconds } from '../format/fields.js';
 import type { Manifest } from '../format/manifest.js';
-import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
+import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { bundleKeyFromMaster, modelKey, nodeKey, type Tree } from '../keys/derive.js';
@@ -44,6 +44,8 @@ export interface IssueOptions {
   regions?: string[];
   customer?: string;
   requireWatermark?: boolean;
+  /** floating seats (the licence server): uses need a live lease */
+  lease?: LeaseTerms;
   now?: Date;
 }
 
@@ -185,6 +187,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     ...(o.regions?.length ? { regions: [...new Set(o.regions)].sort() } : {}),
     keys: grants,
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
+    ...(o.lease ? { lease: o.lease } : {}),
   };
   // The host's own validation, before anything is signed.
   try {

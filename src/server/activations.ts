@@ -36,8 +36,8 @@ export function parseActivation(licenseKey: string, requestText: string): { norm
 
 export async function activate(q: Queries, key: VendorKey, parsed: { normalized: string; request: ActivationRequest }, now: Date): Promise<ActivationResult> {
   const { normalized, request } = parsed;
-  const e = await q.get<{ id: string; customer: string; model: string; terms: string; max_hosts: number; revoked_at: number | null }>(
-    'SELECT id, customer, model, terms, max_hosts, revoked_at FROM entitlements WHERE key_hash = ?',
+  const e = await q.get<{ id: string; customer: string; model: string; terms: string; max_hosts: number; revoked_at: number | null; seats: number | null; seat_unit: 'host' | 'gpu' | 'process' | null; lease_seconds: number | null }>(
+    'SELECT id, customer, model, terms, max_hosts, revoked_at, seats, seat_unit, lease_seconds FROM entitlements WHERE key_hash = ?',
     [licenseKeyHash(normalized)],
   );
   if (!e) throw new MlicError('NO_LICENSE', 'no entitlement has this licence key', { hint: 'check the key with your vendor' });
@@ -74,7 +74,8 @@ export async function activate(q: Queries, key: VendorKey, parsed: { normalized:
         details: { maxHosts: Number(e.max_hosts), inUse: used },
       });
   }
-  const { license, payload } = issueLicense(issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now));
+  const lease = e.seats !== null && e.seat_unit !== null && e.lease_seconds !== null ? { entitlementId: e.id, unit: e.seat_unit, seats: Number(e.seats), leaseSeconds: Number(e.lease_seconds) } : undefined;
+  const { license, payload } = issueLicense({ ...issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now), ...(lease ? { lease } : {}) });
   const hostId = have?.id ?? `host_${randomBytes(8).toString('hex')}`;
   if (have)
     await q.run(

@@ -166,3 +166,51 @@ describe.each(KINDS)('floating seats on %s', (kind) => {
     expect((await ask(b)).json().error.code).toBe('LICENSE_REVOKED');
   });
 });
+
+describe('floating seats on the host, against a real server', () => {
+  it('the first use checks out a lease (one host seat: the second host gets SEAT_UNAVAILABLE); the lease carries the host through a server outage', async () => {
+    const { mlic } = await import('../cli/run.js');
+    const { startServer, stop } = await import('./process.js');
+    const { tmp, writeRandom } = await import('../helpers.js');
+    const { join } = await import('node:path');
+    const v = await tmp('mlic-vendor-');
+    expect((await mlic(['keygen', '-o', v, '--name', 'acme', '--unencrypted'])).code).toBe(0);
+    await mkdir(join(v, 'model'));
+    await writeRandom(join(v, 'model', 'weights.bin'), 50_000, 9);
+    expect((await mlic(['pack', join(v, 'model'), '--name', 'resnet', '--version', '2.1.0', '--release-date', '2026-03-01', '--key', join(v, 'acme.key'), '-o', join(v, 'm.mlb')])).code).toBe(0);
+    const s = await startServer(['--data', join(await tmp(), 'd'), '--key', join(v, 'acme.key')]);
+    let stopped = false;
+    try {
+      const admin = { MLIC_SERVER: s.url, MLIC_ADMIN_TOKEN: s.first.adminToken as string };
+      const ent = await mlic(['admin', 'entitlement', 'create', '--customer', 'globex', '--model', 'resnet', '--versions', '^2', '--days', '30', '--max-hosts', '5', '--floating-seats', '1', '--seat-unit', 'host', '--lease', '10m', '--json'], { env: admin });
+      expect(ent.code, ent.stderr).toBe(0);
+      expect(ent.json.result.entitlement.seats).toEqual({ count: 1, unit: 'host', leaseSeconds: 600 });
+      const hostEnv = async (n: string) => {
+        const env = { MLIC_HOME: join(await tmp(`mlic-${n}-`), 'home') };
+        expect((await mlic(['trust', 'add', join(v, 'acme.pub')], { env })).code).toBe(0);
+        const a = await mlic(['activate', '--online', s.url, '--license-key', ent.json.result.licenseKey, '--json'], { env });
+        expect(a.code, a.stderr).toBe(0);
+        return env;
+      };
+      const a = await hostEnv('sa');
+      const b = await hostEnv('sb');
+      const unpack = async (env: Record<string, string>) => mlic(['unpack', join(v, 'm.mlb'), '-o', join(await tmp(), 'out'), '--json'], { env });
+      expect((await unpack(a)).code).toBe(0);
+      const ls = await mlic(['leases', '--json'], { env: a });
+      expect(ls.json.result.leases).toHaveLength(1);
+      expect(ls.json.result.leases[0]).toMatchObject({ unit: 'host', seats: 1, live: true });
+      const refused = await unpack(b);
+      expect([refused.code, refused.json.error.code]).toEqual([1, 'SEAT_UNAVAILABLE']);
+      expect((await unpack(a)).code).toBe(0); // the same host reuses its lease
+      expect(await stop(s)).toBe(0);
+      stopped = true;
+      // the server is down: A works on its lease, B cannot get one
+      expect((await unpack(a)).code).toBe(0);
+      const down = await unpack(b);
+      expect([down.code, down.json.error.code]).toEqual([1, 'SEAT_UNAVAILABLE']);
+      expect(down.json.error.message).toMatch(/cannot be reached/);
+    } finally {
+      if (!stopped) await stop(s);
+    }
+  }, 90_000);
+});

@@ -1,0 +1,130 @@
+/**
+ * Floating seats on the host: a licence with `lease` terms is used only under a live lease from
+ * the vendor's licence server (docs/SERVER.md, docs/FORMAT.md §12). The lease token is kept in
+ * `leases/<licenceId>.<clientId>.json` and checked offline (the vendor's signature, this licence,
+ * this host, not expired), so a host keeps working through a server outage until its lease ends;
+ * a missing or expired one is checked out (or renewed) from the server the host activated with.
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { MlicError, fromFsError } from '../errors.js';
+import { isoSeconds } from '../format/fields.js';
+import type { LicensePayload } from '../format/license.js';
+import { parseLease, serializeLease, signLeaseRequest, verifyLease, type Lease, type LeaseRequestPayload } from '../format/lease.js';
+import type { HostIdentity, StateDir } from '../state/home.js';
+import { writeSmallFileAtomic } from '../util/atomic.js';
+import { refusal, serverUrl } from './revocations.js';
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+
+/** The process's id for `process` seats; hosts and GPUs are leased per host. */
+export function clientIdFor(l: LicensePayload): string {
+  return l.lease?.unit === 'process' ? `pid-${process.pid}` : 'host';
+}
+
+const fileOf = (state: StateDir, licenseId: string, clientId: string) => state.path('leases', `${licenseId}.${clientId}.json`);
+
+/** The stored lease for this licence and client, if it is valid now (signature, licence, host, expiry); else why not. */
+async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, clientId: string, now: Date): Promise<{ lease?: Lease; expired?: Lease }> {
+  let text: string;
+  try {
+    text = await readFile(fileOf(state, l.licenseId, clientId), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw fromFsError(e, fileOf(state, l.licenseId, clientId));
+  }
+  let lease: Lease;
+  try {
+    lease = parseLease(text);
+    const pk = await state.trusted(lease.payload.vendor.keyId);
+    if (!pk || lease.payload.vendor.keyId !== l.vendor.keyId) return {};
+    verifyLease(lease, pk.publicKey);
+  } catch {
+    return {}; // a damaged or forged file is as good as none: check out a new lease
+  }
+  const p = lease.payload;
+  if (p.licenseId !== l.licenseId || p.hostPublicKey !== b64(host.boxPublic) || p.clientId !== clientId) return {};
+  return Date.parse(p.expiresAt) > now.getTime() ? { lease } : { expired: lease };
+}
+
+async function post(server: string, payload: LeaseRequestPayload, host: HostIdentity): Promise<{ status: number; body: { lease?: string; error?: { code?: string; message?: string; hint?: string; details?: unknown } } | undefined }> {
+  const url = serverUrl(server, 'v1/leases');
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ request: JSON.stringify(signLeaseRequest(payload, host.signSeed)) }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { status: res.status, body: (await res.json().catch(() => undefined)) as { lease?: string } | undefined };
+}
+
+/**
+ * A live lease for this licence, from the store or from the server. Throws SEAT_UNAVAILABLE (all
+ * seats taken, or no server to ask), LEASE_EXPIRED (the lease ran out and the server cannot be
+ * reached), or the server's refusal.
+ */
+export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date): Promise<Lease> {
+  const clientId = clientIdFor(l);
+  const have = await stored(state, host, l, clientId, now);
+  if (have.lease) return have.lease;
+  const server = await state.serverUrl();
+  if (!server)
+    throw new MlicError('SEAT_UNAVAILABLE', `licence ${l.licenseId} is used under floating seats, and this host knows no licence server to lease one from`, {
+      hint: 'activate online (mlic activate --online URL --license-key KEY) so that the host knows its server',
+    });
+  const payload: LeaseRequestPayload = {
+    v: 1,
+    kind: 'mlic-lease-request',
+    action: 'checkout',
+    licenseId: l.licenseId,
+    clientId,
+    createdAt: isoSeconds(now),
+  };
+  let answer;
+  try {
+    answer = await post(server, payload, host);
+  } catch (e) {
+    const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    if (have.expired)
+      throw new MlicError('LEASE_EXPIRED', `the lease of licence ${l.licenseId} ended at ${have.expired.payload.expiresAt} and the licence server cannot be reached (${why})`, {
+        hint: 'it resumes by itself once the server is reachable again',
+      });
+    throw new MlicError('SEAT_UNAVAILABLE', `no lease for licence ${l.licenseId}: the licence server at ${server} cannot be reached (${why})`, { hint: 'try again when it is reachable' });
+  }
+  if (answer.status >= 400 || typeof answer.body?.lease !== 'string') {
+    const err = refusal('lease', answer.status, answer.body?.error);
+    if (answer.body?.error?.details && typeof answer.body.error.details === 'object')
+      throw new MlicError(err.code, err.message, { ...(err.hint ? { hint: err.hint } : {}), details: answer.body.error.details as Record<string, unknown> });
+    throw err;
+  }
+  const lease = parseLease(answer.body.lease, "the server's lease");
+  const pk = await state.trusted(lease.payload.vendor.keyId);
+  if (!pk || lease.payload.vendor.keyId !== l.vendor.keyId) throw new MlicError('UNTRUSTED_VENDOR', `the server's lease is signed by vendor key ${lease.payload.vendor.keyId}, not this licence's`);
+  verifyLease(lease, pk.publicKey, "the server's lease");
+  if (lease.payload.licenseId !== l.licenseId || lease.payload.hostPublicKey !== b64(host.boxPublic) || lease.payload.clientId !== clientId)
+    throw new MlicError('HW_MISMATCH', "the server's lease is for another licence, host or process");
+  await state.ensure('leases');
+  await writeSmallFileAtomic(fileOf(state, l.licenseId, clientId), serializeLease(lease), { mode: 0o600, force: true });
+  return lease;
+}
+
+/** The leases stored on this host, for `mlic leases`. */
+export async function listLeases(state: StateDir, now: Date): Promise<{ leaseId: string; licenseId: string; clientId: string; unit: string; seats: number; expiresAt: string; live: boolean }[]> {
+  let names: string[];
+  try {
+    names = (await readdir(state.path('leases'))).filter((n) => /^[0-9a-f]{32}\.[A-Za-z0-9._:-]{1,64}\.json$/.test(n)).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromFsError(e, state.path('leases'));
+  }
+  const out = [];
+  for (const n of names) {
+    try {
+      const l = parseLease(await readFile(state.path('leases', n), 'utf8'), n);
+      const p = l.payload;
+      out.push({ leaseId: p.leaseId, licenseId: p.licenseId, clientId: p.clientId, unit: p.unit, seats: p.seats, expiresAt: p.expiresAt, live: Date.parse(p.expiresAt) > now.getTime() });
+    } catch {
+      /* a damaged file is not a lease */
+    }
+  }
+  return out;
+}
