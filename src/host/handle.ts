@@ -27,6 +27,9 @@ import type { UsageData } from '../usage/ledger.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
 import { loadRevoked } from './revocations.js';
+import { ensureLease, releaseLease } from './leases.js';
+import type { Lease } from '../format/lease.js';
+import type { HostIdentity } from '../state/home.js';
 import type { RevokedLicense } from '../format/revocation.js';
 import { stat } from 'node:fs/promises';
 import { authorizeBundle, choose, withDecision, type Candidate } from './licences.js';
@@ -96,6 +99,26 @@ export class LoadedLicense {
   private closed = false;
   private readonly window: TimeWindow;
   private revocation: { checkedAt: number; mtimeMs: number; revoked?: RevokedLicense; checking: boolean } = { checkedAt: 0, mtimeMs: -1, checking: false };
+  /** floating seats: when the lease this handle holds ends (renewed in the background at a third of its life) */
+  private leaseEnds = Infinity;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private host: HostIdentity | undefined;
+
+  /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
+  holdLease(host: HostIdentity, lease: Lease): void {
+    const terms = this.license.lease;
+    if (!terms) return;
+    this.host = host;
+    this.leaseEnds = Date.parse(lease.payload.expiresAt);
+    const every = Math.max(1000, (terms.leaseSeconds * 1000) / 3);
+    this.leaseTimer = setInterval(() => {
+      void ensureLease(this.journal.stateDir, host, this.license, this.clock(), { renew: true }).then(
+        (l) => (this.leaseEnds = Date.parse(l.payload.expiresAt)),
+        () => undefined, // the server is away, or the seat was taken: validate() says so once the lease ends
+      );
+    }, every);
+    this.leaseTimer.unref();
+  }
 
   constructor(
     readonly license: LicensePayload,
@@ -148,6 +171,8 @@ export class LoadedLicense {
       return this.deny(now, 'invalid_request', 'inputHash/outputHash must be short printable strings (e.g. sha256:<hex>)', req);
     // A list installed while this handle is open (mlic revocations sync) takes effect within a second.
     if (now.getTime() - this.revocation.checkedAt >= REVOCATION_CHECK_MS && !this.revocation.checking) this.recheckRevocation(now.getTime());
+    if (now.getTime() >= this.leaseEnds)
+      return this.deny(now, 'lease_expired', `the lease of licence ${this.license.licenseId} ended at ${new Date(this.leaseEnds).toISOString()} and could not be renewed (the licence server is unreachable, or every seat is taken); it resumes once a renewal succeeds`, req);
     const rv = this.revocation.revoked;
     if (rv) return this.deny(now, 'license_revoked', `licence ${this.license.licenseId} was revoked by its vendor at ${rv.revokedAt} (${rv.reason})`, req);
     const hw = this.journal.highWater()?.getTime() ?? 0;
@@ -245,6 +270,8 @@ export class LoadedLicense {
     this.closed = true;
     live.delete(this);
     if (live.size === 0) process.off('beforeExit', closeAllBeforeExit);
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.host) await releaseLease(this.journal.stateDir, this.host, this.license, this.clock()).catch(() => undefined);
     try {
       await this.ledger.close();
     } finally {
@@ -294,7 +321,10 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
       await ledger.close().catch(() => undefined);
       throw e;
     }
-    return new LoadedLicense(license, manifest, ledger, journal, clock);
+    const handle = new LoadedLicense(license, manifest, ledger, journal, clock);
+    // the decision checked out (or found) the lease; the handle keeps it renewed
+    if (license.lease) handle.holdLease(host, await ensureLease(ctx.state, host, license, clock()));
+    return handle;
   } catch (e) {
     await journal.close().catch(() => undefined);
     throw e;

@@ -5,7 +5,7 @@
  * this host, not expired), so a host keeps working through a server outage until its lease ends;
  * a missing or expired one is checked out (or renewed) from the server the host activated with.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, unlink } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 import { isoSeconds } from '../format/fields.js';
 import type { LicensePayload } from '../format/license.js';
@@ -62,10 +62,11 @@ async function post(server: string, payload: LeaseRequestPayload, host: HostIden
  * seats taken, or no server to ask), LEASE_EXPIRED (the lease ran out and the server cannot be
  * reached), or the server's refusal.
  */
-export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date): Promise<Lease> {
+export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date, o: { renew?: boolean } = {}): Promise<Lease> {
   const clientId = clientIdFor(l);
   const have = await stored(state, host, l, clientId, now);
-  if (have.lease) return have.lease;
+  // renew: ask the server even with a live lease (it extends the one this host holds)
+  if (have.lease && !o.renew) return have.lease;
   const server = await state.serverUrl();
   if (!server)
     throw new MlicError('SEAT_UNAVAILABLE', `licence ${l.licenseId} is used under floating seats, and this host knows no licence server to lease one from`, {
@@ -127,4 +128,17 @@ export async function listLeases(state: StateDir, now: Date): Promise<{ leaseId:
     }
   }
   return out;
+}
+
+/** Gives a process seat back (a process's own lease, on close); host and GPU leases are shared by the host's processes and run out by themselves. */
+export async function releaseLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date): Promise<void> {
+  if (l.lease?.unit !== 'process') return;
+  const clientId = clientIdFor(l);
+  const have = await stored(state, host, l, clientId, now);
+  const lease = have.lease ?? have.expired;
+  if (!lease) return;
+  const server = await state.serverUrl();
+  if (server)
+    await post(server, { v: 1, kind: 'mlic-lease-request', action: 'release', licenseId: l.licenseId, clientId, leaseId: lease.payload.leaseId, createdAt: isoSeconds(now) }, host).catch(() => undefined);
+  await unlink(fileOf(state, l.licenseId, clientId)).catch(() => undefined);
 }

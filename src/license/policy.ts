@@ -54,6 +54,7 @@ export const VALIDATE_ERRORS = {
   metric_not_licensed: 'METRIC_NOT_LICENSED',
   clock_tampered: 'CLOCK_TAMPERED',
   license_revoked: 'LICENSE_REVOKED',
+  lease_expired: 'LEASE_EXPIRED',
   invalid_request: 'USAGE',
   closed: 'USAGE',
 } as const satisfies Record<string, ErrorCode>;

@@ -214,3 +214,53 @@ describe('floating seats on the host, against a real server', () => {
     }
   }, 90_000);
 });
+
+describe('floating seats in the library (loadLicense), against a real server', () => {
+  it('a handle holds a process seat, gives it back on close(), and answers lease_expired once its lease has run out without renewal', async () => {
+    const { startServer, stop } = await import('./process.js');
+    const { tmp } = await import('../helpers.js');
+    const { join } = await import('node:path');
+    const { writeFile, readFile } = await import('node:fs/promises');
+    const { encodeSecretKey, publicKeyFileText } = await import('../../src/keys/vendor.js');
+    const { activateLicense } = await import('../../src/host/licences.js');
+    const { loadLicense } = await import('../../src/host/handle.js');
+    const v = await tmp('mlic-vendor-');
+    const vendorKey = key('acme');
+    await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
+    await writeFile(join(v, 'acme.pub'), publicKeyFileText(vendorKey));
+    const s = await startServer(['--data', join(await tmp(), 'd'), '--key', join(v, 'acme.key')]);
+    try {
+      const r = await fetch(`${s.url}/v1/entitlements`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ customer: 'g', model: 'resnet', maxHosts: 5, seats: { count: 1, unit: 'process', leaseSeconds: 600 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } }),
+      });
+      const licenseKey = ((await r.json()) as { licenseKey: string }).licenseKey;
+      const host = async (name: string) => {
+        const h = await fakeHost(name);
+        await h.state.trustAdd(await readFile(join(v, 'acme.pub'), 'utf8'));
+        const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
+        const a = await fetch(`${s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }) });
+        await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
+        await h.state.setServerUrl(s.url);
+        return h;
+      };
+      const a = await host('la');
+      const b = await host('lb');
+      let t = new Date();
+      const ha = await loadLicense({ stateDir: a.stateDir, hostProbe: a.probe(), model: 'resnet', clock: () => t });
+      expect((await ha.validate()).valid).toBe(true);
+      await expect(loadLicense({ stateDir: b.stateDir, hostProbe: b.probe(), model: 'resnet' })).rejects.toMatchObject({ code: 'SEAT_UNAVAILABLE', details: { seats: 1, inUse: 1 } });
+      // no renewal reached the server (its timer runs every 200 s): past the lease's end, validate says so
+      t = new Date(Date.now() + 601_000);
+      expect(await ha.validate()).toMatchObject({ valid: false, error: 'lease_expired' });
+      t = new Date();
+      await ha.close(); // gives the process seat back
+      const hb = await loadLicense({ stateDir: b.stateDir, hostProbe: b.probe(), model: 'resnet' });
+      expect((await hb.validate()).valid).toBe(true);
+      await hb.close();
+    } finally {
+      expect(await stop(s)).toBe(0);
+    }
+  }, 60_000);
+});
