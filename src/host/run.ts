@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
 import { authorizeBundle, type AuthorizeOptions } from './licences.js';
+import { HostContext } from './context.js';
+import { ensureLease, releaseLease } from './leases.js';
+import type { HostIdentity } from '../state/home.js';
 import { registerTempDir } from '../util/atomic.js';
 import { unpackAuthorized } from './unpack.js';
 import { SafeDir, removeTree } from '../util/safedir.js';
@@ -72,8 +75,36 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
   const modelDir = dir;
   const args = command.slice(1).map((s) => s.split('{model}').join(modelDir));
   const cmd = command[0]!.split('{model}').join(modelDir);
+  // Floating seats: the lease is renewed while the command runs; if it runs out (the server away
+  // or the seat taken), the command is stopped (SIGTERM), as any other use would be refused.
+  const license = a.license;
+  let leaseTimer: NodeJS.Timeout | undefined;
+  let leaseHost: HostIdentity | undefined;
+  const ctx = new HostContext(opts);
+  if (license.lease) {
+    leaseHost = await ctx.state.hostIdentity({ create: false });
+    let ends = Date.parse((await ensureLease(ctx.state, leaseHost, license, new Date())).payload.expiresAt);
+    const host = leaseHost;
+    leaseTimer = setInterval(() => {
+      if (Date.now() >= ends) {
+        process.stderr.write(`mlic: the lease of licence ${license.licenseId} ended at ${new Date(ends).toISOString()} without a renewal: stopping the command [LEASE_EXPIRED]\n`);
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        return;
+      }
+      void ensureLease(ctx.state, host, license, new Date(), { renew: true }).then(
+        (l) => (ends = Date.parse(l.payload.expiresAt)),
+        () => undefined,
+      );
+    }, Math.max(1000, (license.lease.leaseSeconds * 1000) / 3));
+    leaseTimer.unref();
+  }
+  const endLease = async () => {
+    if (leaseTimer) clearInterval(leaseTimer);
+    if (leaseHost) await releaseLease(ctx.state, leaseHost, license, new Date()).catch(() => undefined);
+  };
+  let child: ReturnType<typeof spawn>;
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: opts.stdoutToStderr ? [0, 2, 2] : 'inherit', env: { ...(opts.env ?? process.env), MLIC_MODEL_DIR: modelDir } });
+    child = spawn(cmd, args, { stdio: opts.stdoutToStderr ? [0, 2, 2] : 'inherit', env: { ...(opts.env ?? process.env), MLIC_MODEL_DIR: modelDir } });
     const forward = (sig: NodeJS.Signals) => () => {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     };
@@ -88,11 +119,13 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
     };
     child.on('error', async (e) => {
       restore();
+      await endLease();
       await wipeDir();
       reject(new MlicError('USAGE', `cannot run ${cmd}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'command not found' : e.message}`));
     });
     child.on('exit', async (code, signal) => {
       restore();
+      await endLease();
       await wipeDir();
       resolve({ exitCode: code ?? 128 + (signal ? signalNumber(signal) : 0), ...(signal ? { signal } : {}), modelDir, memoryBacked });
     });

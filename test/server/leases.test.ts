@@ -202,6 +202,11 @@ describe('floating seats on the host, against a real server', () => {
       const refused = await unpack(b);
       expect([refused.code, refused.json.error.code]).toEqual([1, 'SEAT_UNAVAILABLE']);
       expect((await unpack(a)).code).toBe(0); // the same host reuses its lease
+      // mlic run holds (and renews) the lease while its command runs
+      const ran = await mlic(['run', join(v, 'm.mlb'), '--', 'sh', '-c', 'test -f "$MLIC_MODEL_DIR/weights.bin" && exit 7'], { env: a });
+      expect(ran.code, ran.stderr).toBe(7);
+      const runB = await mlic(['run', join(v, 'm.mlb'), '--json', '--', 'true'], { env: b });
+      expect([runB.code, runB.json?.error?.code]).toEqual([1, 'SEAT_UNAVAILABLE']);
       expect(await stop(s)).toBe(0);
       stopped = true;
       // the server is down: A works on its lease, B cannot get one
