@@ -16,7 +16,7 @@ import { createActivationRequest } from '../../src/host/licences.js';
 import { parseLicenseText, type ActivationRequest } from '../../src/format/license.js';
 import { key, tmp } from '../helpers.js';
 import { fakeHost } from '../license/hosts.js';
-import { KINDS, freshServerPlace, type Kind } from './databases.js';
+import { KINDS, dbRows, freshServerPlace, type Kind } from './databases.js';
 import { startServer, stop, type Running } from './process.js';
 
 /** maxHosts of the entitlement; distinct hosts that try to activate; requests in flight at once */
@@ -378,25 +378,6 @@ describe.each(KINDS)('kill -9 during activations on %s', (kind) => {
     );
   }, 60_000);
 });
-
-/** Rows of one table, read from the database directly. */
-async function dbRows<T>(kind: Kind, dataDir: string, url: string | undefined, sql: string, params: unknown[] = []): Promise<T[]> {
-  if (kind === 'sqlite') {
-    const db = new BetterSqlite3(join(dataDir, 'mlic.db'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(sql.replace(/\$\d+/g, '?')).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  }
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
 
 describe.each(KINDS)('kill -9 during revocations on %s', (kind) => {
   const live: Running[] = [];

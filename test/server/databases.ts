@@ -1,5 +1,7 @@
 /** The two databases the server runs on, each test on a fresh one: a SQLite file, a new PostgreSQL database. */
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import { inject } from 'vitest';
 import pg from 'pg';
 import { tmp } from '../helpers.js';
@@ -28,4 +30,23 @@ export async function freshPostgres(): Promise<string> {
 export async function freshServerPlace(kind: Kind): Promise<{ dataDir: string; url: string | undefined }> {
   const dataDir = `${await tmp()}/data`;
   return { dataDir, url: kind === 'postgres' ? await freshPostgres() : undefined };
+}
+
+/** Rows read from a server's database directly (not through its API): `$1`-style parameters, rewritten for SQLite. */
+export async function dbRows<T>(kind: Kind, dataDir: string, url: string | undefined, sql: string, params: unknown[] = []): Promise<T[]> {
+  if (kind === 'sqlite') {
+    const db = new BetterSqlite3(join(dataDir, 'mlic.db'), { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare(sql.replace(/\$\d+/g, '?')).all(...params) as T[];
+    } finally {
+      db.close();
+    }
+  }
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
 }

@@ -8,41 +8,21 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
-import BetterSqlite3 from 'better-sqlite3';
 import { createActivationRequest, activateLicense } from '../../src/host/licences.js';
 import { makeDeactivation } from '../../src/host/deactivate.js';
 import { signDeactivation } from '../../src/format/revocation.js';
 import { mlic } from '../cli/run.js';
 import { tmp, writeRandom } from '../helpers.js';
 import { fakeHost, type FakeHost } from '../license/hosts.js';
-import { KINDS, freshServerPlace, type Kind } from './databases.js';
+import { KINDS, dbRows, freshServerPlace } from './databases.js';
 import { startServer, stop, type Running } from './process.js';
-
-async function query<T>(kind: Kind, dataDir: string, url: string | undefined, sql: string, params: unknown[] = []): Promise<T[]> {
-  if (kind === 'sqlite') {
-    const db = new BetterSqlite3(join(dataDir, 'mlic.db'), { readonly: true });
-    try {
-      return db.prepare(sql.replace(/\$\d+/g, '?')).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  }
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
 
 describe.each(KINDS)('deactivation and revocation on %s', (kind) => {
   let v: string;
   let place: { dataDir: string; url: string | undefined };
   let servers: Running[] = [];
   let adminEnv: Record<string, string>;
-  const rows = <T>(sql: string, params: unknown[] = []) => query<T>(kind, place.dataDir, place.url, sql, params);
+  const rows = <T>(sql: string, params: unknown[] = []) => dbRows<T>(kind, place.dataDir, place.url, sql, params);
 
   beforeAll(async () => {
     v = await tmp('mlic-vendor-');

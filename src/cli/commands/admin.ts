@@ -7,6 +7,7 @@ import { ERROR_CODES, MlicError, type ErrorCode } from '../../errors.js';
 import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
+import type { StoredReport, UsageSummary } from '../../server/usage.js';
 import { printResult, type Ctx } from '../output.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { date, duration, type TermsOpts } from './license.js';
@@ -203,22 +204,7 @@ export async function deactivate(ctx: Ctx, file: string, o: Conn): Promise<void>
   printResult(ctx, { hostId: r.hostId, revoked: r.revoked, already: r.already });
 }
 
-interface StoredReport {
-  reportId: string;
-  licenseId: string;
-  hostId: string;
-  entitlementId: string;
-  period: string;
-  records: number;
-  continuity: string;
-  problem?: string;
-  already?: boolean;
-}
-
-interface Summary {
-  totals: { entitlementId: string; period: string; metric: string; feature?: string; quantity: number; overageQuantity: number; forfeitedQuantity: number; records: number; reports: number }[];
-  reports: StoredReport[];
-}
+type Summary = UsageSummary;
 
 export async function usage(ctx: Ctx, o: Conn & { entitlement?: string; period?: string; upload?: string[] }): Promise<void> {
   if (o.period !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(o.period)) throw new MlicError('USAGE', `--period must be a month like 2026-11, got '${o.period}'`);
