@@ -10,7 +10,8 @@ import { isoSeconds } from '../format/fields.js';
 import { parseLicenseText } from '../format/license.js';
 import { signDeactivation, type Deactivation } from '../format/revocation.js';
 import { HostContext, type HostOptions } from './context.js';
-import { installRevocationList, refusal, serverUrl, type InstallResult } from './revocations.js';
+import { installRevocationList, type InstallResult } from './revocations.js';
+import { callServer, expectField } from './server-client.js';
 
 /** The installed licence to deactivate: the one named, or the only one installed. */
 async function pick(ctx: HostContext, licenseId: string | undefined): Promise<{ id: string }> {
@@ -56,19 +57,12 @@ export async function deactivateOnline(o: HostOptions & { licenseId?: string; se
   const server = o.server ?? (await ctx.state.serverUrl());
   if (!server) throw new MlicError('USAGE', 'which licence server? this host did not activate online: give --online URL');
   const { deactivation, licenseId } = await makeDeactivation(o);
-  const url = serverUrl(server, 'v1/deactivations');
-  let res: Response;
-  try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ deactivation: JSON.stringify(deactivation) }), signal: AbortSignal.timeout(60_000) });
-  } catch (e) {
-    throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, {
-      hint: 'deactivate offline with `mlic deactivate -o deactivation.json` and send the file to your vendor',
-    });
-  }
-  const body = (await res.json().catch(() => undefined)) as { hostId?: string; already?: boolean; revoked?: string[]; revocations?: string; error?: { code?: string; message?: string } } | undefined;
-  if (!res.ok || typeof body?.hostId !== 'string') {
-    throw refusal('deactivation', res.status, body?.error);
-  }
+  const a = await callServer(server, 'v1/deactivations', {
+    body: { deactivation: JSON.stringify(deactivation) },
+    hint: 'deactivate offline with `mlic deactivate -o deactivation.json` and send the file to your vendor',
+  });
+  expectField(a, 'hostId', 'deactivation');
+  const body = a.json as { hostId: string; already?: boolean; revoked?: string[]; revocations?: unknown };
   // the slot is freed either way: a list that cannot be installed (an older one, say) leaves the installed one
   const revocations =
     typeof body.revocations === 'string'

@@ -12,7 +12,7 @@ import type { LicensePayload } from '../format/license.js';
 import { parseLease, serializeLease, signLeaseRequest, verifyLease, type Lease, type LeaseRequestPayload } from '../format/lease.js';
 import type { HostIdentity, StateDir } from '../state/home.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
-import { refusal, serverUrl } from './revocations.js';
+import { callServer, expectField } from './server-client.js';
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
@@ -46,16 +46,7 @@ async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, cl
   return Date.parse(p.expiresAt) > now.getTime() ? { lease } : { expired: lease };
 }
 
-async function post(server: string, payload: LeaseRequestPayload, host: HostIdentity): Promise<{ status: number; body: { lease?: string; error?: { code?: string; message?: string; hint?: string; details?: unknown } } | undefined }> {
-  const url = serverUrl(server, 'v1/leases');
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ request: JSON.stringify(signLeaseRequest(payload, host.signSeed)) }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { status: res.status, body: (await res.json().catch(() => undefined)) as { lease?: string } | undefined };
-}
+const requestBody = (payload: LeaseRequestPayload, host: HostIdentity) => ({ request: JSON.stringify(signLeaseRequest(payload, host.signSeed)) });
 
 /**
  * A live lease for this licence, from the store or from the server. Throws SEAT_UNAVAILABLE (all
@@ -82,22 +73,18 @@ export async function ensureLease(state: StateDir, host: HostIdentity, l: Licens
   };
   let answer;
   try {
-    answer = await post(server, payload, host);
+    answer = await callServer(server, 'v1/leases', { body: requestBody(payload, host), timeoutMs: 30_000 });
   } catch (e) {
-    const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    if (!(e instanceof MlicError) || e.code !== 'IO_ERROR') throw e;
+    const why = e.message.replace(/^cannot reach the licence server at \S+: /, '');
     if (have.expired)
       throw new MlicError('LEASE_EXPIRED', `the lease of licence ${l.licenseId} ended at ${have.expired.payload.expiresAt} and the licence server cannot be reached (${why})`, {
         hint: 'it resumes by itself once the server is reachable again',
       });
     throw new MlicError('SEAT_UNAVAILABLE', `no lease for licence ${l.licenseId}: the licence server at ${server} cannot be reached (${why})`, { hint: 'try again when it is reachable' });
   }
-  if (answer.status >= 400 || typeof answer.body?.lease !== 'string') {
-    const err = refusal('lease', answer.status, answer.body?.error);
-    if (answer.body?.error?.details && typeof answer.body.error.details === 'object')
-      throw new MlicError(err.code, err.message, { ...(err.hint ? { hint: err.hint } : {}), details: answer.body.error.details as Record<string, unknown> });
-    throw err;
-  }
-  const lease = parseLease(answer.body.lease, "the server's lease");
+  expectField(answer, 'lease', 'lease');
+  const lease = parseLease(String(answer.json!.lease), "the server's lease");
   const pk = await state.trusted(lease.payload.vendor.keyId);
   if (!pk || lease.payload.vendor.keyId !== l.vendor.keyId) throw new MlicError('UNTRUSTED_VENDOR', `the server's lease is signed by vendor key ${lease.payload.vendor.keyId}, not this licence's`);
   verifyLease(lease, pk.publicKey, "the server's lease");
@@ -139,6 +126,9 @@ export async function releaseLease(state: StateDir, host: HostIdentity, l: Licen
   if (!lease) return;
   const server = await state.serverUrl();
   if (server)
-    await post(server, { v: 1, kind: 'mlic-lease-request', action: 'release', licenseId: l.licenseId, clientId, leaseId: lease.payload.leaseId, createdAt: isoSeconds(now) }, host).catch(() => undefined);
+    await callServer(server, 'v1/leases', {
+      body: requestBody({ v: 1, kind: 'mlic-lease-request', action: 'release', licenseId: l.licenseId, clientId, leaseId: lease.payload.leaseId, createdAt: isoSeconds(now) }, host),
+      timeoutMs: 30_000,
+    }).catch(() => undefined);
   await unlink(fileOf(state, l.licenseId, clientId)).catch(() => undefined);
 }

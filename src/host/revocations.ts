@@ -5,12 +5,13 @@
  * listed licence is refused with LICENSE_REVOKED, offline as online.
  */
 import { readFile, readdir } from 'node:fs/promises';
-import { ERROR_CODES, MlicError, fromFsError, type ErrorCode } from '../errors.js';
+import { MlicError, fromFsError } from '../errors.js';
 import { parseRevocationList, serializeRevocationList, verifyRevocationList, type RevocationList, type RevokedLicense } from '../format/revocation.js';
 import { FileLock } from '../state/lock.js';
 import type { StateDir } from '../state/home.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
 import { Journal } from './journal.js';
+import { callServer } from './server-client.js';
 
 export interface InstallResult {
   keyId: string;
@@ -114,31 +115,7 @@ async function loadRevokedLists(state: StateDir): Promise<RevocationList[]> {
 
 /** The list a licence server publishes (GET /v1/revocations). */
 export async function fetchRevocationList(server: string): Promise<string> {
-  const url = serverUrl(server, 'v1/revocations');
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(60_000) });
-  } catch (e) {
-    throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
-  }
-  const text = await res.text();
-  if (!res.ok) throw new MlicError('IO_ERROR', `the licence server answered ${res.status} for its revocation list`);
-  return text;
-}
-
-/** `path` under the server's base URL. */
-export function serverUrl(server: string, path: string): URL {
-  try {
-    const u = new URL(path, server.endsWith('/') ? server : `${server}/`);
-    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('scheme');
-    return u;
-  } catch {
-    throw new MlicError('USAGE', `${server}: not an http(s) URL`);
-  }
-}
-
-/** A licence server's refusal as an MlicError with the server's code (IO_ERROR for one this mlic does not know). */
-export function refusal(what: string, status: number, err: { code?: string; message?: string; hint?: string } | undefined): MlicError {
-  const code = ERROR_CODES.has(err?.code ?? '') ? (err!.code as ErrorCode) : 'IO_ERROR';
-  return new MlicError(code, `the licence server refused the ${what} (${status}): ${err?.message ?? 'no reason given'}`, err?.hint ? { hint: err.hint } : {});
+  const a = await callServer(server, 'v1/revocations');
+  if (!a.ok) throw new MlicError('IO_ERROR', `the licence server answered ${a.status} for its revocation list`);
+  return a.text;
 }

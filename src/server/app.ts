@@ -198,6 +198,13 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
   const limits = o.rateLimits ?? DEFAULT_RATE_LIMITS;
   const perAddress = new RateLimiter(limits.perAddress, 'from this address');
   const perKey = new RateLimiter(limits.perKey, 'for this licence key');
+  // The list to attach to an answer whose change is committed: when it can be had and is not too
+  // long (the host can `revocations sync` otherwise); the change stands either way.
+  const attachedList = async (): Promise<string | undefined> =>
+    lists?.current().then(
+      (l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined),
+      () => undefined,
+    );
   // before the body is parsed: a flood costs no parsing
   const limitAddress = async (req: { ip: string }) => perAddress.take(req.ip);
   const noIssuer = () => new MlicError('IO_ERROR', 'this server issues no licences: it was started without the vendor key', { hint: 'start it with --key (or MLIC_SECRET_KEY)' });
@@ -253,12 +260,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       // parsed and verified before any database work: junk takes no connection and no lock
       const parsed = parseActivation(b.licenseKey, b.request);
       const r = await o.db.tx((q) => activate(q, o.issuer!, parsed, new Date()), { lock: activationLock(licenseKeyHash(parsed.normalized)) });
-      // Committed. The host also gets the current revocation list, when it can be had: the
-      // activation stands either way (the host can `revocations sync` later).
-      const revocations = await lists.current().then(
-        (l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined),
-        () => undefined,
-      );
+      const revocations = await attachedList();
       return reply.code(r.reissued ? 200 : 201).send({ ...r, ...(revocations !== undefined ? { revocations } : {}) });
     },
   );
@@ -270,7 +272,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     async (req) => {
       const d = parseDeactivation((req.body as { deactivation: string }).deactivation);
       const r = await o.db.tx((q) => deactivate(q, d, new Date()), { lock: REVOCATION_LOCK });
-      const revocations = lists ? await lists.current().then((l) => (l.text.length <= EMBED_LIST_MAX ? l.text : undefined), () => undefined) : undefined;
+      const revocations = await attachedList();
       return { ...r, ...(revocations !== undefined ? { revocations } : {}) };
     },
   );

@@ -1,4 +1,5 @@
 /** The hosts an entitlement's licences were issued to, for the admin (`GET /v1/hosts`, `mlic admin hosts`). */
+import { isoSeconds } from '../format/fields.js';
 import type { Queries } from './db/index.js';
 import { pageOf, pageResult } from './paging.js';
 
@@ -28,7 +29,7 @@ interface Row {
   revoked_at: number | null;
 }
 
-const iso = (t: number) => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+const iso = (t: number) => isoSeconds(new Date(t * 1000));
 
 export async function listHosts(q: Queries, o: { entitlement?: string; active?: boolean; limit?: string; after?: string }): Promise<{ hosts: HostView[]; next: string | null }> {
   const page = pageOf(o, 'id');

@@ -1,6 +1,7 @@
 import { MlicError } from '../../errors.js';
 import { StateDir } from '../../state/home.js';
-import { installRevocationList, refusal, serverUrl } from '../../host/revocations.js';
+import { installRevocationList } from '../../host/revocations.js';
+import { callServer, expectField } from '../../host/server-client.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { activateLicense, createActivationRequest } from '../../host/licences.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
@@ -70,14 +71,8 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
 
 /** Posts the request; the licence text and the server's revocation list on success, the server's mlic code otherwise. */
 async function postActivation(server: string, licenseKey: string, request: string): Promise<{ license: string; revocations?: string }> {
-  const url = serverUrl(server, 'v1/activations');
-  let res: Response;
-  try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }), signal: AbortSignal.timeout(60_000) });
-  } catch (e) {
-    throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
-  }
-  const body = (await res.json().catch(() => undefined)) as { license?: string; revocations?: unknown; error?: { code?: string; message?: string; hint?: string } } | undefined;
-  if (!res.ok || typeof body?.license !== 'string') throw refusal('activation', res.status, body?.error);
-  return { license: body.license, ...(typeof body.revocations === 'string' ? { revocations: body.revocations } : {}) };
+  const a = await callServer(server, 'v1/activations', { body: { licenseKey, request } });
+  expectField(a, 'license', 'activation');
+  const { license, revocations } = a.json as { license: string; revocations?: unknown };
+  return { license, ...(typeof revocations === 'string' ? { revocations } : {}) };
 }

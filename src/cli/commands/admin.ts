@@ -3,7 +3,8 @@
  * from --server / --token or MLIC_SERVER / MLIC_ADMIN_TOKEN (the environment keeps the token out
  * of the process list).
  */
-import { ERROR_CODES, MlicError, type ErrorCode } from '../../errors.js';
+import { MlicError } from '../../errors.js';
+import { callServer, refusal, serverUrl } from '../../host/server-client.js';
 import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
@@ -22,37 +23,10 @@ async function call<T>(c: Conn, method: 'GET' | 'POST', path: string, body?: unk
   const token = c.token ?? process.env.MLIC_ADMIN_TOKEN;
   if (!server) throw new MlicError('USAGE', 'which server? give --server URL or set MLIC_SERVER');
   if (!token) throw new MlicError('USAGE', 'an admin token is needed: set MLIC_ADMIN_TOKEN (or --token)');
-  let url: URL;
-  try {
-    url = new URL(path, server.endsWith('/') ? server : `${server}/`);
-  } catch {
-    throw new MlicError('USAGE', `--server ${server}: not a URL`);
-  }
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(30_000),
-    });
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-    throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${cause}`);
-  }
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new MlicError('IO_ERROR', `the server at ${url.origin} answered ${res.status} with something that is not JSON`);
-  }
-  if (!res.ok) {
-    const err = (json as { error?: { code?: string; message?: string; hint?: string } }).error ?? {};
-    const code: ErrorCode = err.code === 'NOT_FOUND' ? 'IO_NOT_FOUND' : ERROR_CODES.has(err.code ?? '') ? (err.code as ErrorCode) : 'IO_ERROR';
-    throw new MlicError(code, `the server said ${res.status}: ${err.message ?? 'no message'}`, err.hint ? { hint: err.hint } : {});
-  }
-  return json as T;
+  const a = await callServer(server, path, { token, timeoutMs: 30_000, ...(method === 'POST' ? { body: body ?? {} } : {}) });
+  if (a.json === undefined) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered ${a.status} with something that is not JSON`);
+  if (!a.ok) throw refusal('request', a.status, a.json.error as Parameters<typeof refusal>[2]);
+  return a.json as T;
 }
 
 export interface CreateOpts extends Conn, TermsOpts {

@@ -13,7 +13,7 @@ import { loadOpts, type MeterOpts } from './meter.js';
 import { probeWithSpinner } from '../spinner.js';
 import { stat } from 'node:fs/promises';
 import { printResult, safeText, type Ctx } from '../output.js';
-import { refusal, serverUrl } from '../../host/revocations.js';
+import { callServer, expectField } from '../../host/server-client.js';
 
 const licenceText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.licence, what: 'licence' });
 const reportText = (p: string) => readTextFile(p, { maxBytes: MAX_INPUT.report, what: 'usage report' });
@@ -44,18 +44,11 @@ export async function report(ctx: Ctx, o: MeterOpts & { period?: string; output?
 export async function post(ctx: Ctx, files: string[], o: { server?: string; home?: string }): Promise<void> {
   const server = o.server ?? (await StateDir.fromEnv(process.env, o.home).serverUrl());
   if (!server) throw new MlicError('USAGE', 'which licence server? this host did not activate online: give --server URL');
-  const url = serverUrl(server, 'v1/usage-reports');
   const posted: unknown[] = [];
   for (const f of files) {
-    const report = await reportText(f);
-    let res: Response;
-    try {
-      res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ report }), signal: AbortSignal.timeout(60_000) });
-    } catch (e) {
-      throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`);
-    }
-    const body = (await res.json().catch(() => undefined)) as { period?: string; already?: boolean; problem?: string; error?: { code?: string; message?: string; hint?: string } } | undefined;
-    if (!res.ok || typeof body?.period !== 'string') throw refusal(`usage report ${f}`, res.status, body?.error);
+    const a = await callServer(server, 'v1/usage-reports', { body: { report: await reportText(f) } });
+    expectField(a, 'period', `usage report ${f}`);
+    const body = a.json as { period: string; already?: boolean; problem?: string };
     ctx.out(`${f}: ${body.already ? 'already received' : 'received'} by the licence server (${body.period})${body.problem ? `; it flagged: ${body.problem}` : ''}`);
     posted.push({ file: f, ...body });
   }
