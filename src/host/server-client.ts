@@ -55,7 +55,9 @@ export async function callServer(server: string, path: string, o: { body?: unkno
       signal: AbortSignal.timeout(o.timeoutMs ?? 60_000),
     });
   } catch (e) {
-    const why = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    // undici wraps the socket error, sometimes in an AggregateError (one per address tried)
+    const cause = (e as { cause?: { code?: string; message?: string; errors?: { code?: string }[] } }).cause;
+    const why = cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (e as Error).message;
     throw new MlicError('IO_ERROR', `cannot reach the licence server at ${url.origin}: ${why}`, { cause: e, ...(o.hint ? { hint: o.hint } : {}) });
   }
   const text = await res.text();
