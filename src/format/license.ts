@@ -57,8 +57,10 @@ export interface Meter {
   metric: string;
   limit: number;
   period: Period;
-  /** 'refuse' (default) or 'allow' up to `percent` over the limit, flagged */
-  overage?: { mode: 'refuse' } | { mode: 'allow'; percent: number };
+  /** 'refuse' (default), 'allow' up to `percent` over the limit, or 'record': allow any amount; usage past the limit is flagged overage */
+  overage?: { mode: 'refuse' } | { mode: 'allow'; percent: number } | { mode: 'record' };
+  /** 'fleet': counted by the vendor's licence server for the whole entitlement (hosts reserve blocks, §13); absent: counted per host */
+  scope?: 'fleet';
 }
 export const MAX_OVERAGE_PERCENT = 1000;
 
@@ -273,7 +275,8 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
     const metrics = new Set<unknown>();
     v.meters.forEach((m: unknown, i: number) => {
       const at = `meters[${i}]`;
-      if (!p.obj(m, at, ['metric', 'limit', 'period', 'overage'])) return;
+      if (!p.obj(m, at, ['metric', 'limit', 'period', 'overage', 'scope'])) return;
+      p.check(m.scope === undefined || (m.scope === 'fleet' && bound), `${at}.scope`);
       p.check(typeof m.metric === 'string' && METRIC_RE.test(m.metric), `${at}.metric`);
       if (metrics.has(m.metric)) p.add(`${at}.metric (duplicate)`);
       metrics.add(m.metric);
@@ -282,7 +285,7 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
       const o = m.overage;
       if (o !== undefined) {
         const mode = isPlainObject(o) ? o.mode : undefined;
-        if (mode === 'refuse') p.obj(o, `${at}.overage`, ['mode']);
+        if (mode === 'refuse' || mode === 'record') p.obj(o, `${at}.overage`, ['mode']);
         else if (mode === 'allow') {
           if (p.obj(o, `${at}.overage`, ['mode', 'percent'])) p.check(isSafeUint(o.percent) && o.percent <= MAX_OVERAGE_PERCENT, `${at}.overage.percent`);
         } else p.add(`${at}.overage`);

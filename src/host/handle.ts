@@ -29,6 +29,8 @@ import { Journal } from './journal.js';
 import { loadRevoked } from './revocations.js';
 import { ensureLease, releaseLease } from './leases.js';
 import type { Lease } from '../format/lease.js';
+import type { FleetFigures } from '../format/reservation.js';
+import { fleetClient } from './quotas.js';
 import type { HostIdentity } from '../state/home.js';
 import type { RevokedLicense } from '../format/revocation.js';
 import { stat } from 'node:fs/promises';
@@ -73,6 +75,8 @@ export interface ValidateResult {
   resetsAt?: string;
   /** metered: this consumption went over the limit, within the licence's allowed overage */
   overage?: boolean;
+  /** fleet meters, when refused: the fleet's figures as the licence server gave them */
+  fleet?: FleetFigures;
   /** the licence has expired and is in its grace period */
   inGrace?: boolean;
   /** outputs must be watermarked (e.g. a free tier): the caller's contract, see docs/USAGE.md */
@@ -92,6 +96,10 @@ const closeAllBeforeExit = () => {
   for (const h of live) void h.close().catch(() => undefined);
 };
 
+/** Fleet meters: how often an open handle looks for units to give back, and how long before the server's account ends it gives them back. */
+export const GIVE_BACK_EVERY_MS = 30_000;
+export const GIVE_BACK_BEFORE_MS = 120_000;
+
 /** How often an open handle looks at the installed revocation list again (one stat; a read only when it changed). */
 export const REVOCATION_CHECK_MS = 1000;
 
@@ -103,6 +111,7 @@ export class LoadedLicense {
   private leaseEnds = Infinity;
   private leaseTimer: NodeJS.Timeout | undefined;
   private host: HostIdentity | undefined;
+  private giveBackTimer: NodeJS.Timeout | undefined;
 
   /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
   holdLease(host: HostIdentity, lease: Lease): void {
@@ -128,6 +137,11 @@ export class LoadedLicense {
     private readonly clock: () => Date,
   ) {
     this.window = timeWindow(license);
+    // fleet meters: units no process is using go back to the server before its account for them ends
+    if (license.meters.some((m) => m.scope === 'fleet')) {
+      this.giveBackTimer = setInterval(() => void this.ledger.giveBack(this.clock(), { soon: GIVE_BACK_BEFORE_MS }).catch(() => undefined), GIVE_BACK_EVERY_MS);
+      this.giveBackTimer.unref();
+    }
     // A script that ends without close() still has its usage recorded.
     if (live.size === 0) process.on('beforeExit', closeAllBeforeExit);
     live.add(this);
@@ -188,6 +202,11 @@ export class LoadedLicense {
       if (!this.ledger.meter(metric)) return this.deny(now, 'metric_not_licensed', `the licence has no meter '${metric}' (it meters: ${this.license.meters.map((m) => m.metric).join(', ') || 'nothing'})`, req);
       const r = await this.ledger.consume(metric, quantity, now, req.feature);
       const q = { used: r.used, reserved: r.reserved, remaining: r.remaining, limit: r.limit, ...(r.resetsAt ? { resetsAt: r.resetsAt.toISOString() } : {}) };
+      if (!r.ok && r.fleet) {
+        const f = r.fleet;
+        if (f.unreachable) return this.deny(now, 'quota_unavailable', `${f.error.message}; the units this host held for '${metric}' are used up`, req, q);
+        return this.deny(now, 'quota_exceeded', f.error.message, req, { ...q, ...(f.fleet ? { fleet: f.fleet } : {}) });
+      }
       if (!r.ok)
         return this.deny(
           now,
@@ -271,6 +290,7 @@ export class LoadedLicense {
     live.delete(this);
     if (live.size === 0) process.off('beforeExit', closeAllBeforeExit);
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+    if (this.giveBackTimer) clearInterval(this.giveBackTimer);
     if (this.host) await releaseLease(this.journal.stateDir, this.host, this.license, this.clock()).catch(() => undefined);
     try {
       await this.ledger.close();
@@ -309,8 +329,10 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
   const journal = await Journal.open(ctx.state, host, { licensed: true, durability: 'batched', merge: durability === 'batched', open: 'tail', ...(o.flushMs ? { flushMs: o.flushMs } : {}) });
   try {
     const id = license.licenseId;
+    const fleet = license.meters.some((m) => m.scope === 'fleet') ? fleetClient(await ctx.state.serverUrl(), host, license) : undefined;
     const ledger = await UsageLedger.open(ledgerPath(ctx.state, id), ledgerKey(host, id), license, {
       durability,
+      ...(fleet ? { fleet } : {}),
       ...(o.flushMs ? { flushMs: o.flushMs } : {}),
       beforeHead: async (d) => journal.durable(id, d.seq),
     });

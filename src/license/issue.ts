@@ -9,7 +9,7 @@ import { randomBytes } from '../crypto/random.js';
 import { keyIdHex } from '../format/minisign.js';
 import { NAME_RE, isoSeconds } from '../format/fields.js';
 import type { Manifest } from '../format/manifest.js';
-import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
+import { assertLicensePayload, MAX_GRANTS, MAX_OVERAGE_PERCENT, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { bundleKeyFromMaster, modelKey, nodeKey, type Tree } from '../keys/derive.js';
@@ -51,11 +51,23 @@ export interface IssueOptions {
 
 /** Parses `inferences=1000000/month` (overage: `...,overage=10%`). */
 export function parseMeter(spec: string): Meter {
-  const m = /^([a-z][a-z0-9_.-]{0,63})=(\d+)\/(day|month|term)(?:,overage=(\d+)%)?$/.exec(spec.trim());
-  if (!m || !METRIC_RE.test(m[1]!)) throw new MlicError('USAGE', `--meter expects METRIC=LIMIT/PERIOD[,overage=N%] (period day, month or term), got '${spec}'`);
+  const m = /^([a-z][a-z0-9_.-]{0,63})=(\d+)\/(day|month|term)((?:,[a-z]+=[^,]*)*)$/.exec(spec.trim());
+  const usage = `--meter expects METRIC=LIMIT/PERIOD[,overage=N%|record][,scope=fleet|host] (period day, month or term), got '${spec}'`;
+  if (!m || !METRIC_RE.test(m[1]!)) throw new MlicError('USAGE', usage);
   const limit = Number(m[2]);
   if (!Number.isSafeInteger(limit)) throw new MlicError('USAGE', `--meter limit too large: ${m[2]}`);
-  return { metric: m[1]!, limit, period: m[3] as Meter['period'], ...(m[4] !== undefined ? { overage: { mode: 'allow' as const, percent: Number(m[4]) } } : {}) };
+  const meter: Meter = { metric: m[1]!, limit, period: m[3] as Meter['period'] };
+  for (const opt of m[4]!.split(',').slice(1)) {
+    const [k, v] = opt.split('=') as [string, string];
+    const pct = /^(\d{1,4})%$/.exec(v);
+    if (k === 'overage' && v === 'record') meter.overage = { mode: 'record' };
+    else if (k === 'overage' && v === 'refuse') meter.overage = { mode: 'refuse' };
+    else if (k === 'overage' && pct && Number(pct[1]) <= MAX_OVERAGE_PERCENT) meter.overage = { mode: 'allow', percent: Number(pct[1]) };
+    else if (k === 'scope' && v === 'fleet') meter.scope = 'fleet';
+    else if (k === 'scope' && v === 'host') delete meter.scope;
+    else throw new MlicError('USAGE', usage);
+  }
+  return meter;
 }
 
 /** Parses all, most, any, or K (k of n). */

@@ -29,8 +29,16 @@ export function periodOf(meter: Meter, license: Pick<LicensePayload, 'notBefore'
 
 /** The most that may be used in one period: the limit, plus the allowed overage. */
 export function hardLimit(meter: Meter): number {
+  if (meter.overage?.mode === 'record') return Number.MAX_SAFE_INTEGER;
   if (meter.overage?.mode === 'allow') return meter.limit + Math.floor((meter.limit * meter.overage.percent) / 100);
   return meter.limit;
+}
+
+/** The overage policy in words, for listings: '', ' (+10%)', ' (overage recorded)'. */
+export function overageText(m: Meter): string {
+  if (m.overage?.mode === 'allow') return ` (+${m.overage.percent}%)`;
+  if (m.overage?.mode === 'record') return ' (overage recorded)';
+  return '';
 }
 
 export interface QuotaDecision {

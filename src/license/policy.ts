@@ -55,6 +55,8 @@ export const VALIDATE_ERRORS = {
   clock_tampered: 'CLOCK_TAMPERED',
   license_revoked: 'LICENSE_REVOKED',
   lease_expired: 'LEASE_EXPIRED',
+  /** a fleet meter needs units from the licence server, which cannot be reached now */
+  quota_unavailable: 'IO_ERROR',
   invalid_request: 'USAGE',
   closed: 'USAGE',
 } as const satisfies Record<string, ErrorCode>;
@@ -62,7 +64,7 @@ export const VALIDATE_ERRORS = {
 export type ValidateError = keyof typeof VALIDATE_ERRORS;
 
 const ANSWER_OF = new Map<string, ValidateError>(
-  (Object.entries(VALIDATE_ERRORS) as [ValidateError, ErrorCode][]).filter(([k]) => k !== 'closed' && k !== 'invalid_request').map(([k, v]) => [v, k]),
+  (Object.entries(VALIDATE_ERRORS) as [ValidateError, ErrorCode][]).filter(([k]) => k !== 'closed' && k !== 'invalid_request' && k !== 'quota_unavailable').map(([k, v]) => [v, k]),
 );
 
 /** validate()'s answer for a denial from the checks it shares with the one-shot callers. */

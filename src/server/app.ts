@@ -13,6 +13,8 @@ import { listHosts } from './hosts.js';
 import { receiveReport, usageSummary } from './usage.js';
 import { lease, leaseEntitlement } from './leases.js';
 import { parseLeaseRequest, serializeLease } from '../format/lease.js';
+import { parseReservationRequest } from '../format/reservation.js';
+import { reservation } from './quotas.js';
 import { RateLimiter } from './rate-limit.js';
 import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
 import { MAX_REPORT_BYTES } from '../usage/report.js';
@@ -290,6 +292,19 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       const a = await o.db.tx((q) => lease(q, o.issuer!, r, clock()), { lock: leaseLock(ent) });
       if ('lease' in a) return reply.code(a.renewed ? 200 : 201).send({ lease: serializeLease(a.lease), renewed: a.renewed });
       return a;
+    },
+  );
+
+  // Fleet quotas: a host reserves blocks of a fleet meter's units and gives back what it did not use.
+  app.post(
+    '/v1/reservations',
+    { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, required: ['request'], properties: { request: { type: 'string', minLength: 2, maxLength: 4096 } } } } },
+    async (req, reply) => {
+      const r = parseReservationRequest((req.body as { request: string }).request);
+      const ent = await leaseEntitlement(o.db, r.payload.licenseId);
+      if (!ent) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${r.payload.licenseId}`);
+      const a = await o.db.tx((q) => reservation(q, r, clock()), { lock: leaseLock(ent) });
+      return reply.code(r.payload.action === 'reserve' ? 201 : 200).send(a);
     },
   );
 

@@ -111,7 +111,13 @@ export const ENTITLEMENT_INPUT_SCHEMA = {
               metric: str(64),
               limit: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
               period: { enum: ['day', 'month', 'term'] },
-              overage: { type: 'object', additionalProperties: false, required: ['mode', 'percent'], properties: { mode: { const: 'allow' }, percent: { type: 'integer', minimum: 0, maximum: 1000 } } },
+              overage: {
+                oneOf: [
+                  { type: 'object', additionalProperties: false, required: ['mode'], properties: { mode: { enum: ['refuse', 'record'] } } },
+                  { type: 'object', additionalProperties: false, required: ['mode', 'percent'], properties: { mode: { const: 'allow' }, percent: { type: 'integer', minimum: 0, maximum: 1000 } } },
+                ],
+              },
+              scope: { const: 'fleet', description: 'counted by this server for the whole entitlement (absent: per host)' },
             },
           },
         },
@@ -163,7 +169,9 @@ let throwaway: VendorKey | undefined;
 export function checkTerms(e: EntitlementInput, now: Date): void {
   throwaway ??= generateVendorKey('terms-check');
   try {
-    issueLicense(issueOptionsFor(e, throwaway, undefined, now));
+    // the throwaway licence is unbound, and a fleet meter needs a host: activations always have one
+    const meters = e.terms.meters?.map(({ scope: _fleet, ...m }) => m);
+    issueLicense(issueOptionsFor({ ...e, terms: { ...e.terms, ...(meters ? { meters } : {}) } }, throwaway, undefined, now));
   } catch (x) {
     if (x instanceof MlicError) throw new MlicError('FORMAT_INVALID', `the entitlement's terms would not make a licence: ${x.message}`, x.hint ? { hint: x.hint } : {});
     throw x;

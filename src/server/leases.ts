@@ -20,7 +20,7 @@ export const LEASE_REQUEST_SKEW_S = 600;
 
 export type LeaseAnswer = { lease: Lease; renewed: boolean } | { released: boolean; leaseId: string };
 
-interface Context {
+export interface LicenseContext {
   entitlement_id: string;
   seats: number | null;
   seat_unit: SeatUnit | null;
@@ -33,6 +33,17 @@ interface Context {
   text: string;
 }
 
+/** A licence this server issued, with its host and entitlement (for leases and fleet quotas). */
+export async function licenseContext(q: Queries, licenseId: string): Promise<LicenseContext> {
+  const c = await q.get<LicenseContext>(
+    `SELECT e.id AS entitlement_id, e.seats, e.seat_unit, e.lease_seconds, e.revoked_at AS ent_revoked, h.id AS host_id, h.host_key, h.deactivated_at, l.revoked_at AS lic_revoked, l.text
+     FROM licenses l JOIN hosts h ON h.id = l.host_id JOIN entitlements e ON e.id = l.entitlement_id WHERE l.id = ?`,
+    [licenseId],
+  );
+  if (!c) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${licenseId}`);
+  return c;
+}
+
 /** The entitlement a licence belongs to, for finding its lease lock before the transaction. */
 export async function leaseEntitlement(q: Queries, licenseId: string): Promise<string | undefined> {
   return (await q.get<{ entitlement_id: string }>('SELECT entitlement_id FROM licenses WHERE id = ?', [licenseId]))?.entitlement_id;
@@ -41,12 +52,7 @@ export async function leaseEntitlement(q: Queries, licenseId: string): Promise<s
 export async function lease(q: Queries, key: VendorKey, r: LeaseRequest, now: Date): Promise<LeaseAnswer> {
   const t = Math.floor(now.getTime() / 1000);
   const p = r.payload;
-  const c = await q.get<Context>(
-    `SELECT e.id AS entitlement_id, e.seats, e.seat_unit, e.lease_seconds, e.revoked_at AS ent_revoked, h.id AS host_id, h.host_key, h.deactivated_at, l.revoked_at AS lic_revoked, l.text
-     FROM licenses l JOIN hosts h ON h.id = l.host_id JOIN entitlements e ON e.id = l.entitlement_id WHERE l.id = ?`,
-    [p.licenseId],
-  );
-  if (!c) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${p.licenseId}`);
+  const c = await licenseContext(q, p.licenseId);
   const license = parseLicenseText(c.text).payload;
   if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
   verifyLeaseRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));

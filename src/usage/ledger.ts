@@ -12,6 +12,13 @@
  *          left. Usage is therefore never lost; a killed process costs its customer at most the
  *          unused part of one block.
  *
+ * fleet:   a meter with scope `fleet` is counted by the vendor's licence server for the whole
+ *          entitlement (docs/SERVER.md). The host's processes share a pool of units the server
+ *          granted (`grant` records, less `give-back` records): the pool takes the place of the
+ *          limit, and when it runs short a process asks the server for a block (adaptive to its
+ *          rate, bounded by what the fleet has left), with no network call while units remain.
+ *          Unused units go back to the server on close() and before the server's account ends.
+ *
  * Every figure (validate(), meter status, meter consume, reports) comes from one function,
  * `figuresOf`: used = consumed (recorded, plus this process's unflushed consumption),
  * reserved = reservations of other processes not yet consumed, remaining = limit - used -
@@ -20,14 +27,20 @@
 import { ChainLog, type ChainRecord } from '../state/chainlog.js';
 import { randomBytes } from '../crypto/random.js';
 import type { LicensePayload, Meter } from '../format/license.js';
-import { decideQuota, hardLimit, periodOf } from '../license/meter.js';
+import { hardLimit, periodOf } from '../license/meter.js';
 import { Flusher } from '../util/flusher.js';
+import { MlicError } from '../errors.js';
+import { isFleetFigures, type FleetClient, type FleetFigures, type FleetResult } from '../format/reservation.js';
 
 export type UsageData =
   /** `count` calls (default 1) adding up to `quantity`; batched mode merges the calls of one flush; `forfeited`: what an expired reservation left */
   | { kind: 'consume'; metric: string; period: string; quantity: number; count?: number; feature?: string; overage?: boolean; lease?: string; forfeited?: boolean; t: string }
   | { kind: 'reserve'; metric: string; period: string; amount: number; lease: string; expiresAt: string; t: string }
-  | { kind: 'release'; metric: string; period: string; amount: number; lease: string; t: string };
+  | { kind: 'release'; metric: string; period: string; amount: number; lease: string; t: string }
+  /** fleet meters: units the licence server granted this host (`overage`: of them, past the meter's limit); its account ends at expiresAt */
+  | { kind: 'grant'; metric: string; period: string; amount: number; account: string; expiresAt: string; overage?: number; t: string }
+  /** fleet meters: units this host gave back to the server */
+  | { kind: 'give-back'; metric: string; period: string; amount: number; account: string; t: string };
 
 export type Durability = 'strict' | 'batched';
 
@@ -43,6 +56,12 @@ interface Totals {
   consumed: number;
   /** lease id -> [reserved-not-yet-consumed amount, expiresAt ms] */
   leases: Map<string, [number, number]>;
+  /** fleet meters: units granted by the server less units given back */
+  pool: number;
+  /** fleet meters: of the pool, units granted past the meter's limit (given back first) */
+  over: number;
+  /** fleet meters: the server account's id and when it ends (the latest grant's) */
+  account?: [string, number];
 }
 
 export interface Figures {
@@ -57,6 +76,8 @@ export interface ConsumeResult extends Figures {
   metric: string;
   overage: boolean;
   resetsAt: Date | undefined;
+  /** fleet meters, when refused: why the server gave no more units (or could not be reached) */
+  fleet?: FleetShortfall;
 }
 
 export const LEASE_MS = 60_000;
@@ -68,8 +89,15 @@ const keyOf = (metric: string, period: string) => `${metric}\u0000${period}`;
 function applyRecord(totals: Map<string, Totals>, d: UsageData): void {
   const key = keyOf(d.metric, d.period);
   let t = totals.get(key);
-  if (!t) totals.set(key, (t = { consumed: 0, leases: new Map() }));
-  if (d.kind === 'consume') {
+  if (!t) totals.set(key, (t = { consumed: 0, leases: new Map(), pool: 0, over: 0 }));
+  if (d.kind === 'grant') {
+    t.pool += d.amount;
+    t.over += d.overage ?? 0;
+    t.account = [d.account, Date.parse(d.expiresAt)];
+  } else if (d.kind === 'give-back') {
+    t.pool -= d.amount;
+    t.over = Math.max(0, t.over - d.amount);
+  } else if (d.kind === 'consume') {
     t.consumed += d.quantity;
     const l = d.lease ? t.leases.get(d.lease) : undefined;
     if (l) l[0] = Math.max(0, l[0] - d.quantity);
@@ -80,12 +108,36 @@ function applyRecord(totals: Map<string, Totals>, d: UsageData): void {
   }
 }
 
-/** The one place figures come from; `mine` is this process's consumption not yet recorded. */
+/**
+ * How far usage may go: `cap` (refused past it) and `plain` (past it, usage is overage). A host
+ * meter's are its limit and hard limit; a fleet meter's, the pool the server granted this host.
+ */
+function capOf(m: Meter, t: Totals | undefined): { cap: number; plain: number } {
+  if (m.scope === 'fleet') return { cap: t?.pool ?? 0, plain: (t?.pool ?? 0) - (t?.over ?? 0) };
+  return { cap: hardLimit(m), plain: m.limit };
+}
+
+/**
+ * The one place figures come from; `mine` is this process's consumption not yet recorded.
+ * remaining: for a host meter, what is left of the limit; for a fleet meter, what this host holds
+ * of the server's units and no process is using (more are reserved from the server as needed).
+ */
 export function figuresOf(meter: Meter, t: Totals | undefined, mine = 0, excludeLease?: string): Figures {
   let reserved = 0;
   for (const [id, [amount]] of t?.leases ?? []) if (id !== excludeLease) reserved += amount;
   const used = (t?.consumed ?? 0) + mine;
-  return { used, reserved, remaining: Math.max(0, meter.limit - used - reserved), limit: meter.limit };
+  const top = meter.scope === 'fleet' ? (t?.pool ?? 0) : meter.limit;
+  return { used, reserved, remaining: Math.max(0, top - used - reserved), limit: meter.limit };
+}
+
+/** One try at consuming: done (allowed or refused), or a fleet meter's pool `need`s that many more units from the server. */
+type Attempt = Omit<ConsumeResult, 'metric' | 'resetsAt'> | { need: number; figures: Figures };
+
+/** The fleet's refusal, or a server that could not be reached: the result carries it. */
+interface FleetShortfall {
+  error: MlicError;
+  unreachable: boolean;
+  fleet?: FleetFigures;
 }
 
 export class UsageLedger {
@@ -97,12 +149,17 @@ export class UsageLedger {
   private local = new Map<string, number>();
   private merge = new Map<string, UsageData>();
   private readonly flusher: Flusher;
+  /** fleet meters: this process's request to the server per metric+period, shared by concurrent calls */
+  private asking = new Map<string, Promise<FleetShortfall | undefined>>();
+  /** fleet meters: the size of the last block asked for and when, per metric+period (blocks adapt to the rate) */
+  private adapt = new Map<string, { size: number; at: number }>();
 
   private constructor(
     readonly log: ChainLog<UsageData>,
     readonly license: LicensePayload,
     readonly durability: Durability,
     readonly flushMs: number,
+    private readonly fleet: FleetClient | undefined,
   ) {
     this.flusher = new Flusher(flushMs, async () => {
       if (this.pending.length === 0) return;
@@ -119,11 +176,11 @@ export class UsageLedger {
     path: string,
     macKey: Uint8Array,
     license: LicensePayload,
-    opts: { durability?: Durability; flushMs?: number; beforeHead?: (durable: { seq: number; hash: string }) => Promise<void> } = {},
+    opts: { durability?: Durability; flushMs?: number; beforeHead?: (durable: { seq: number; hash: string }) => Promise<void>; fleet?: FleetClient } = {},
   ): Promise<UsageLedger> {
     const durability = opts.durability ?? 'batched';
     const log = await ChainLog.open<UsageData>({ path, macKey, durability, flushMs: opts.flushMs ?? 50, ...(opts.beforeHead ? { beforeHead: opts.beforeHead } : {}) });
-    return new UsageLedger(log, license, durability, opts.flushMs ?? 50);
+    return new UsageLedger(log, license, durability, opts.flushMs ?? 50, opts.fleet);
   }
 
   meter(metric: string): Meter | undefined {
@@ -175,27 +232,46 @@ export class UsageLedger {
   async consume(metric: string, quantity: number, now: Date, feature?: string): Promise<ConsumeResult> {
     const m = this.meter(metric)!;
     const p = periodOf(m, this.license, now);
-    const key = keyOf(metric, p.key);
-    const nowMs = now.getTime();
-    const t = now.toISOString();
     const base = { metric, resetsAt: p.resetsAt };
-    if (this.durability === 'strict') {
-      return this.log.transact<ConsumeResult>((view) => {
-        this.fold(view.records);
-        const forfeits = this.commit(this.forfeits(nowMs));
-        const f = figuresOf(m, this.totals.get(key));
-        const q = decideQuota(m, f.used + f.reserved, quantity);
-        if (!q.ok) return { append: forfeits, result: { ok: false, ...base, ...f, overage: false } };
-        const rec: UsageData = { kind: 'consume', metric, period: p.key, quantity, ...(feature ? { feature } : {}), ...(q.overage ? { overage: true } : {}), t };
-        const append = [...forfeits, ...this.commit([rec])];
-        return { append, result: { ok: true, ...base, ...figuresOf(m, this.totals.get(key)), overage: q.overage } };
-      });
+    // a fleet meter whose pool runs short asks the server for a block, then tries again (at most twice: others may take the block first)
+    for (let attempt = 0; ; attempt++) {
+      const r = this.durability === 'strict' ? await this.consumeStrict(m, p.key, quantity, now, feature) : await this.consumeBatched(m, p.key, quantity, now, feature);
+      if (!('need' in r)) return { ...base, ...r };
+      const short = attempt < 3 ? await this.topUp(m, p.key, r.need, now) : { error: new MlicError('QUOTA_EXCEEDED', 'other processes took the units reserved from the server first'), unreachable: false };
+      if (short) return { ok: false, ...base, ...r.figures, overage: false, fleet: short };
     }
-    // batched: consume from this process's lease; reserve a new block when it runs out.
+  }
+
+  private consumeStrict(m: Meter, period: string, quantity: number, now: Date, feature?: string): Promise<Attempt> {
+    const key = keyOf(m.metric, period);
+    const t = now.toISOString();
+    return this.log.transact<Attempt>((view) => {
+      this.fold(view.records);
+      const forfeits = this.commit(this.forfeits(now.getTime()));
+      const tot = this.totals.get(key);
+      const f = figuresOf(m, tot);
+      const { cap, plain } = capOf(m, tot);
+      const after = f.used + f.reserved + quantity;
+      if (after > cap) {
+        if (m.scope === 'fleet' && this.fleet) return { append: forfeits, result: { need: after - cap, figures: f } };
+        return { append: forfeits, result: { ok: false, ...f, overage: false } };
+      }
+      const overage = after > plain;
+      const rec: UsageData = { kind: 'consume', metric: m.metric, period, quantity, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t };
+      const append = [...forfeits, ...this.commit([rec])];
+      return { append, result: { ok: true, ...figuresOf(m, this.totals.get(key)), overage } };
+    });
+  }
+
+  /** batched: consume from this process's block; reserve a new block from the host's quota (or pool) when it runs out. */
+  private async consumeBatched(m: Meter, period: string, quantity: number, now: Date, feature?: string): Promise<Attempt> {
+    const key = keyOf(m.metric, period);
+    const nowMs = now.getTime();
     let lease = this.leases.get(key);
     if (!lease || lease.remaining < quantity || lease.expiresAt <= nowMs + 1000) {
-      const r = await this.reserve(m, p.key, quantity, now, lease);
-      if (!r.lease) return { ok: false, ...base, ...r.figures, overage: false };
+      const r = await this.reserve(m, period, quantity, now, lease);
+      if (r.need !== undefined) return { need: r.need, figures: r.figures };
+      if (!r.lease) return { ok: false, ...r.figures, overage: false };
       lease = r.lease;
     }
     lease.remaining -= quantity;
@@ -204,29 +280,30 @@ export class UsageLedger {
     // This process's own reservation is its to use: figures are from its point of view, as a
     // reader without reservations sees them (reserved = held by other processes).
     const f = figuresOf(m, tot, mine, lease.id);
-    const overage = f.used + f.reserved > m.limit;
+    const overage = f.used + f.reserved > capOf(m, tot).plain;
     // Merge into this flush's record for the same metric, period, lease, feature and overage flag.
     const mk = `${key}\u0000${lease.id}\u0000${feature ?? ''}\u0000${overage ? 1 : 0}`;
     const rec = this.merge.get(mk);
+    const t = now.toISOString();
     if (rec && rec.kind === 'consume') {
       rec.quantity += quantity;
       rec.count = (rec.count ?? 1) + 1;
       rec.t = t;
     } else {
-      const fresh: UsageData = { kind: 'consume', metric, period: p.key, quantity, count: 1, lease: lease.id, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t };
+      const fresh: UsageData = { kind: 'consume', metric: m.metric, period, quantity, count: 1, lease: lease.id, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t };
       this.pending.push(fresh);
       this.merge.set(mk, fresh);
     }
     this.local.set(key, mine);
     this.flusher.schedule();
-    return { ok: true, ...base, ...f, overage };
+    return { ok: true, ...f, overage };
   }
 
-  private async reserve(m: Meter, period: string, quantity: number, now: Date, old: Lease | undefined): Promise<{ lease?: Lease; figures: Figures }> {
+  private async reserve(m: Meter, period: string, quantity: number, now: Date, old: Lease | undefined): Promise<{ lease?: Lease; need?: number; figures: Figures }> {
     const nowMs = now.getTime();
     const key = keyOf(m.metric, period);
     const buffered = this.takePending();
-    return this.log.transact<{ lease?: Lease; figures: Figures }>((view) => {
+    return this.log.transact<{ lease?: Lease; need?: number; figures: Figures }>((view) => {
       this.fold(view.records);
       const t = now.toISOString();
       const append: UsageData[] = [...buffered];
@@ -235,9 +312,10 @@ export class UsageLedger {
       append.push(...this.forfeits(nowMs));
       this.commit(append);
       this.local.clear();
-      const f = figuresOf(m, this.totals.get(key));
-      const free = hardLimit(m) - f.used - f.reserved;
-      if (free < quantity) return { append, result: { figures: f } };
+      const tot = this.totals.get(key);
+      const f = figuresOf(m, tot);
+      const free = capOf(m, tot).cap - f.used - f.reserved;
+      if (free < quantity) return { append, result: m.scope === 'fleet' && this.fleet ? { need: quantity - Math.max(0, free), figures: f } : { figures: f } };
       const block = Math.min(free, Math.max(quantity, Math.min(1000, Math.ceil(m.limit / 100))));
       const lease: Lease = { id: randomBytes(8).toString('hex'), metric: m.metric, period, remaining: block, expiresAt: nowMs + LEASE_MS };
       const rec: UsageData = { kind: 'reserve', metric: m.metric, period, amount: block, lease: lease.id, expiresAt: new Date(lease.expiresAt).toISOString(), t };
@@ -245,6 +323,88 @@ export class UsageLedger {
       this.leases.set(key, lease);
       return { append, result: { lease, figures: f } };
     });
+  }
+
+  /**
+   * Fleet meters: asks the server for a block of at least `need` units and records the grant in
+   * the ledger (undefined), or says why not. Concurrent calls in one process share one request.
+   * The block adapts to this process's rate: twice the last one when that lasted under 5 s, half
+   * when over a minute; it starts at 1% of the limit (at most 1,000) and never passes 10% of it.
+   */
+  private topUp(m: Meter, period: string, need: number, now: Date): Promise<FleetShortfall | undefined> {
+    const key = keyOf(m.metric, period);
+    const inflight = this.asking.get(key);
+    if (inflight) return inflight;
+    const ask = (async (): Promise<FleetShortfall | undefined> => {
+      const first = Math.max(1, Math.min(1000, Math.ceil(m.limit / 100)));
+      const a = this.adapt.get(key);
+      const ms = now.getTime() - (a?.at ?? 0);
+      const size = !a ? first : ms < 5_000 ? a.size * 2 : ms > 60_000 ? Math.max(first, Math.floor(a.size / 2)) : a.size;
+      const amount = Math.max(need, Math.min(size, Math.max(first, Math.ceil(m.limit / 10))));
+      const used = (this.totals.get(key)?.consumed ?? 0) + (this.local.get(key) ?? 0);
+      const r: FleetResult = await this.fleet!.reserve(m.metric, period, amount, need, used, now);
+      if (!r.ok) return { error: r.error, unreachable: r.unreachable, ...(isFleetFigures(r.error.details) ? { fleet: r.error.details } : {}) };
+      this.adapt.set(key, { size: amount, at: now.getTime() });
+      const g = r.answer;
+      await this.log.transact((view) => {
+        this.fold(view.records);
+        const rec: UsageData = { kind: 'grant', metric: m.metric, period, amount: g.amount, account: g.accountId, expiresAt: g.expiresAt, ...(g.overage ? { overage: g.overage } : {}), t: now.toISOString() };
+        return { append: this.commit([rec]), result: undefined };
+      });
+      return undefined;
+    })();
+    this.asking.set(key, ask);
+    return ask.finally(() => this.asking.delete(key));
+  }
+
+  /**
+   * Fleet meters: gives the server back the units this host holds that no process is using, for
+   * accounts that are still live (an expired one's units were counted as consumed). `soon`: only
+   * those of accounts ending within that many ms, or of a past period. The units are first held
+   * by a reservation of this process (so no other process takes them meanwhile), then given
+   * back, and the hold released; if this process dies in between, the hold is forfeited like any
+   * other, so the host never counts units it may have given back.
+   */
+  async giveBack(now: Date, o: { soon?: number } = {}): Promise<number> {
+    if (!this.fleet || !this.license.meters.some((m) => m.scope === 'fleet')) return 0;
+    const nowMs = now.getTime();
+    const current = new Set(this.license.meters.map((m) => keyOf(m.metric, periodOf(m, this.license, now).key)));
+    const buffered = this.takePending();
+    const holds = await this.log.transact((view) => {
+      this.fold(view.records);
+      const append = this.commit([...buffered, ...this.forfeits(nowMs)]);
+      this.local.clear();
+      const out: { metric: string; period: string; amount: number; account: string; lease: string; used: number }[] = [];
+      for (const [key, tot] of this.totals) {
+        const [metric, period] = key.split('\u0000') as [string, string];
+        const m = this.meter(metric);
+        if (m?.scope !== 'fleet' || !tot.account || tot.account[1] <= nowMs + 1000) continue;
+        if (o.soon !== undefined && tot.account[1] > nowMs + o.soon && current.has(key)) continue;
+        const f = figuresOf(m, tot);
+        const free = tot.pool - f.used - f.reserved;
+        if (free <= 0) continue;
+        const lease = randomBytes(8).toString('hex');
+        append.push(...this.commit([{ kind: 'reserve', metric, period, amount: free, lease, expiresAt: new Date(nowMs + LEASE_MS).toISOString(), t: now.toISOString() }]));
+        out.push({ metric, period, amount: free, account: tot.account[0], lease, used: f.used });
+      }
+      return { append, result: out };
+    });
+    if (holds.length === 0) return 0;
+    let total = 0;
+    const done: UsageData[] = [];
+    for (const h of holds) {
+      const r = await this.fleet.giveBack(h.metric, h.period, h.amount, h.used, now).catch(() => undefined);
+      const back = r?.ok ? r.answer.amount : 0;
+      total += back;
+      const t = new Date().toISOString();
+      if (back > 0) done.push({ kind: 'give-back', metric: h.metric, period: h.period, amount: back, account: r!.ok ? r!.answer.accountId : h.account, t });
+      done.push({ kind: 'release', metric: h.metric, period: h.period, amount: h.amount, lease: h.lease, t });
+    }
+    await this.log.transact((view) => {
+      this.fold(view.records);
+      return { append: this.commit(done), result: undefined };
+    });
+    return total;
   }
 
   private takePending(): UsageData[] {
@@ -266,12 +426,17 @@ export class UsageLedger {
     const releases: UsageData[] = [...this.leases.values()].filter((l) => l.remaining > 0).map((l) => ({ kind: 'release' as const, metric: l.metric, period: l.period, amount: l.remaining, lease: l.id, t }));
     const batch = [...this.takePending(), ...releases];
     this.leases.clear();
-    if (batch.length)
-      await this.log.transact((view) => {
-        this.fold(view.records);
-        return { append: this.commit(batch), result: undefined };
-      });
-    await this.log.close();
+    try {
+      if (batch.length)
+        await this.log.transact((view) => {
+          this.fold(view.records);
+          return { append: this.commit(batch), result: undefined };
+        });
+      // fleet units this host no longer uses go back to the server (other processes keep their blocks)
+      await this.giveBack(new Date()).catch(() => undefined);
+    } finally {
+      await this.log.close();
+    }
   }
 
   /** Every record, verified (for reports). */

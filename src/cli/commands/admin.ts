@@ -63,7 +63,8 @@ export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementIn
     ...(o.feature?.length ? { features: o.feature } : {}),
     ...(o.component?.length ? { components: o.component } : {}),
     ...(o.match ? { match: parseMatch(o.match) } : {}),
-    ...(o.meter?.length ? { meters: o.meter.map(parseMeter) } : {}),
+    // an entitlement's meters are counted for the whole fleet unless a spec says scope=host
+    ...(o.meter?.length ? { meters: o.meter.map((spec) => ({ ...parseMeter(spec), ...(/,scope=host\b/.test(spec) ? {} : { scope: 'fleet' as const }) })) } : {}),
     ...(o.region?.length ? { regions: o.region } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
   };

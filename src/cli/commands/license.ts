@@ -3,6 +3,7 @@ import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { issueLicense, parseMatch, parseMeter, type IssueOptions } from '../../license/issue.js';
 import { parseAndVerifyRequest, verifyLicenseText } from '../../license/sign.js';
 import { checkTime, describeVersions } from '../../license/policy.js';
+import { overageText } from '../../license/meter.js';
 import { loadPublicKey } from '../../keys/load.js';
 import { vendorPublicKey } from '../../keys/vendor.js';
 import { parseLicenseText, redactedPayload, serializeLicense } from '../../format/license.js';
@@ -100,7 +101,12 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
     features: o.feature ?? [],
     components: o.component ?? [],
     ...(o.match ? { match: parseMatch(o.match) } : {}),
-    meters: (o.meter ?? []).map(parseMeter),
+    meters: (o.meter ?? []).map((spec) => {
+      const m = parseMeter(spec);
+      if (m.scope === 'fleet')
+        throw new MlicError('USAGE', `--meter ${spec}: a fleet meter is counted by the licence server, so only the server issues it`, { hint: 'create an entitlement with mlic admin entitlement create --meter ...' });
+      return m;
+    }),
     regions: o.region ?? [],
     ...(o.customer ? { customer: o.customer } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
@@ -144,7 +150,7 @@ export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: 
     ['features', p.features.join(', ') || '-'],
     ['components', p.components?.join(', ') ?? 'all'],
     ['host', p.host.binding === 'host' ? `${p.host.hostname ?? '?'} (${p.host.fingerprint.components.length} components, match ${p.host.match.policy === 'k' ? `${p.host.match.k} of n` : p.host.match.policy})${p.host.region ? `, region ${p.host.region}` : ''}` : 'unbound'],
-    ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${m.overage?.mode === 'allow' ? ` (+${m.overage.percent}%)` : ''}`).join(', ') || '-'],
+    ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${overageText(m)}${m.scope === 'fleet' ? ' (fleet)' : ''}`).join(', ') || '-'],
     ['regions', p.regions?.join(', ') ?? 'anywhere'],
     ['keys', `${p.keys.length} (${p.keys.some((k) => k.sealed) ? 'sealed to the host' : 'in the clear: an unbound licence, keep it secret'})`],
   ];

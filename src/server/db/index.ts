@@ -89,6 +89,21 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX leases_holder ON leases (host_id, client_id)',
     ],
   },
+  {
+    version: 8,
+    name: 'fleet quotas',
+    sql: [
+      // one per host licence, fleet meter and period while it lives: granted - returned units are the host's; at expires_at what is left counts as consumed;
+      // used: the host's own count of units it consumed this period, as of its last request (for telling other hosts what lies unused)
+      'CREATE TABLE quota_accounts (id TEXT PRIMARY KEY, entitlement_id TEXT NOT NULL REFERENCES entitlements (id), host_id TEXT NOT NULL REFERENCES hosts (id), license_id TEXT NOT NULL REFERENCES licenses (id), metric TEXT NOT NULL, period TEXT NOT NULL, granted BIGINT NOT NULL, returned BIGINT NOT NULL, used BIGINT NOT NULL, opened_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)',
+      'CREATE INDEX quota_accounts_meter ON quota_accounts (entitlement_id, metric, period, expires_at)',
+      'CREATE INDEX quota_accounts_holder ON quota_accounts (license_id, metric, period, expires_at)',
+      // the fleet's net units (granted - returned) per meter and period: the quota check reads one row
+      'CREATE TABLE quota_totals (entitlement_id TEXT NOT NULL REFERENCES entitlements (id), metric TEXT NOT NULL, period TEXT NOT NULL, net BIGINT NOT NULL, PRIMARY KEY (entitlement_id, metric, period))',
+      // every reserve and give-back, by the host's request id: a retried request gets its first answer again
+      'CREATE TABLE quota_requests (request_id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES quota_accounts (id), action TEXT NOT NULL, amount BIGINT NOT NULL, overage BIGINT NOT NULL, at BIGINT NOT NULL)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -116,7 +131,7 @@ export function activationLock(keyHashHex: string): bigint {
   return BigInt.asIntN(64, BigInt(`0x${keyHashHex.slice(0, 16)}`));
 }
 
-/** The advisory lock of one entitlement's leases. */
+/** The advisory lock of one entitlement's leases and fleet quotas. */
 export function leaseLock(entitlementId: string): bigint {
   return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`lease ${entitlementId}`).digest('hex').slice(0, 16)}`));
 }
