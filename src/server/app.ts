@@ -304,6 +304,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       const ent = await leaseEntitlement(o.db, r.payload.licenseId);
       if (!ent) throw new MlicError('IO_NOT_FOUND', `this server issued no licence ${r.payload.licenseId}`);
       const a = await o.db.tx((q) => reservation(q, r, clock()), { lock: leaseLock(ent) });
+      if ('refusal' in a) throw a.refusal;
       return reply.code(r.payload.action === 'reserve' ? 201 : 200).send(a);
     },
   );

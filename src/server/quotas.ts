@@ -58,7 +58,11 @@ export function blockSize(asked: number, min: number, free: number): number {
   return Math.min(asked, free, Math.max(min, Math.ceil(free / 2)));
 }
 
-export async function reservation(q: Queries, r: ReservationRequest, now: Date): Promise<ReservationAnswer> {
+/**
+ * One reserve or give-back, in the caller's transaction. A quota that is used up is returned as
+ * `refusal` (not thrown), so that the transaction still commits what the host said it had used.
+ */
+export async function reservation(q: Queries, r: ReservationRequest, now: Date): Promise<ReservationAnswer | { refusal: MlicError }> {
   const t = Math.floor(now.getTime() / 1000);
   const p = r.payload;
   const c = await licenseContext(q, p.licenseId);
@@ -122,10 +126,11 @@ export async function reservation(q: Queries, r: ReservationRequest, now: Date):
   const net = fleet.consumed + fleet.outstanding;
   const free = Math.max(0, fleet.hardLimit - net);
   if (free < p.min!) {
-    throw new MlicError('QUOTA_EXCEEDED', `the fleet's quota for '${p.metric}' is used up for ${p.period}: ${fleet.consumed} consumed and ${fleet.outstanding} held by hosts, of ${fleet.limit}`, {
+    const refusal = new MlicError('QUOTA_EXCEEDED', `the fleet's quota for '${p.metric}' is used up for ${p.period}: ${fleet.consumed} consumed and ${fleet.outstanding} held by hosts, of ${fleet.limit}`, {
       hint: fleet.unusedElsewhere > 0 ? `${fleet.unusedElsewhere} units lie unused on other hosts: they come back as those hosts give them back` : 'the quota resets with the next period',
       details: { ...fleet, need: p.min },
     });
+    return { refusal };
   }
   const amount = blockSize(p.amount, p.min!, free);
   const seconds = Number(c.lease_seconds ?? DEFAULT_LEASE_SECONDS);

@@ -151,20 +151,24 @@ describe.each(KINDS)('fleet quotas on %s', (kind) => {
     // h1 says it used 100 of them: h2 learns that 300 lie unused there
     const b = await ask(h2, { amount: 500, min: 1, used: 0 });
     expect(b.json()).toMatchObject({ amount: 300, fleet: { outstanding: 700 } }); // half of the 600 left
+    // a refused request still tells the server what the host used: h1 used all 400, so none lie unused there
+    const refused = await ask(h1, { amount: 400, min: 400, used: 400 });
+    expect(refused.json().error).toMatchObject({ code: 'QUOTA_EXCEEDED', details: { unusedElsewhere: 300 } }); // h2's, unused
+    expect((await ask(h2, { amount: 1, min: 1, used: 1 })).json().fleet).toMatchObject({ unusedElsewhere: 0 });
     const gb = await ask(h1, { action: 'give-back', amount: 300, min: undefined, used: 100 });
     expect(gb.statusCode, gb.body).toBe(200);
-    expect(gb.json()).toMatchObject({ amount: 300, fleet: { outstanding: 400, consumed: 0 } });
+    expect(gb.json()).toMatchObject({ amount: 300, fleet: { outstanding: 401, consumed: 0 } });
     // giving back more than is held takes back only what is held
     expect((await ask(h1, { action: 'give-back', amount: 999, min: undefined, used: 100 })).json().amount).toBe(100);
-    expect((await rows(e.id)).net).toBe(300);
-    // h2's account runs out (a killed host): its 300 count as consumed, for good
+    expect((await rows(e.id)).net).toBe(301);
+    // h2's account runs out (a killed host): its 301 count as consumed, for good
     now = new Date(now.getTime() + 601_000);
-    const late = await ask(h2, { action: 'give-back', amount: 300, min: undefined, createdAt: iso() });
+    const late = await ask(h2, { action: 'give-back', amount: 301, min: undefined, createdAt: iso() });
     expect(late.statusCode).toBe(403);
     expect(late.json().error.code).toBe('LEASE_EXPIRED');
     const again = await ask(h1, { amount: 10, min: 10, createdAt: iso() });
-    expect(again.json().fleet).toMatchObject({ consumed: 300, outstanding: 10 });
-    expect((await rows(e.id)).net).toBe(310);
+    expect(again.json().fleet).toMatchObject({ consumed: 301, outstanding: 10 });
+    expect((await rows(e.id)).net).toBe(311);
   });
 
   it('overage: allow 10% grants up to 1,100 and marks the units past 1,000; record grants any amount; refuse stops at the limit', async () => {
