@@ -15,7 +15,13 @@ import { encodeSecretKey, publicKeyFileText } from '../../src/keys/vendor.js';
 import { key, tmp } from '../helpers.js';
 import { fakeHost, type FakeHost } from '../license/hosts.js';
 import { startServer, stop } from './process.js';
-import { dbRows } from './databases.js';
+import { dbRows, freshServerPlace } from './databases.js';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { buildApp } from '../../src/server/app.js';
+import { migrate, openDatabase } from '../../src/server/db/index.js';
+import { createAdminToken } from '../../src/server/tokens.js';
+import { fleetUsage } from '../../src/server/quotas.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/fleet-consume.mjs', import.meta.url));
 
@@ -46,7 +52,8 @@ async function fleetServer(limit: number, extra: Record<string, unknown> = {}) {
   await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
   await writeFile(join(v, 'acme.pub'), publicKeyFileText(vendorKey));
   const dataDir = join(await tmp(), 'd');
-  const s = await startServer(['--data', dataDir, '--key', join(v, 'acme.key'), '--rate-limit-key', '0', '--rate-limit-address', '0']);
+  const args = ['--data', dataDir, '--key', join(v, 'acme.key'), '--rate-limit-key', '0', '--rate-limit-address', '0'];
+  const s = await startServer(args);
   const r = await fetch(`${s.url}/v1/entitlements`, {
     method: 'POST',
     headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
@@ -68,7 +75,7 @@ async function fleetServer(limit: number, extra: Record<string, unknown> = {}) {
     await h.state.setServerUrl(s.url);
     return h;
   };
-  return { s, dataDir, host, entitlementId: e.entitlement.id };
+  return { s, dataDir, args, host, entitlementId: e.entitlement.id };
 }
 
 describe('fleet quotas with real processes', () => {
@@ -112,4 +119,106 @@ describe('fleet quotas with real processes', () => {
       expect(await stop(s)).toBe(0);
     }
   }, 240_000);
+
+  it('a host process killed with units reserved: the server counts its block as consumed once the account expires; the host keeps what it was granted and is never billed less than it used', async () => {
+    const p = await freshServerPlace('sqlite');
+    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
+    const db = await openDatabase({ dataDir: p.dataDir });
+    await migrate(db);
+    let offset = 0;
+    const vendor = key('acme');
+    const app = await buildApp({ db, issuer: vendor, log: () => undefined, clock: () => new Date(Date.now() + offset), rateLimits: { perKey: 0, perAddress: 0 } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    try {
+      const token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+      const e = await app.inject({
+        method: 'POST',
+        url: '/v1/entitlements',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        payload: { customer: 'g', model: 'resnet', maxHosts: 5, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', meters: [{ metric: 'inferences', limit: 100_000, period: 'month', scope: 'fleet' }] } },
+      });
+      const entitlementId = e.json().entitlement.id as string;
+      const h = await fakeHost('killed');
+      await h.state.trustAdd(publicKeyFileText(vendor));
+      const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
+      const a = await app.inject({ method: 'POST', url: '/v1/activations', payload: { licenseKey: e.json().licenseKey, request } });
+      await activateLicense(a.json().license, { stateDir: h.stateDir, hostProbe: h.probe() });
+      await h.state.setServerUrl(url);
+      // a process consumes until it has used 500 units, then is killed with the rest of its block
+      const c = spawn(process.execPath, [WORKER, h.stateDir, JSON.stringify(h.probe()), '1', '60000', 'forever'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const used = await new Promise<number>((resolve) => {
+        let out = '';
+        c.stdout.on('data', (d) => {
+          out += d;
+          const n = Number(out.trim().split('\n').pop());
+          if (n >= 500) {
+            c.kill('SIGKILL');
+            resolve(n);
+          }
+        });
+      });
+      await new Promise((r) => c.on('close', r));
+      const [acct] = await db.all<{ granted: number; returned: number }>('SELECT granted, returned FROM quota_accounts WHERE entitlement_id = ?', [entitlementId]);
+      const granted = Number(acct!.granted);
+      expect(granted).toBeGreaterThanOrEqual(used);
+      expect(Number(acct!.returned)).toBe(0);
+      // live, the block is held; once the account expires (15 minutes, the default), all of it counts as consumed
+      expect(await fleetUsage(db, { entitlementId }, new Date())).toMatchObject([{ net: granted, outstanding: granted }]);
+      offset = 901_000;
+      expect(await fleetUsage(db, { entitlementId }, new Date(Date.now() + offset))).toMatchObject([{ net: granted, outstanding: 0 }]);
+      // the host, restarted 70 s later: the dead process's block is forfeited to its ledger; what the server granted stays the host's
+      const later = new Date(Date.now() + 70_000);
+      const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet', clock: () => later });
+      const [m] = await lic.status();
+      expect(m!.used).toBeGreaterThanOrEqual(used); // at least what it used: what it lost counts too (forfeited)
+      expect(m!.used).toBeLessThanOrEqual(granted); // never more than the server billed
+      const records = await lic.usageRecords();
+      const forfeited = records.reduce((n, r) => n + (r.data.kind === 'consume' && r.data.forfeited ? r.data.quantity : 0), 0);
+      expect(forfeited).toBeGreaterThan(0);
+      expect(forfeited).toBeLessThanOrEqual(granted); // at most one block lost
+      const before = (await db.all('SELECT request_id FROM quota_requests')).length;
+      // the units the host still holds are used without asking the server
+      const left = granted - m!.used;
+      if (left > 0) expect(await lic.validate({ meter: { metric: 'inferences', quantity: left } })).toMatchObject({ valid: true });
+      expect((await db.all('SELECT request_id FROM quota_requests')).length).toBe(before);
+      await lic.close();
+      // closing gives nothing back (the account expired): the server's figure stands
+      expect(await fleetUsage(db, { entitlementId }, new Date(Date.now() + offset))).toMatchObject([{ net: granted, outstanding: 0 }]);
+    } finally {
+      await app.close();
+      await db.close();
+    }
+  }, 60_000);
+
+  it('a partition: a host runs on the units it holds, then answers quota_unavailable; when the server is back it resumes by itself', async () => {
+    const { s, args, host } = await fleetServer(1_000_000);
+    const port = new URL(s.url).port;
+    const h = await host('part');
+    const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet' });
+    let again: Awaited<ReturnType<typeof startServer>> | undefined;
+    try {
+      expect((await lic.validate({ meter: { metric: 'inferences', quantity: 1 } })).valid).toBe(true);
+      const [held] = await lic.status();
+      const pool = held!.used + held!.reserved + held!.remaining; // the block the server granted
+      expect(await stop(s)).toBe(0);
+      // the server is down: the host uses what it holds, then stops cleanly
+      let ok = 1;
+      let last;
+      for (let i = 0; i < pool + 10; i++) {
+        last = await lic.validate({ meter: { metric: 'inferences', quantity: 1 } });
+        if (!last.valid) break;
+        ok++;
+      }
+      expect(ok).toBe(pool);
+      expect(last).toMatchObject({ valid: false, error: 'quota_unavailable' });
+      expect(last!.message).toMatch(/cannot reach the licence server/);
+      // back on the same address: the next call reserves again, no admin action
+      again = await startServer(args, {}, `127.0.0.1:${port}`);
+      expect(await lic.validate({ meter: { metric: 'inferences', quantity: 1 } })).toMatchObject({ valid: true });
+    } finally {
+      await lic.close();
+      if (again) await stop(again);
+    }
+  }, 60_000);
 });

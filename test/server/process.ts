@@ -12,9 +12,9 @@ export interface Running {
 }
 
 /** Starts a server on a free loopback port (--listen 127.0.0.1:0) and waits for its first line. */
-export function startServer(args: string[], env: Record<string, string> = {}): Promise<Running> {
+export function startServer(args: string[], env: Record<string, string> = {}, listen = '127.0.0.1:0'): Promise<Running> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'server', 'start', '--listen', '127.0.0.1:0', '--json', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'server', 'start', '--listen', listen, '--json', ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
