@@ -42,7 +42,7 @@ async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, cl
     return {}; // a damaged or forged file is as good as none: check out a new lease
   }
   const p = lease.payload;
-  if (p.licenseId !== l.licenseId || p.hostPublicKey !== b64(host.boxPublic) || p.clientId !== clientId) return {};
+  if (p.licenseId !== l.licenseId || p.entitlementId !== l.lease?.entitlementId || p.hostPublicKey !== b64(host.boxPublic) || p.clientId !== clientId) return {};
   return Date.parse(p.expiresAt) > now.getTime() ? { lease } : { expired: lease };
 }
 
@@ -88,8 +88,10 @@ export async function ensureLease(state: StateDir, host: HostIdentity, l: Licens
   const pk = await state.trusted(lease.payload.vendor.keyId);
   if (!pk || lease.payload.vendor.keyId !== l.vendor.keyId) throw new MlicError('UNTRUSTED_VENDOR', `the server's lease is signed by vendor key ${lease.payload.vendor.keyId}, not this licence's`);
   verifyLease(lease, pk.publicKey, "the server's lease");
-  if (lease.payload.licenseId !== l.licenseId || lease.payload.hostPublicKey !== b64(host.boxPublic) || lease.payload.clientId !== clientId)
-    throw new MlicError('HW_MISMATCH', "the server's lease is for another licence, host or process");
+  const p = lease.payload;
+  const other =
+    p.licenseId !== l.licenseId ? `licence ${p.licenseId}` : p.entitlementId !== l.lease?.entitlementId ? `entitlement ${p.entitlementId}` : p.hostPublicKey !== b64(host.boxPublic) ? 'another host' : p.clientId !== clientId ? `process ${p.clientId}` : undefined;
+  if (other) throw new MlicError('HW_MISMATCH', `the server's lease is for ${other}, not for this host's licence ${l.licenseId}`);
   await state.ensure('leases');
   await writeSmallFileAtomic(fileOf(state, l.licenseId, clientId), serializeLease(lease), { mode: 0o600, force: true });
   return lease;
