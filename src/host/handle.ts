@@ -31,6 +31,8 @@ import { ensureLease, releaseLease } from './leases.js';
 import type { Lease } from '../format/lease.js';
 import type { FleetFigures } from '../format/reservation.js';
 import { fleetClient } from './quotas.js';
+import { callServer } from './server-client.js';
+import { buildReport } from '../usage/report.js';
 import type { HostIdentity } from '../state/home.js';
 import type { RevokedLicense } from '../format/revocation.js';
 import { stat } from 'node:fs/promises';
@@ -112,6 +114,8 @@ export class LoadedLicense {
   private leaseTimer: NodeJS.Timeout | undefined;
   private host: HostIdentity | undefined;
   private giveBackTimer: NodeJS.Timeout | undefined;
+  /** online licences: the server that gets this host's usage reports, and the host's key that signs them */
+  private reporting: { server: string; host: HostIdentity; month: string } | undefined;
 
   /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
   holdLease(host: HostIdentity, lease: Lease): void {
@@ -139,7 +143,11 @@ export class LoadedLicense {
     this.window = timeWindow(license);
     // fleet meters: units no process is using go back to the server before its account for them ends
     if (license.meters.some((m) => m.scope === 'fleet')) {
-      this.giveBackTimer = setInterval(() => void this.ledger.giveBack(this.clock(), { soon: GIVE_BACK_BEFORE_MS }).catch(() => undefined), GIVE_BACK_EVERY_MS);
+      this.giveBackTimer = setInterval(() => {
+        void this.ledger.giveBack(this.clock(), { soon: GIVE_BACK_BEFORE_MS }).catch(() => undefined);
+        // a new month: the last one's report goes to the server
+        if (this.reporting && this.reporting.month !== this.clock().toISOString().slice(0, 7)) void this.postReports().catch(() => undefined);
+      }, GIVE_BACK_EVERY_MS);
       this.giveBackTimer.unref();
     }
     // A script that ends without close() still has its usage recorded.
@@ -284,6 +292,38 @@ export class LoadedLicense {
     await this.journal.flush();
   }
 
+  /**
+   * Online licences (a lease or fleet meters): posts this month's usage report to the licence
+   * server, and last month's too (its final one once the month is over). A later report of the
+   * month replaces the earlier one on the server; one that cannot be posted now is posted next time.
+   */
+  enableReports(server: string, host: HostIdentity): void {
+    this.reporting = { server, host, month: this.clock().toISOString().slice(0, 7) };
+  }
+
+  /** Posts the usage reports of last month and this month (best effort: an unreachable server is tried again at the next close or month). */
+  async postReports(): Promise<number> {
+    const r = this.reporting;
+    if (!r || this.closedLedger) return 0;
+    const now = this.clock();
+    const month = now.toISOString().slice(0, 7);
+    const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+    let posted = 0;
+    for (const period of [last, month]) {
+      await this.note({ action: 'report', metric: period });
+      await this.flush();
+      const records = await this.ledger.records();
+      if (!records.some((x) => x.data.t.startsWith(period))) continue; // nothing used that month
+      const rep = buildReport({ records, period, license: this.license, hostSignSeed: r.host.signSeed, hostSignPublic: r.host.signPublic, hostBoxPublic: r.host.boxPublic, auditSeq: this.auditSeq, now });
+      const a = await callServer(r.server, 'v1/usage-reports', { body: { report: JSON.stringify(rep) }, timeoutMs: 10_000 }).catch(() => undefined);
+      if (a?.ok) posted++;
+    }
+    r.month = month;
+    return posted;
+  }
+
+  private closedLedger = false;
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -293,6 +333,12 @@ export class LoadedLicense {
     if (this.giveBackTimer) clearInterval(this.giveBackTimer);
     if (this.host) await releaseLease(this.journal.stateDir, this.host, this.license, this.clock()).catch(() => undefined);
     try {
+      // after the lease and the units are given back: the usage report, then the ledger closes
+      if (this.reporting) {
+        await this.ledger.settle().catch(() => undefined);
+        await this.postReports().catch(() => undefined);
+      }
+      this.closedLedger = true;
       await this.ledger.close();
     } finally {
       await this.journal.close();
@@ -344,6 +390,8 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
       throw e;
     }
     const handle = new LoadedLicense(license, manifest, ledger, journal, clock);
+    const server = license.lease || fleet ? await ctx.state.serverUrl() : undefined;
+    if (server && !o.forReport) handle.enableReports(server, host);
     // the decision checked out (or found) the lease; the handle keeps it renewed
     if (license.lease) handle.holdLease(host, await ensureLease(ctx.state, host, license, clock()));
     return handle;

@@ -14,7 +14,7 @@ import { receiveReport, usageSummary } from './usage.js';
 import { lease, leaseEntitlement } from './leases.js';
 import { parseLeaseRequest, serializeLease } from '../format/lease.js';
 import { parseReservationRequest } from '../format/reservation.js';
-import { reservation } from './quotas.js';
+import { fleetUsage, reservation } from './quotas.js';
 import { RateLimiter } from './rate-limit.js';
 import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
 import { MAX_REPORT_BYTES } from '../usage/report.js';
@@ -334,7 +334,11 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
         },
       },
     },
-    async (req) => usageSummary(o.db, req.query as { entitlement?: string; period?: string }),
+    async (req) => {
+      const f = req.query as { entitlement?: string; period?: string };
+      // the reports, and for fleet meters the server's own count next to them
+      return { ...(await usageSummary(o.db, f)), fleet: await fleetUsage(o.db, { ...(f.entitlement ? { entitlementId: f.entitlement } : {}), ...(f.period ? { period: f.period } : {}) }, clock()) };
+    },
   );
 
   app.get('/openapi.json', async () => openApiDocument(routes.map(({ hook, ...r }) => ({ ...r, admin: hook === admin }))));

@@ -161,10 +161,11 @@ export async function reservation(q: Queries, r: ReservationRequest, now: Date):
   return { accountId, amount, overage, expiresAt: isoSeconds(new Date(expires * 1000)), fleet: { ...fleet, outstanding: fleet.outstanding + amount } };
 }
 
-/** Per entitlement, meter and period: what the server counts (for the admin's usage view). */
+/** Per entitlement, fleet meter and period: what the server counts, and what the hosts' reports say they used. */
 export interface FleetUsage {
   entitlementId: string;
   metric: string;
+  /** the meter's period key: a month, a day, or 'term' */
   period: string;
   /** units given to hosts and not given back (what is billed; includes units held by live accounts) */
   net: number;
@@ -173,6 +174,14 @@ export interface FleetUsage {
   /** net units past the meter's limit */
   overage: number;
   limit: number;
+  /**
+   * monthly meters: the units the hosts' usage reports for this month record (their signed
+   * ledgers), and net minus that. A positive difference is units granted and not reported used:
+   * still held, lost with a killed host, or a report not yet posted; a negative one, a host that
+   * used more than it was granted (a tampered host, to look into).
+   */
+  reported?: number;
+  difference?: number;
 }
 
 export async function fleetUsage(q: Queries, o: { entitlementId?: string; period?: string }, now: Date): Promise<FleetUsage[]> {
@@ -184,8 +193,9 @@ export async function fleetUsage(q: Queries, o: { entitlementId?: string; period
     params.push(o.entitlementId);
   }
   if (o.period !== undefined) {
-    where.push('period = ?');
-    params.push(o.period);
+    // a month: its days too
+    where.push('(period = ? OR period LIKE ?)');
+    params.push(o.period, `${o.period}-%`);
   }
   const rows = await q.all<{ entitlement_id: string; metric: string; period: string; net: number }>(
     `SELECT entitlement_id, metric, period, net FROM quota_totals WHERE ${where.join(' AND ')} ORDER BY entitlement_id, period, metric`,
@@ -201,7 +211,16 @@ export async function fleetUsage(q: Queries, o: { entitlementId?: string; period
     ]);
     const lim = await meterLimit(q, r.entitlement_id, r.metric);
     const net = Number(r.net);
-    out.push({ entitlementId: r.entitlement_id, metric: r.metric, period: r.period, net, outstanding: Number(live?.n ?? 0), overage: lim === undefined ? 0 : Math.max(0, net - lim), limit: lim ?? 0 });
+    const row: FleetUsage = { entitlementId: r.entitlement_id, metric: r.metric, period: r.period, net, outstanding: Number(live?.n ?? 0), overage: lim === undefined ? 0 : Math.max(0, net - lim), limit: lim ?? 0 };
+    if (/^\d{4}-\d{2}$/.test(r.period)) {
+      const rep = await q.get<{ n: number | null }>(
+        'SELECT SUM(t.quantity) AS n FROM usage_reports u JOIN usage_totals t ON t.report_id = u.id WHERE u.entitlement_id = ? AND u.period = ? AND t.metric = ?',
+        [r.entitlement_id, r.period, r.metric],
+      );
+      row.reported = Number(rep?.n ?? 0);
+      row.difference = net - row.reported;
+    }
+    out.push(row);
   }
   return out;
 }

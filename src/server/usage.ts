@@ -39,7 +39,18 @@ export async function receiveReport(q: Queries, text: string, now: number): Prom
   const same = await q.get<{ id: string; text: string }>('SELECT id, text FROM usage_reports WHERE license_id = ? AND period = ?', [p.licenseId, p.period]);
   if (same) {
     if (same.id === p.reportId && same.text === text) return { ...(await storedReport(q, same.id)), already: true };
-    throw new MlicError('IO_EXISTS', `a report for licence ${p.licenseId} and ${p.period} is already stored (${same.id})`, { hint: 'a month is reported once, after it ends' });
+    // Hosts post a month's report more than once (after each lease, and when the month ends): a
+    // later one that covers the same start of the ledger and goes further replaces the stored one.
+    const old = parseReport(same.text).payload.ledger;
+    const nu = p.ledger;
+    const sameStart = old.firstSeq === nu.firstSeq && old.prevHash === nu.prevHash && (old.count === 0 || old.firstHash === nu.firstHash);
+    if (sameStart && nu.lastSeq === old.lastSeq && nu.lastHash === old.lastHash) return { ...(await storedReport(q, same.id)), already: true };
+    if (!sameStart || nu.lastSeq < old.lastSeq)
+      throw new MlicError('IO_EXISTS', `a report for licence ${p.licenseId} and ${p.period} is already stored (${same.id}), and this one does not extend it`, {
+        hint: 'a later report of the month must cover the same start of the ledger and go further',
+      });
+    await q.run('DELETE FROM usage_totals WHERE report_id = ?', [same.id]);
+    await q.run('DELETE FROM usage_reports WHERE id = ?', [same.id]);
   }
   const taken = await q.get<{ license_id: string; period: string }>('SELECT license_id, period FROM usage_reports WHERE id = ?', [p.reportId]);
   if (taken) throw new MlicError('IO_EXISTS', `report id ${p.reportId} is already stored, for licence ${taken.license_id} and ${taken.period}`);

@@ -406,6 +406,11 @@ export class ChainLog<T = unknown> {
 
   private fhClosed = false;
 
+  /** close() was called: no more transactions */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true; // new transacts are refused from here on; queued ones finish

@@ -419,8 +419,11 @@ export class UsageLedger {
     return this.flusher.flush();
   }
 
-  /** Flushes and releases this process's unused reservations. */
-  async close(): Promise<void> {
+  /**
+   * Flushes, releases this process's unused reservations and gives unused fleet units back to the
+   * server, leaving the ledger open (for a last report); close() does it too.
+   */
+  async settle(): Promise<void> {
     await this.flusher.stop();
     const t = new Date().toISOString();
     const releases: UsageData[] = [...this.leases.values()].filter((l) => l.remaining > 0).map((l) => ({ kind: 'release' as const, metric: l.metric, period: l.period, amount: l.remaining, lease: l.id, t }));
@@ -434,6 +437,16 @@ export class UsageLedger {
         });
       // fleet units this host no longer uses go back to the server (other processes keep their blocks)
       await this.giveBack(new Date()).catch(() => undefined);
+    } catch (e) {
+      await this.log.close();
+      throw e;
+    }
+  }
+
+  /** Flushes, releases this process's unused reservations (and fleet units), and closes the log. */
+  async close(): Promise<void> {
+    try {
+      if (!this.log.isClosed) await this.settle();
     } finally {
       await this.log.close();
     }

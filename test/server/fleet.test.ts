@@ -112,6 +112,11 @@ describe('fleet quotas with real processes', () => {
         await lic.close();
       }
       expect(ledgers).toBe(100_000);
+      // the hosts posted their usage reports as they closed: the admin's view shows no difference between the server's count and the ledgers
+      const u = await fetch(`${s.url}/v1/usage?entitlement=${entitlementId}`, { headers: { authorization: `Bearer ${s.first.adminToken as string}` } });
+      const summary = (await u.json()) as { totals: { metric: string; quantity: number; reports: number }[]; fleet: unknown[] };
+      expect(summary.totals).toMatchObject([{ metric: 'inferences', quantity: 100_000, reports: 8 }]);
+      expect(summary.fleet).toMatchObject([{ metric: 'inferences', net: 100_000, limit: 100_000, reported: 100_000, difference: 0 }]);
       // the server was asked for blocks, not for every unit
       const [reqs] = await dbRows<{ n: number }>('sqlite', dataDir, undefined, "SELECT COUNT(*) AS n FROM quota_requests WHERE action = 'reserve'", []);
       expect(Number(reqs!.n)).toBeLessThan(2_000);

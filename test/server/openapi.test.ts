@@ -27,6 +27,7 @@ describe('OpenAPI', () => {
         '/v1/entitlements/{id}',
         '/v1/hosts',
         '/v1/leases',
+        '/v1/reservations',
         '/v1/revocations',
         '/v1/usage',
         '/v1/usage-reports',

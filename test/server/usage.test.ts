@@ -35,7 +35,7 @@ describe.each(KINDS)('usage reports on %s', (kind) => {
 
   it('stores verified reports, flags a gap, refuses a modified one, and sums the months for billing', async () => {
     const ent = await mlic(
-      ['admin', 'entitlement', 'create', '--customer', 'globex', '--model', 'resnet', '--versions', '^2', '--days', '400', '--meter', 'inferences=1000/month', '--max-hosts', '2', '--json'],
+      ['admin', 'entitlement', 'create', '--customer', 'globex', '--model', 'resnet', '--versions', '^2', '--days', '400', '--meter', 'inferences=1000/month,scope=host', '--max-hosts', '2', '--json'],
       { env: adminEnv },
     );
     expect(ent.code, ent.stderr).toBe(0);
@@ -69,17 +69,26 @@ describe.each(KINDS)('usage reports on %s', (kind) => {
     expect(up.json.result.uploaded[0].problem).toBeUndefined();
     const again = await mlic(['usage', 'post', now, '--json'], { env: host });
     expect(again.json.result.posted[0].already).toBe(true);
+    // a later report of the month that goes further replaces it; the earlier one cannot come back
+    expect((await mlic(['meter', 'consume', '--model', 'resnet', '--metric', 'inferences', '--quantity', '2'], { env: host })).code).toBe(0);
+    const later = join(dir, 'later.json');
+    expect((await mlic(['usage', 'report', '--model', 'resnet', '--period', month(0), '-o', later], { env: host })).code).toBe(0);
+    const replaced = await mlic(['usage', 'post', later, '--json'], { env: host });
+    expect(replaced.json.result.posted[0]).toMatchObject({ continuity: 'checked', totals: [{ metric: 'inferences', quantity: 25 }] });
+    const back = await mlic(['usage', 'post', now, '--json'], { env: host });
+    expect([back.code, back.json.error.code]).toEqual([2, 'IO_EXISTS']);
 
     const sum = await mlic(['admin', 'usage', '--entitlement', ent.json.result.entitlement.id, '--json'], { env: adminEnv });
     expect(sum.code, sum.stderr).toBe(0);
     const thisMonth = sum.json.result.totals.find((t: { period: string }) => t.period === month(0));
-    expect(thisMonth).toMatchObject({ metric: 'inferences', quantity: 23, reports: 1 });
+    expect(thisMonth).toMatchObject({ metric: 'inferences', quantity: 25, reports: 1 });
     expect(sum.json.result.reports.filter((r: { problem?: string }) => r.problem)).toHaveLength(1);
     expect((await mlic(['admin', 'usage', '--period', month(0), '--json'], { env: adminEnv })).json.result.totals).toHaveLength(1);
 
     // a modified report (fewer inferences) is refused and not stored
     const text = JSON.parse(await readFile(now, 'utf8'));
     text.payload.totals[0].quantity = 1;
+    // (the modified report is the earlier one of this month, moved to another month)
     text.payload.period = month(2);
     const forged = join(dir, 'forged.json');
     await writeFile(forged, JSON.stringify(text));

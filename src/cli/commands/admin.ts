@@ -9,6 +9,7 @@ import { isoSeconds } from '../../format/fields.js';
 import { parseMatch, parseMeter } from '../../license/issue.js';
 import type { EntitlementInput, EntitlementTerms } from '../../server/entitlements.js';
 import type { StoredReport, UsageSummary } from '../../server/usage.js';
+import type { FleetUsage } from '../../server/quotas.js';
 import { printResult, type Ctx } from '../output.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
 import { date, duration, type TermsOpts } from './license.js';
@@ -179,7 +180,7 @@ export async function deactivate(ctx: Ctx, file: string, o: Conn): Promise<void>
   printResult(ctx, { hostId: r.hostId, revoked: r.revoked, already: r.already });
 }
 
-type Summary = UsageSummary;
+type Summary = UsageSummary & { fleet: FleetUsage[] };
 
 export async function usage(ctx: Ctx, o: Conn & { entitlement?: string; period?: string; upload?: string[] }): Promise<void> {
   if (o.period !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(o.period)) throw new MlicError('USAGE', `--period must be a month like 2026-11, got '${o.period}'`);
@@ -200,5 +201,10 @@ export async function usage(ctx: Ctx, o: Conn & { entitlement?: string; period?:
   for (const t of r.totals)
     ctx.out(`${t.entitlementId}  ${t.period}  ${t.metric}${t.feature ? ` [${t.feature}]` : ''}  ${t.quantity}${t.overageQuantity ? ` (overage ${t.overageQuantity})` : ''}${t.forfeitedQuantity ? ` (forfeited ${t.forfeitedQuantity})` : ''}  from ${t.reports} report(s)`);
   for (const rep of r.reports.filter((x) => x.problem)) ctx.note(`flagged: ${rep.period} licence ${rep.licenseId} (host ${rep.hostId}): ${rep.problem}`);
+  // fleet meters: the server's own count, and any difference from what the hosts' ledgers report
+  for (const f of r.fleet)
+    ctx.out(
+      `${f.entitlementId}  ${f.period}  ${f.metric} (fleet)  granted ${f.net} of ${f.limit}${f.overage ? ` (overage ${f.overage})` : ''}${f.outstanding ? `, ${f.outstanding} held by hosts now` : ''}${f.reported !== undefined ? `; hosts report ${f.reported} used${f.difference ? ` (difference ${f.difference > 0 ? '+' : ''}${f.difference})` : ', no difference'}` : ''}`,
+    );
   printResult(ctx, r);
 }
