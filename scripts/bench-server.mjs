@@ -7,17 +7,30 @@
 //   - revocation-list fetches/s: GET /v1/revocations (public), closed loop at 32 in flight, then
 //     p50/p99 at half that rate. While that route answers 404 (not built yet), GET /healthz is
 //     measured in its place and labelled as such.
+//   - lease renewals/s: an entitlement with floating seats (64 host seats, 600 s leases), 64 hosts
+//     activated and one lease checked out by each, then POST /v1/leases action renew (200), closed
+//     loop at 16 and at 64 in flight, the hosts' leases renewed in turn; p50/p99
+//   - reservations/s: an entitlement with a fleet meter (inferences, 1e12 a month), 64 hosts
+//     activated, then POST /v1/reservations action reserve (1000 units, a new request id each;
+//     201), closed loop at 16 and at 64 in flight; p50/p99
+//   - validate()/s in this process: one more host on the fleet-meter entitlement, activated through
+//     the server into a state directory of its own (fake hardware), loadLicense() in this process,
+//     then validate({ meter: inferences x1 }) called one after the other, each awaited (the ledger
+//     reserves blocks of units from the server now and then; no round trip per call); p50/p99
 //
 //   node scripts/bench-server.mjs [--json] [--database sqlite|postgres|both] [--requests N] [--seconds S]
 //
-// --requests: activations per phase (default 2000); list fetches per phase are 10x that.
+// --requests: activations per phase (default 2000); list fetches, lease renewals and reservations
+// per phase are 10x that, validate() calls 100x.
 // --seconds: the most one phase may take (default 20); a phase ends early when it runs out of time,
 // and its rate is over what it completed.
 //
 // Everything is prepared before timing: the vendor key, the server, the entitlement, and every
 // signed activation request (fresh Ed25519/X25519 host keys, signed with the library's
-// signRequest). The open-loop phases send on a fixed schedule and time each request from its
-// scheduled start, so a server that falls behind shows in p99 instead of slowing the sender.
+// signRequest); every lease and reservation request of a phase is signed by its host's key
+// (signLeaseRequest, signReservationRequest) just before that phase, untimed. The open-loop
+// phases send on a fixed schedule and time each request from its scheduled start, so a server
+// that falls behind shows in p99 instead of slowing the sender.
 // The load generator shares the machine's CPUs with the server (and PostgreSQL): on a small
 // machine the figures are a floor for the server alone. Each phase reports who used the CPUs
 // (this process, the server, PostgreSQL, anything else), so that a run disturbed by another
@@ -41,6 +54,11 @@ if (!existsSync(join(root, 'dist/license/sign.js'))) {
 }
 const { signRequest } = await import('../dist/license/sign.js');
 const { fingerprintOf } = await import('../dist/hardware/fingerprint.js');
+const { signLeaseRequest } = await import('../dist/format/lease.js');
+const { signReservationRequest } = await import('../dist/format/reservation.js');
+const { createActivationRequest, activateLicense } = await import('../dist/host/licences.js');
+const { loadLicense } = await import('../dist/host/handle.js');
+const { StateDir } = await import('../dist/state/home.js');
 
 // ---- options ----
 const args = process.argv.slice(2);
@@ -60,8 +78,18 @@ const ACTIVATION_CONCURRENCY = [16, 64];
 const LIST_CONCURRENCY = 32;
 const LIST_REQUESTS = REQUESTS * 10;
 const WARMUP_ACTIVATIONS = 100;
+// floating seats and fleet quotas: hosts with one lease (or one quota account) each, loaded at these concurrencies
+const SEAT_CONCURRENCY = [16, 64];
+const SEAT_HOSTS = 64;
+const LEASE_SECONDS = 600;
+const RENEWALS = REQUESTS * 10;
+const RESERVATIONS = REQUESTS * 10;
+const WARMUP_SEAT_REQUESTS = 200;
+// in-process validate() with a fleet meter: calls per phase, after a warm-up
+const VALIDATE_CALLS = REQUESTS * 100;
+const WARMUP_VALIDATE_CALLS = 5000;
 // The goals of the issue, for SQLite.
-const GOALS = { activationsPerSecond: 500, listPerSecond: 5000, p99AtHalfRateMs: 50 };
+const GOALS = { activationsPerSecond: 500, listPerSecond: 5000, p99AtHalfRateMs: 50, renewalsPerSecond: 2000, validatePerSecond: 50_000 };
 
 /** Progress goes to stderr; stdout carries only the table (or, with --json, one JSON object). */
 const note = (s) => process.stderr.write(`${s}\n`);
@@ -171,6 +199,8 @@ async function accounted(phase, who) {
     otherPct: pct(Math.max(0, inProcesses - bench - server - postgres)),
     interruptsPct: pct(b.m.irq - a.m.irq),
     stealPct: pct(b.m.steal - a.m.steal),
+    // CPU time per request (a process's own CPU time: a machine busy with other work leaves it as it is)
+    ...(r.completed ? { serverMsPerRequest: round(server / r.completed, 3), ...(who.postgres ? { postgresMsPerRequest: round(postgres / r.completed, 3) } : {}), benchMsPerRequest: round(bench / r.completed, 3) } : {}),
   };
   return r;
 }
@@ -409,9 +439,13 @@ function keyPair(type) {
 
 /** A signed activation request of a new host (what createActivationRequest makes, without a state directory). */
 function activationRequest(i) {
+  return newHost(`bench-host-${i}`).request;
+}
+
+/** A new host: its signed activation request, and the seed of its signing key (which signs its lease and reservation requests). */
+function newHost(name) {
   const sign = keyPair('ed25519');
   const box = keyPair('x25519');
-  const name = `bench-host-${i}`;
   // the components a GPU server reports (as test/license/hosts.ts fakes them); hashed with the host's salt
   const probe = {
     components: [
@@ -433,7 +467,224 @@ function activationRequest(i) {
     hostname: name,
     fingerprint: fingerprintOf(probe, randomBytes(32)),
   };
-  return JSON.stringify(signRequest(payload, sign.secret));
+  return { request: JSON.stringify(signRequest(payload, sign.secret)), signSeed: Buffer.from(sign.secret) };
+}
+
+// ---- floating seats, fleet quotas, in-process validate() ----
+/** ISO time to the second, as the host library writes createdAt. */
+const isoSecond = (d = new Date()) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+const jsonBody = (v) => Buffer.from(JSON.stringify(v));
+const TERMS = { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' };
+
+/** POST /v1/entitlements with the admin token: { licenseKey, entitlement }. */
+async function createEntitlement(server, body) {
+  const agent = new Agent({ keepAlive: false });
+  try {
+    const r = await send(agent, server.url, 'POST', '/v1/entitlements', jsonBody(body), { authorization: `Bearer ${server.adminToken}` });
+    if (r.status !== 201) throw new Error(`creating the entitlement (${body.customer}) answered ${failureOf(r)}: ${r.body}`);
+    return JSON.parse(r.body.toString());
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Activates `n` new hosts on an entitlement (8 at a time): each one's licence id and signing seed. */
+async function activateHosts(server, licenseKey, prefix, n) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  try {
+    return await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const h = newHost(`${prefix}-${i}`);
+        const r = await send(agent, server.url, 'POST', '/v1/activations', jsonBody({ licenseKey, request: h.request }));
+        if (r.status !== 201 && r.status !== 200) throw new Error(`activating host ${prefix}-${i} answered ${failureOf(r)}`);
+        return { name: `${prefix}-${i}`, licenseId: JSON.parse(r.body.toString()).licenseId, signSeed: h.signSeed };
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+}
+
+/**
+ * `count` request bodies, { request: JSON of a signed request }, spread over the hosts (request i
+ * from host i % hosts), each signed by its host's key before any timing. Made host by host: the
+ * library keeps the last signing key built, so that each host's key is built once.
+ */
+function signedBodies(hosts, count, make) {
+  const per = hosts.map((h, k) => {
+    const mine = [];
+    for (let i = k; i < count; i += hosts.length) mine.push(jsonBody({ request: JSON.stringify(make(h)) }));
+    return mine;
+  });
+  return (i) => per[i % hosts.length][Math.floor(i / hosts.length)];
+}
+
+/** A load for closedLoop: `count` prepared bodies POSTed to `path`, ok on `okStatus`; notes how long preparing took. */
+function prepared(server, path, okStatus, hosts, count, make, what) {
+  const g0 = performance.now();
+  const body = signedBodies(hosts, count, make);
+  note(`  made ${count} signed ${what} in ${round((performance.now() - g0) / 1000, 1)} s`);
+  return { fire: (agent, i) => send(agent, server.url, 'POST', path, body(i)), isOk: (r) => r.status === okStatus };
+}
+
+/** PostgreSQL's commits and rollbacks while `phase` ran (its statistics lag a little: read after a pause). */
+async function pgCounted(postgres, phase, n) {
+  if (!postgres) return { result: await phase() };
+  const before = await pgTransactions(postgres.url);
+  const result = await phase();
+  await sleep(1500);
+  const after = await pgTransactions(postgres.url);
+  return { result, postgresTransactions: { requests: n(result), commits: after.commits - before.commits, rollbacks: after.rollbacks - before.rollbacks } };
+}
+
+/**
+ * Lease renewals: an entitlement with one floating seat per host, SEAT_HOSTS hosts activated, one
+ * lease checked out by each (201), then renewals (action renew with the lease's id, 200) in a
+ * closed loop, request i renewing host i % SEAT_HOSTS's lease.
+ */
+async function benchLeases(kind, server, who, postgres) {
+  const out = { hosts: SEAT_HOSTS, seats: SEAT_HOSTS, unit: 'host', leaseSeconds: LEASE_SECONDS };
+  const e = await createEntitlement(server, { customer: 'bench-seats', model: 'resnet', maxHosts: SEAT_HOSTS, seats: { count: SEAT_HOSTS, unit: 'host', leaseSeconds: LEASE_SECONDS }, terms: TERMS });
+  const hosts = await activateHosts(server, e.licenseKey, `${kind}-seat`, SEAT_HOSTS);
+  const leaseRequest = (h, action) => signLeaseRequest({ v: 1, kind: 'mlic-lease-request', action, licenseId: h.licenseId, clientId: 'host', ...(h.leaseId ? { leaseId: h.leaseId } : {}), createdAt: isoSecond() }, h.signSeed);
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  try {
+    await Promise.all(
+      hosts.map(async (h) => {
+        const r = await send(agent, server.url, 'POST', '/v1/leases', jsonBody({ request: JSON.stringify(leaseRequest(h, 'checkout')) }));
+        if (r.status !== 201) throw new Error(`checking out a lease for ${h.name} answered ${failureOf(r)}`);
+        h.leaseId = JSON.parse(JSON.parse(r.body.toString()).lease).payload.leaseId;
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+  const renewals = (count) => prepared(server, '/v1/leases', 200, hosts, count, (h) => leaseRequest(h, 'renew'), 'lease renewals');
+  out.warmup = await closedLoop({ count: WARMUP_SEAT_REQUESTS, concurrency: 8, seconds: PHASE_SECONDS, ...renewals(WARMUP_SEAT_REQUESTS) });
+  if (out.warmup.ok === 0) throw new Error(`no warm-up renewal succeeded: ${JSON.stringify(out.warmup.errors)}`);
+  out.closed = [];
+  const counted = await pgCounted(
+    postgres,
+    async () => {
+      for (const c of SEAT_CONCURRENCY) {
+        note(`${kind}: lease renewals, ${c} in flight`);
+        const load = renewals(RENEWALS);
+        out.closed.push(await accounted(() => closedLoop({ count: RENEWALS, concurrency: c, seconds: PHASE_SECONDS, ...load }), who));
+      }
+    },
+    () => out.closed.reduce((a, r) => a + r.completed, 0),
+  );
+  if (counted.postgresTransactions) out.postgresTransactions = counted.postgresTransactions;
+  out.best = out.closed.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  return out;
+}
+
+/**
+ * Fleet-quota reservations: an entitlement with a fleet meter (limit 1e12 a month: never used up
+ * here), SEAT_HOSTS hosts activated, then reserve requests (1000 units, at least 1; a fresh
+ * request id each, 201) in a closed loop, request i from host i % SEAT_HOSTS.
+ */
+async function benchReservations(kind, server, who, postgres, fleet) {
+  const out = { hosts: SEAT_HOSTS, amount: 1000, meter: fleet.meter };
+  const hosts = await activateHosts(server, fleet.licenseKey, `${kind}-fleet`, SEAT_HOSTS);
+  const reserve = (h) =>
+    signReservationRequest(
+      { v: 1, kind: 'mlic-reservation-request', action: 'reserve', requestId: randomBytes(16).toString('hex'), licenseId: h.licenseId, metric: 'inferences', period: new Date().toISOString().slice(0, 7), amount: 1000, min: 1, used: 0, createdAt: isoSecond() },
+      h.signSeed,
+    );
+  const reservations = (count) => prepared(server, '/v1/reservations', 201, hosts, count, reserve, 'reservations');
+  out.warmup = await closedLoop({ count: WARMUP_SEAT_REQUESTS, concurrency: 8, seconds: PHASE_SECONDS, ...reservations(WARMUP_SEAT_REQUESTS) });
+  if (out.warmup.ok === 0) throw new Error(`no warm-up reservation succeeded: ${JSON.stringify(out.warmup.errors)}`);
+  out.closed = [];
+  const counted = await pgCounted(
+    postgres,
+    async () => {
+      for (const c of SEAT_CONCURRENCY) {
+        note(`${kind}: reservations, ${c} in flight`);
+        const load = reservations(RESERVATIONS);
+        out.closed.push(await accounted(() => closedLoop({ count: RESERVATIONS, concurrency: c, seconds: PHASE_SECONDS, ...load }), who));
+      }
+    },
+    () => out.closed.reduce((a, r) => a + r.completed, 0),
+  );
+  if (counted.postgresTransactions) out.postgresTransactions = counted.postgresTransactions;
+  out.best = out.closed.reduce((a, b) => (b.perSecond > a.perSecond ? b : a));
+  return out;
+}
+
+/** POST /v1/reservations lines in the server's access log so far (the server's blocks for the in-process phase). */
+const reservationsLogged = (logPath) => Object.values(accessLogSummary(logPath)['POST /v1/reservations'] ?? {}).reduce((a, b) => a + b, 0);
+
+/**
+ * validate() in this process: one host (a state directory of its own, fake hardware) activated
+ * online through the server on the fleet-meter entitlement, its licence installed, loadLicense(),
+ * then VALIDATE_CALLS calls of validate({ meter: inferences x1 }) one after the other, each awaited.
+ * The ledger asks the server for blocks of units as its pool runs short (a few calls in all), so
+ * nearly every call is local: the ledger, the audit journal, the checks.
+ */
+async function benchValidate(kind, server, who, fleet, pubText) {
+  const stateDir = join(tmpRoot, `${kind}-validate-host`, 'state');
+  const name = `bench-${kind}-validate`;
+  const hostProbe = {
+    components: [
+      { kind: 'gpu', value: `GPU-${name}-0`, label: 'GPU 0' },
+      { kind: 'machine-id', value: `${name}-machine-id`, label: '/etc/machine-id' },
+    ],
+    gpus: [],
+    container: false,
+    vm: false,
+    missing: {},
+    hostname: name,
+  };
+  const state = new StateDir(stateDir);
+  await state.trustAdd(pubText);
+  const request = JSON.stringify((await createActivationRequest({ stateDir, hostProbe })).request);
+  const agent = new Agent({ keepAlive: false });
+  const a = await send(agent, server.url, 'POST', '/v1/activations', jsonBody({ licenseKey: fleet.licenseKey, request }));
+  agent.destroy();
+  if (a.status !== 201) throw new Error(`activating the validate() host answered ${failureOf(a)}`);
+  await activateLicense(JSON.parse(a.body.toString()).license, { stateDir, hostProbe });
+  await state.setServerUrl(server.url.origin);
+  const lic = await loadLicense({ stateDir, hostProbe, model: 'resnet' });
+  const out = { durability: 'batched (the default)', meter: fleet.meter };
+  try {
+    const req = { meter: { metric: 'inferences', quantity: 1 } };
+    const run = async (count) => {
+      const lat = new Float64Array(count);
+      const errors = new Map();
+      let n = 0;
+      let ok = 0;
+      const t0 = performance.now();
+      const deadline = t0 + PHASE_SECONDS * 1000;
+      let s = t0;
+      while (n < count && s < deadline) {
+        const r = await lic.validate(req);
+        const e = performance.now();
+        lat[n++] = e - s;
+        s = e;
+        if (r.valid) ok++;
+        else errors.set(r.error, (errors.get(r.error) ?? 0) + 1);
+      }
+      const r = summarize(lat.subarray(0, n), ok, (performance.now() - t0) / 1000, errors, { timeBound: n < count });
+      const sorted = Float64Array.from(lat.subarray(0, n)).sort();
+      return { ...r, p50Us: round(percentile(sorted, 50) * 1000, 1), p99Us: round(percentile(sorted, 99) * 1000, 1), maxUs: round((sorted[n - 1] ?? NaN) * 1000, 1) };
+    };
+    out.warmup = await run(WARMUP_VALIDATE_CALLS);
+    if (out.warmup.ok === 0) throw new Error(`no warm-up validate() succeeded: ${JSON.stringify(out.warmup.errors)}`);
+    await sleep(300);
+    const before = reservationsLogged(server.logPath);
+    note(`${kind}: validate() in this process, ${VALIDATE_CALLS} calls`);
+    out.calls = await accounted(() => run(VALIDATE_CALLS), who);
+    await sleep(300);
+    out.calls.serverReservations = reservationsLogged(server.logPath) - before;
+    const [m] = await lic.status();
+    out.ledgerUsed = m?.used;
+  } finally {
+    const c0 = performance.now();
+    await lic.close();
+    out.closeMs = round(performance.now() - c0, 1);
+  }
+  return out;
 }
 
 // ---- one database ----
@@ -531,6 +782,27 @@ async function benchDatabase(kind, requests, keyFile, rateLimitArgs) {
     const listHalfCount = Math.max(1, Math.min(LIST_REQUESTS, Math.floor(listHalf * PHASE_SECONDS * 0.75)));
     note(`${kind}: GET ${path} at half rate, ${round(listHalf, 0)}/s`);
     row.list.halfRate = await accounted(() => openLoop({ rate: listHalf, count: listHalfCount, ...list }), who);
+
+    // floating seats, fleet quotas, and validate() in this process: each reported on its own, so that one failing loses not the others
+    const section = async (name, fn) => {
+      try {
+        row[name] = { measured: true, ...(await fn()) };
+      } catch (e) {
+        note(`${kind}: ${name}: failed: ${e.stack ?? e.message}`);
+        row[name] = { measured: false, failed: true, why: e.message };
+      }
+    };
+    await section('leases', () => benchLeases(kind, server, who, postgres));
+    const meter = { metric: 'inferences', limit: 1e12, period: 'month', scope: 'fleet' };
+    let fleet;
+    await section('reservations', async () => {
+      // one more host than the reservation phase's: the validate() host
+      const e = await createEntitlement(server, { customer: 'bench-fleet', model: 'resnet', maxHosts: SEAT_HOSTS + 1, terms: { ...TERMS, meters: [meter] } });
+      fleet = { licenseKey: e.licenseKey, meter };
+      return benchReservations(kind, server, who, postgres, fleet);
+    });
+    if (fleet) await section('validate', () => benchValidate(kind, server, who, fleet, readFileSync(keyFile.replace(/\.key$/, '.pub'), 'utf8')));
+    else row.validate = { measured: false, failed: true, why: 'the fleet-meter entitlement could not be made' };
     row.measured = true;
   } finally {
     row.serverExit = await server.stop();
@@ -597,20 +869,26 @@ async function main() {
         listP99AtHalfRateMs: sqlite.list.builtYet
           ? judged(GOALS.p99AtHalfRateMs, sqlite.list.halfRate, sqlite.list.halfRate.p99Ms, sqlite.list.halfRate.p99Ms < GOALS.p99AtHalfRateMs)
           : { goal: GOALS.p99AtHalfRateMs, measured: null, met: null, why: 'not built yet' },
+        renewalsPerSecond: sqlite.leases?.measured
+          ? judged(GOALS.renewalsPerSecond, sqlite.leases.best, sqlite.leases.best.perSecond, sqlite.leases.best.perSecond >= GOALS.renewalsPerSecond)
+          : { goal: GOALS.renewalsPerSecond, measured: null, met: null, why: sqlite.leases?.why ?? 'not run' },
+        validatePerSecond: sqlite.validate?.measured
+          ? judged(GOALS.validatePerSecond, sqlite.validate.calls, sqlite.validate.calls.perSecond, sqlite.validate.calls.perSecond >= GOALS.validatePerSecond)
+          : { goal: GOALS.validatePerSecond, measured: null, met: null, why: sqlite.validate?.why ?? 'not run' },
       }
     : undefined;
   const result = {
     machine,
     note: `the load generator runs in the same invocation, sharing the ${machine.cores} CPU cores with the server${rows.some((r) => r.database === 'postgres' && r.measured) ? ' (and PostgreSQL)' : ''}`,
     rateLimits,
-    requestsPerPhase: { activations: REQUESTS, list: LIST_REQUESTS, maxSeconds: PHASE_SECONDS },
+    requestsPerPhase: { activations: REQUESTS, list: LIST_REQUESTS, renewals: RENEWALS, reservations: RESERVATIONS, validateCalls: VALIDATE_CALLS, maxSeconds: PHASE_SECONDS },
     results: rows,
     goals,
     seconds: round((performance.now() - t0) / 1000, 1),
   };
   if (JSON_OUT) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   else printTable(result);
-  return rows.some((r) => r.failed);
+  return rows.some((r) => r.failed || r.leases?.failed || r.reservations?.failed || r.validate?.failed);
 }
 
 function printTable(r) {
@@ -622,13 +900,19 @@ function printTable(r) {
   out();
   const head = ['database', 'activations/s', 'p50', 'p99', 'p99 @ half rate', 'list fetches/s', 'p50', 'p99', 'p99 @ half rate'];
   const lines = [head];
+  const head2 = ['database', 'lease renewals/s', 'p50', 'p99', 'reservations/s', 'p50', 'p99', 'validate()/s', 'p50', 'p99'];
+  const lines2 = [head2];
   const notes = [];
-  const cpu = (c) => (c ? `; CPU: bench ${c.benchPct}%, server ${c.serverPct}%${c.postgresPct !== undefined ? `, PostgreSQL ${c.postgresPct}%` : ''}, other processes ${c.otherPct}%, interrupts ${c.interruptsPct}%, steal ${c.stealPct}% of the machine` : '');
+  const us = (x) => (x === null || x === undefined ? '-' : `${x} µs`);
+  const perRequest = (c) =>
+    c.serverMsPerRequest !== undefined ? ` (CPU a request: server ${c.serverMsPerRequest} ms${c.postgresMsPerRequest !== undefined ? `, PostgreSQL ${c.postgresMsPerRequest} ms` : ''}, bench ${c.benchMsPerRequest} ms)` : '';
+  const cpu = (c) => (c ? `; CPU: bench ${c.benchPct}%, server ${c.serverPct}%${c.postgresPct !== undefined ? `, PostgreSQL ${c.postgresPct}%` : ''}, other processes ${c.otherPct}%, interrupts ${c.interruptsPct}%, steal ${c.stealPct}% of the machine${perRequest(c)}` : '');
   const phase = (label, v) => `  ${label}: ${v.ok}/${v.completed} ok in ${v.seconds} s = ${v.perSecond}/s${v.targetPerSecond ? ` (target ${v.targetPerSecond}/s)` : ''}, p50 ${v.p50Ms} ms, p99 ${v.p99Ms} ms, max ${v.maxMs} ms${v.timeBound ? ', stopped by the time limit' : ''}${cpu(v.cpu)}`;
   let contended = 0;
   for (const row of r.results) {
     if (!row.measured) {
       lines.push([row.database, 'not measured', '', '', '', '', '', '', '']);
+      lines2.push([row.database, 'not measured', '', '', '', '', '', '', '', '']);
       notes.push(`${row.database}: not measured: ${row.why}`);
       continue;
     }
@@ -656,6 +940,35 @@ function printTable(r) {
     notes.push(phase(`GET ${l.route} at half rate (open loop)`, l.halfRate));
     for (const [what, v] of [['warm-up', row.warmup], ...a.closed.map((v) => [`${v.concurrency} in flight`, v]), ['half rate', a.halfRate], ['list', l.closed], ['list at half rate', l.halfRate]])
       if (Object.keys(v.errors).length) notes.push(`  errors (${what}): ${JSON.stringify(v.errors)}`);
+    // floating seats, fleet quotas, validate() in this process
+    const le = row.leases;
+    const rs = row.reservations;
+    const va = row.validate;
+    const closedCells = (x) => (x?.measured ? [`${x.best.perSecond} (${x.best.concurrency} in flight)`, ms(x.best.p50Ms), ms(x.best.p99Ms)] : ['failed', '', '']);
+    lines2.push([row.database, ...closedCells(le), ...closedCells(rs), ...(va?.measured ? [String(va.calls.perSecond), us(va.calls.p50Us), us(va.calls.p99Us)] : ['failed', '', ''])]);
+    if (le?.measured) {
+      notes.push(`  lease renewals: ${le.hosts} hosts, one lease each (${le.seats} ${le.unit} seats, ${le.leaseSeconds} s leases), each renewed in turn`);
+      for (const v of le.closed) notes.push(phase(`lease renewals, ${v.concurrency} in flight`, v));
+      if (le.postgresTransactions) notes.push(`  PostgreSQL transactions during the renewals: ${le.postgresTransactions.commits} commits, ${le.postgresTransactions.rollbacks} rollbacks for ${le.postgresTransactions.requests} renewals`);
+    } else notes.push(`  lease renewals: not measured: ${le?.why ?? 'not run'}`);
+    if (rs?.measured) {
+      notes.push(`  reservations: ${rs.hosts} hosts on a fleet meter (${rs.meter.metric}, limit ${rs.meter.limit} a ${rs.meter.period}), ${rs.amount} units a request, a new request id each`);
+      for (const v of rs.closed) notes.push(phase(`reservations, ${v.concurrency} in flight`, v));
+      if (rs.postgresTransactions) notes.push(`  PostgreSQL transactions during the reservations: ${rs.postgresTransactions.commits} commits, ${rs.postgresTransactions.rollbacks} rollbacks for ${rs.postgresTransactions.requests} reservations`);
+    } else notes.push(`  reservations: not measured: ${rs?.why ?? 'not run'}`);
+    if (va?.measured) {
+      const v = va.calls;
+      notes.push(
+        `  validate({ meter: inferences x1 }) in this process, one call at a time: ${v.ok}/${v.completed} ok in ${v.seconds} s = ${v.perSecond}/s, p50 ${v.p50Us} µs, p99 ${v.p99Us} µs, max ${v.maxUs} µs${v.timeBound ? ', stopped by the time limit' : ''}; ${v.serverReservations} reservations from the server during the phase; the ledger shows ${va.ledgerUsed} used; close() took ${va.closeMs} ms${cpu(v.cpu)}`,
+      );
+    } else notes.push(`  validate() in this process: not measured: ${va?.why ?? 'not run'}`);
+    for (const [what, v] of [
+      ...(le?.measured ? [['renewal warm-up', le.warmup], ...le.closed.map((v) => [`renewals, ${v.concurrency} in flight`, v])] : []),
+      ...(rs?.measured ? [['reservation warm-up', rs.warmup], ...rs.closed.map((v) => [`reservations, ${v.concurrency} in flight`, v])] : []),
+      ...(va?.measured ? [['validate() warm-up', va.warmup], ['validate()', va.calls]] : []),
+    ])
+      if (Object.keys(v.errors).length) notes.push(`  errors (${what}): ${JSON.stringify(v.errors)}`);
+    for (const v of [...(le?.measured ? le.closed : []), ...(rs?.measured ? rs.closed : []), ...(va?.measured ? [va.calls] : [])]) contended = Math.max(contended, v.cpu?.otherPct ?? 0);
     const fives = Object.entries(row.serverStatuses).flatMap(([route, st]) => Object.entries(st).filter(([code]) => code >= 500).map(([code, n]) => `${route} ${code} x${n}`));
     if (fives.length) notes.push(`  the server's access log has: ${fives.join(', ')}`);
     if (row.serverExit !== 0) notes.push(`  the server exited with ${row.serverExit} on SIGTERM`);
@@ -668,6 +981,13 @@ function printTable(r) {
     if (n === 0) out(widths.map((w) => '-'.repeat(w)).join('  '));
   }
   out('(activations/s, p50, p99: the closed loop with the better rate; p99 @ half rate: open loop at half that rate, from each scheduled start)');
+  out();
+  const widths2 = head2.map((_, i) => Math.max(...lines2.map((l) => l[i].length)));
+  for (const [n, l] of lines2.entries()) {
+    out(l.map((c, i) => (i === 0 ? c.padEnd(widths2[i]) : c.padStart(widths2[i]))).join('  '));
+    if (n === 0) out(widths2.map((w) => '-'.repeat(w)).join('  '));
+  }
+  out('(lease renewals/s, reservations/s, p50, p99: the closed loop with the better rate; validate()/s: in this process, with a fleet meter, one call at a time)');
   out();
   for (const f of notes) out(f);
   if (contended > 10) out(`\nWARNING: other processes used up to ${contended}% of the machine during a phase: these figures are low; run again on a quiet machine`);
@@ -682,6 +1002,8 @@ function printTable(r) {
     out(`  activation p99 at half rate < ${g.activationP99AtHalfRateMs.goal} ms: ${val(g.activationP99AtHalfRateMs, ' ms')}, ${verdict(g.activationP99AtHalfRateMs)}`);
     out(`  list fetches/s >= ${g.listPerSecond.goal}: ${val(g.listPerSecond, '/s')}, ${verdict(g.listPerSecond)}`);
     out(`  list p99 at half rate < ${g.listP99AtHalfRateMs.goal} ms: ${val(g.listP99AtHalfRateMs, ' ms')}, ${verdict(g.listP99AtHalfRateMs)}`);
+    out(`  lease renewals/s >= ${g.renewalsPerSecond.goal}: ${val(g.renewalsPerSecond, '/s')}, ${verdict(g.renewalsPerSecond)}`);
+    out(`  validate()/s with a fleet meter, in process >= ${g.validatePerSecond.goal}: ${val(g.validatePerSecond, '/s')}, ${verdict(g.validatePerSecond)}`);
   }
   out();
   out(`run took ${r.seconds} s`);

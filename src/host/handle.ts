@@ -27,8 +27,7 @@ import type { UsageData } from '../usage/ledger.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
 import { loadRevoked } from './revocations.js';
-import { ensureLease, releaseLease } from './leases.js';
-import type { Lease } from '../format/lease.js';
+import { ensureLease, releaseLease, type HeldLease } from './leases.js';
 import type { FleetFigures } from '../format/reservation.js';
 import { fleetClient } from './quotas.js';
 import { callServer } from './server-client.js';
@@ -118,15 +117,15 @@ export class LoadedLicense {
   private reporting: { server: string; host: HostIdentity; month: string } | undefined;
 
   /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
-  holdLease(host: HostIdentity, lease: Lease): void {
+  holdLease(host: HostIdentity, lease: HeldLease): void {
     const terms = this.license.lease;
     if (!terms) return;
     this.host = host;
-    this.leaseEnds = Date.parse(lease.payload.expiresAt);
+    this.leaseEnds = lease.endsAt;
     const every = Math.max(1000, (terms.leaseSeconds * 1000) / 3);
     this.leaseTimer = setInterval(() => {
       void ensureLease(this.journal.stateDir, host, this.license, this.clock(), { renew: true }).then(
-        (l) => (this.leaseEnds = Date.parse(l.payload.expiresAt)),
+        (l) => (this.leaseEnds = l.endsAt),
         () => undefined, // the server is away, or the seat was taken: validate() says so once the lease ends
       );
     }, every);

@@ -1,13 +1,19 @@
 /**
  * Floating seats on the host: a licence with `lease` terms is used only under a live lease from
  * the vendor's licence server (docs/SERVER.md, docs/FORMAT.md §12). The lease token is kept in
- * `leases/<licenceId>.<clientId>.json` and checked offline (the vendor's signature, this licence,
- * this host, not expired), so a host keeps working through a server outage until its lease ends;
- * a missing or expired one is checked out (or renewed) from the server the host activated with.
+ * `leases/<licenceId>.<clientId>.json` with the host's time of receipt, and checked offline (the
+ * vendor's signature, this licence, entitlement, host and process, not over), so a host keeps
+ * working through a server outage until its lease ends; a missing or ended one is checked out
+ * (or renewed) from the server the host activated with.
+ *
+ * A lease lasts, on the host, its duration (expiresAt - issuedAt) from when the host received it,
+ * by the host's clock: a host whose clock is ahead of or behind the server's (within the licence's
+ * clock tolerance, which the server checks) holds it for as long as the server counts it, no
+ * longer and no shorter.
  */
 import { readFile, readdir, unlink } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
-import { isoSeconds } from '../format/fields.js';
+import { isIso, isoSeconds } from '../format/fields.js';
 import type { LicensePayload } from '../format/license.js';
 import { parseLease, serializeLease, signLeaseRequest, verifyLease, type Lease, type LeaseRequestPayload } from '../format/lease.js';
 import type { HostIdentity, StateDir } from '../state/home.js';
@@ -23,8 +29,27 @@ export function clientIdFor(l: LicensePayload): string {
 
 const fileOf = (state: StateDir, licenseId: string, clientId: string) => state.path('leases', `${licenseId}.${clientId}.json`);
 
-/** The stored lease for this licence and client, if it is valid now (signature, licence, host, expiry); else why not. */
-async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, clientId: string, now: Date): Promise<{ lease?: Lease; expired?: Lease }> {
+/** A lease as the host holds it: the token, and when it ends by the host's clock (ms). */
+export interface HeldLease {
+  lease: Lease;
+  endsAt: number;
+}
+
+/** The stored file: the token's text and when the host received it (docs/FORMAT.md §12). */
+function storedText(lease: Lease, receivedAt: Date): string {
+  return JSON.stringify({ v: 1, receivedAt: receivedAt.toISOString(), lease: serializeLease(lease).trimEnd() }) + '\n';
+}
+
+function parseStored(text: string, what: string): { lease: Lease; receivedAt: number } {
+  const v = JSON.parse(text) as { v?: unknown; receivedAt?: unknown; lease?: unknown };
+  if (v.v !== 1 || typeof v.lease !== 'string' || !isIso(v.receivedAt)) throw new MlicError('FORMAT_INVALID', `${what}: not a stored lease`);
+  return { lease: parseLease(v.lease, what), receivedAt: Date.parse(v.receivedAt) };
+}
+
+const durationOf = (l: Lease) => Date.parse(l.payload.expiresAt) - Date.parse(l.payload.issuedAt);
+
+/** The stored lease for this licence and client, if it is valid now (signature, licence, entitlement, host, process, not over); else why not. */
+async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, clientId: string, now: Date): Promise<{ lease?: HeldLease; expired?: HeldLease }> {
   let text: string;
   try {
     text = await readFile(fileOf(state, l.licenseId, clientId), 'utf8');
@@ -33,8 +58,9 @@ async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, cl
     throw fromFsError(e, fileOf(state, l.licenseId, clientId));
   }
   let lease: Lease;
+  let receivedAt: number;
   try {
-    lease = parseLease(text);
+    ({ lease, receivedAt } = parseStored(text, 'stored lease'));
     const pk = await state.trusted(lease.payload.vendor.keyId);
     if (!pk || lease.payload.vendor.keyId !== l.vendor.keyId) return {};
     verifyLease(lease, pk.publicKey);
@@ -43,7 +69,10 @@ async function stored(state: StateDir, host: HostIdentity, l: LicensePayload, cl
   }
   const p = lease.payload;
   if (p.licenseId !== l.licenseId || p.entitlementId !== l.lease?.entitlementId || p.hostPublicKey !== b64(host.boxPublic) || p.clientId !== clientId) return {};
-  return Date.parse(p.expiresAt) > now.getTime() ? { lease } : { expired: lease };
+  // received in the future: the clock went back since (the decision's high-water mark says so); no lease
+  if (receivedAt > now.getTime() + 60_000) return {};
+  const held = { lease, endsAt: receivedAt + durationOf(lease) };
+  return held.endsAt > now.getTime() ? { lease: held } : { expired: held };
 }
 
 const requestBody = (payload: LeaseRequestPayload, host: HostIdentity) => ({ request: JSON.stringify(signLeaseRequest(payload, host.signSeed)) });
@@ -53,7 +82,7 @@ const requestBody = (payload: LeaseRequestPayload, host: HostIdentity) => ({ req
  * seats taken, or no server to ask), LEASE_EXPIRED (the lease ran out and the server cannot be
  * reached), or the server's refusal.
  */
-export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date, o: { renew?: boolean } = {}): Promise<Lease> {
+export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date, o: { renew?: boolean } = {}): Promise<HeldLease> {
   const clientId = clientIdFor(l);
   const have = await stored(state, host, l, clientId, now);
   // renew: ask the server even with a live lease (it extends the one this host holds)
@@ -78,7 +107,7 @@ export async function ensureLease(state: StateDir, host: HostIdentity, l: Licens
     if (!(e instanceof MlicError) || e.code !== 'IO_ERROR') throw e;
     const why = e.message.replace(/^cannot reach the licence server at \S+: /, '');
     if (have.expired)
-      throw new MlicError('LEASE_EXPIRED', `the lease of licence ${l.licenseId} ended at ${have.expired.payload.expiresAt} and the licence server cannot be reached (${why})`, {
+      throw new MlicError('LEASE_EXPIRED', `the lease of licence ${l.licenseId} ended at ${new Date(have.expired.endsAt).toISOString()} and the licence server cannot be reached (${why})`, {
         hint: 'it resumes by itself once the server is reachable again',
       });
     throw new MlicError('SEAT_UNAVAILABLE', `no lease for licence ${l.licenseId}: the licence server at ${server} cannot be reached (${why})`, { hint: 'try again when it is reachable' });
@@ -93,8 +122,10 @@ export async function ensureLease(state: StateDir, host: HostIdentity, l: Licens
     p.licenseId !== l.licenseId ? `licence ${p.licenseId}` : p.entitlementId !== l.lease?.entitlementId ? `entitlement ${p.entitlementId}` : p.hostPublicKey !== b64(host.boxPublic) ? 'another host' : p.clientId !== clientId ? `process ${p.clientId}` : undefined;
   if (other) throw new MlicError('HW_MISMATCH', `the server's lease is for ${other}, not for this host's licence ${l.licenseId}`);
   await state.ensure('leases');
-  await writeSmallFileAtomic(fileOf(state, l.licenseId, clientId), serializeLease(lease), { mode: 0o600, force: true });
-  return lease;
+  // received now, by this host's clock (not when the request was made: the answer may have been slow)
+  const receivedAt = new Date(Math.max(now.getTime(), Date.now()));
+  await writeSmallFileAtomic(fileOf(state, l.licenseId, clientId), storedText(lease, receivedAt), { mode: 0o600, force: true });
+  return { lease, endsAt: receivedAt.getTime() + durationOf(lease) };
 }
 
 /** The leases stored on this host, for `mlic leases`. */
@@ -109,9 +140,10 @@ export async function listLeases(state: StateDir, now: Date): Promise<{ leaseId:
   const out = [];
   for (const n of names) {
     try {
-      const l = parseLease(await readFile(state.path('leases', n), 'utf8'), n);
-      const p = l.payload;
-      out.push({ leaseId: p.leaseId, licenseId: p.licenseId, clientId: p.clientId, unit: p.unit, seats: p.seats, expiresAt: p.expiresAt, live: Date.parse(p.expiresAt) > now.getTime() });
+      const { lease, receivedAt } = parseStored(await readFile(state.path('leases', n), 'utf8'), n);
+      const p = lease.payload;
+      const endsAt = receivedAt + durationOf(lease);
+      out.push({ leaseId: p.leaseId, licenseId: p.licenseId, clientId: p.clientId, unit: p.unit, seats: p.seats, expiresAt: new Date(endsAt).toISOString(), live: endsAt > now.getTime() });
     } catch {
       /* a damaged file is not a lease */
     }
@@ -124,7 +156,7 @@ export async function releaseLease(state: StateDir, host: HostIdentity, l: Licen
   if (l.lease?.unit !== 'process') return;
   const clientId = clientIdFor(l);
   const have = await stored(state, host, l, clientId, now);
-  const lease = have.lease ?? have.expired;
+  const lease = (have.lease ?? have.expired)?.lease;
   if (!lease) return;
   const server = await state.serverUrl();
   if (server)

@@ -83,7 +83,7 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
   const ctx = new HostContext(opts);
   if (license.lease) {
     leaseHost = await ctx.state.hostIdentity({ create: false });
-    let ends = Date.parse((await ensureLease(ctx.state, leaseHost, license, new Date())).payload.expiresAt);
+    let ends = (await ensureLease(ctx.state, leaseHost, license, new Date())).endsAt;
     const host = leaseHost;
     leaseTimer = setInterval(() => {
       if (Date.now() >= ends) {
@@ -92,7 +92,7 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
         return;
       }
       void ensureLease(ctx.state, host, license, new Date(), { renew: true }).then(
-        (l) => (ends = Date.parse(l.payload.expiresAt)),
+        (l) => (ends = l.endsAt),
         () => undefined,
       );
     }, Math.max(1000, (license.lease.leaseSeconds * 1000) / 3));

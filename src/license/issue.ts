@@ -9,7 +9,7 @@ import { randomBytes } from '../crypto/random.js';
 import { keyIdHex } from '../format/minisign.js';
 import { NAME_RE, isoSeconds } from '../format/fields.js';
 import type { Manifest } from '../format/manifest.js';
-import { assertLicensePayload, MAX_GRANTS, MAX_OVERAGE_PERCENT, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
+import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
 import { bundleKeyFromMaster, modelKey, nodeKey, type Tree } from '../keys/derive.js';
@@ -62,7 +62,7 @@ export function parseMeter(spec: string): Meter {
     const pct = /^(\d{1,4})%$/.exec(v);
     if (k === 'overage' && v === 'record') meter.overage = { mode: 'record' };
     else if (k === 'overage' && v === 'refuse') meter.overage = { mode: 'refuse' };
-    else if (k === 'overage' && pct && Number(pct[1]) <= MAX_OVERAGE_PERCENT) meter.overage = { mode: 'allow', percent: Number(pct[1]) };
+    else if (k === 'overage' && pct) meter.overage = { mode: 'allow', percent: Number(pct[1]) };
     else if (k === 'scope' && v === 'fleet') meter.scope = 'fleet';
     else if (k === 'scope' && v === 'host') delete meter.scope;
     else throw new MlicError('USAGE', usage);

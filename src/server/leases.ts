@@ -9,14 +9,25 @@
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { isoSeconds } from '../format/fields.js';
-import { parseLicenseText } from '../format/license.js';
+import { parseLicenseText, type LicensePayload } from '../format/license.js';
 import { signLease, verifyLeaseRequest, type Lease, type LeaseRequest, type SeatUnit } from '../format/lease.js';
 import { keyIdHex } from '../format/minisign.js';
 import type { VendorKey } from '../keys/vendor.js';
 import type { Queries } from './db/index.js';
 
-/** how far a host's clock may be from the server's when it signs a lease request */
-export const LEASE_REQUEST_SKEW_S = 600;
+/** How far a host's clock may be from the server's when it signs a lease or reservation request: the licence's clock tolerance, at least a minute. */
+export function requestSkew(license: Pick<LicensePayload, 'clockToleranceSeconds'>): number {
+  return Math.max(60, license.clockToleranceSeconds);
+}
+
+/** Refuses a request signed at a time further from the server's than the licence's clock tolerance. */
+export function checkRequestTime(what: string, createdAt: string, license: Pick<LicensePayload, 'clockToleranceSeconds'>, now: Date): void {
+  const skew = requestSkew(license);
+  if (Math.abs(Date.parse(createdAt) - now.getTime()) / 1000 > skew)
+    throw new MlicError('CLOCK_TAMPERED', `the ${what} was made at ${createdAt}, more than ${skew} s (the licence's clock tolerance) from the server's time ${isoSeconds(now)}`, {
+      hint: "check the host's clock",
+    });
+}
 
 export type LeaseAnswer = { lease: Lease; renewed: boolean } | { released: boolean; leaseId: string };
 
@@ -56,10 +67,7 @@ export async function lease(q: Queries, key: VendorKey, r: LeaseRequest, now: Da
   const license = parseLicenseText(c.text).payload;
   if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
   verifyLeaseRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));
-  if (Math.abs(Date.parse(p.createdAt) / 1000 - t) > LEASE_REQUEST_SKEW_S)
-    throw new MlicError('CLOCK_TAMPERED', `the lease request was made at ${p.createdAt}, more than ${LEASE_REQUEST_SKEW_S} s from the server's time ${isoSeconds(now)}`, {
-      hint: "check the host's clock",
-    });
+  checkRequestTime('lease request', p.createdAt, license, now);
   if (c.seats === null || c.seat_unit === null || c.lease_seconds === null) throw new MlicError('USAGE', 'this entitlement has no floating seats: its licences need no lease');
   const unit = c.seat_unit;
   const clientId = unit === 'process' ? p.clientId : '';

@@ -19,7 +19,7 @@ import { verifyReservationRequest, type FleetFigures, type ReservationAnswer, ty
 import { hardLimit, periodOf } from '../license/meter.js';
 import type { Queries } from './db/index.js';
 import { DEFAULT_LEASE_SECONDS } from './entitlements.js';
-import { LEASE_REQUEST_SKEW_S, licenseContext } from './leases.js';
+import { checkRequestTime, licenseContext, requestSkew } from './leases.js';
 
 interface Account {
   id: string;
@@ -69,10 +69,7 @@ export async function reservation(q: Queries, r: ReservationRequest, now: Date):
   const license = parseLicenseText(c.text).payload;
   if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
   verifyReservationRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));
-  if (Math.abs(Date.parse(p.createdAt) / 1000 - t) > LEASE_REQUEST_SKEW_S)
-    throw new MlicError('CLOCK_TAMPERED', `the reservation request was made at ${p.createdAt}, more than ${LEASE_REQUEST_SKEW_S} s from the server's time ${isoSeconds(now)}`, {
-      hint: "check the host's clock",
-    });
+  checkRequestTime('reservation request', p.createdAt, license, now);
   const meter = license.meters.find((m) => m.metric === p.metric);
   if (!meter) throw new MlicError('METRIC_NOT_LICENSED', `licence ${p.licenseId} has no meter '${p.metric}'`);
   if (meter.scope !== 'fleet') throw new MlicError('USAGE', `meter '${p.metric}' of licence ${p.licenseId} is counted by its host, not by the server`);
@@ -119,7 +116,8 @@ export async function reservation(q: Queries, r: ReservationRequest, now: Date):
   if (c.ent_revoked !== null || c.lic_revoked !== null || c.deactivated_at !== null)
     throw new MlicError('LICENSE_REVOKED', `licence ${p.licenseId} was revoked${c.deactivated_at !== null ? ' (its host was deactivated)' : ''}: no units`, { hint: 'ask your vendor' });
   // the period is the server's, give or take the allowed skew (a host's clock at a period's edge)
-  const periods = new Set([-LEASE_REQUEST_SKEW_S, 0, LEASE_REQUEST_SKEW_S].map((d) => periodOf(meter, license, new Date((t + d) * 1000)).key));
+  const skew = requestSkew(license);
+  const periods = new Set([-skew, 0, skew].map((d) => periodOf(meter, license, new Date((t + d) * 1000)).key));
   if (!periods.has(p.period)) throw new MlicError('CLOCK_TAMPERED', `the request is for period ${p.period}, but the server's is ${[...periods].join(' or ')}`, { hint: "check the host's clock" });
 
   const fleet = await fleetFigures(q, c.entitlement_id, meter, p.period, t, p.licenseId);

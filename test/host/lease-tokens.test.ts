@@ -85,7 +85,7 @@ describe('lease tokens on the host', () => {
     expect(await codeOf(ensureLease(host.state, identity, license, NOW))).toBe('OK');
     // the stored token carries the host through a server that is away
     answer = () => 'drop';
-    expect((await ensureLease(host.state, identity, license, NOW)).payload.leaseId).toBe('lease_0011223344556677');
+    expect((await ensureLease(host.state, identity, license, NOW)).lease.payload.leaseId).toBe('lease_0011223344556677');
   });
 
   it('refused: an edited token (SIGNATURE_INVALID), another vendor key (UNTRUSTED_VENDOR), another host, licence, entitlement or process (HW_MISMATCH)', async () => {
@@ -115,13 +115,35 @@ describe('lease tokens on the host', () => {
     const good = await readFile(file, 'utf8');
     answer = () => 'drop';
     const stored = JSON.parse(good);
-    stored.payload.expiresAt = '2099-01-01T00:00:00Z';
-    for (const text of [JSON.stringify(stored), serializeLease(signLease(payload({ expiresAt: '2099-01-01T00:00:00Z', vendor: { keyId: keyIdHex(other.keyId) } }), other.seed)), 'garbage']) {
+    const token = JSON.parse(stored.lease);
+    token.payload.expiresAt = '2099-01-01T00:00:00Z';
+    const wrap = (lease: string, receivedAt = stored.receivedAt) => JSON.stringify({ v: 1, receivedAt, lease });
+    for (const text of [
+      wrap(JSON.stringify(token)),
+      wrap(serializeLease(signLease(payload({ expiresAt: '2099-01-01T00:00:00Z', vendor: { keyId: keyIdHex(other.keyId) } }), other.seed))),
+      serializeLease(signLease(payload(), vendor.seed)), // a bare token: no time of receipt
+      wrap(stored.lease, '2099-01-01T00:00:00.000Z'), // received in the future: the clock went back
+      'garbage',
+    ]) {
       await writeFile(file, text);
       expect(await codeOf(ensureLease(host.state, identity, license, NOW))).toBe('SEAT_UNAVAILABLE');
     }
     // past its end, the genuine token no longer counts either
     await writeFile(file, good);
     expect(await codeOf(ensureLease(host.state, identity, license, new Date('2027-02-01T12:16:00Z')))).toBe('LEASE_EXPIRED');
+  });
+
+  it("clock skew: a lease lasts its duration from when the host received it, by the host's clock, whether that clock is ahead of or behind the server's", async () => {
+    serve(serializeLease(signLease(payload(), vendor.seed))); // issued 12:00, ends 12:15 by the server's clock
+    for (const skewMin of [25, -25]) {
+      const hostNow = new Date(NOW.getTime() + skewMin * 60_000);
+      const held = await ensureLease(host.state, identity, license, hostNow, { renew: true });
+      expect(held.endsAt).toBe(hostNow.getTime() + 15 * 60_000);
+      answer = () => 'drop';
+      // still held 14 minutes later by the host's clock, over at 16
+      expect(await codeOf(ensureLease(host.state, identity, license, new Date(hostNow.getTime() + 14 * 60_000)))).toBe('OK');
+      expect(await codeOf(ensureLease(host.state, identity, license, new Date(hostNow.getTime() + 16 * 60_000)))).toBe('LEASE_EXPIRED');
+      serve(serializeLease(signLease(payload(), vendor.seed)));
+    }
   });
 });
