@@ -27,7 +27,7 @@ import type { UsageData } from '../usage/ledger.js';
 import { HostContext, type HostOptions } from './context.js';
 import { Journal } from './journal.js';
 import { loadRevoked } from './revocations.js';
-import { ensureLease, releaseLease, type HeldLease } from './leases.js';
+import { ensureLease, keepLease, type HeldLease, type KeptLease } from './leases.js';
 import type { FleetFigures } from '../format/reservation.js';
 import { fleetClient } from './quotas.js';
 import { callServer } from './server-client.js';
@@ -108,28 +108,16 @@ export class LoadedLicense {
   private closed = false;
   private readonly window: TimeWindow;
   private revocation: { checkedAt: number; mtimeMs: number; revoked?: RevokedLicense; checking: boolean } = { checkedAt: 0, mtimeMs: -1, checking: false };
-  /** floating seats: when the lease this handle holds ends (renewed in the background at a third of its life) */
-  private leaseEnds = Infinity;
-  private leaseTimer: NodeJS.Timeout | undefined;
-  private host: HostIdentity | undefined;
+  /** floating seats: the lease this handle holds (renewed in the background at a third of its life) */
+  private kept: KeptLease | undefined;
   private giveBackTimer: NodeJS.Timeout | undefined;
   /** online licences: the server that gets this host's usage reports, and the host's key that signs them */
   private reporting: { server: string; host: HostIdentity; month: string } | undefined;
 
   /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
   holdLease(host: HostIdentity, lease: HeldLease): void {
-    const terms = this.license.lease;
-    if (!terms) return;
-    this.host = host;
-    this.leaseEnds = lease.endsAt;
-    const every = Math.max(1000, (terms.leaseSeconds * 1000) / 3);
-    this.leaseTimer = setInterval(() => {
-      void ensureLease(this.journal.stateDir, host, this.license, this.clock(), { renew: true }).then(
-        (l) => (this.leaseEnds = l.endsAt),
-        () => undefined, // the server is away, or the seat was taken: validate() says so once the lease ends
-      );
-    }, every);
-    this.leaseTimer.unref();
+    if (!this.license.lease) return;
+    this.kept = keepLease(this.journal.stateDir, host, this.license, lease, this.clock);
   }
 
   constructor(
@@ -192,8 +180,8 @@ export class LoadedLicense {
       return this.deny(now, 'invalid_request', 'inputHash/outputHash must be short printable strings (e.g. sha256:<hex>)', req);
     // A list installed while this handle is open (mlic revocations sync) takes effect within a second.
     if (now.getTime() - this.revocation.checkedAt >= REVOCATION_CHECK_MS && !this.revocation.checking) this.recheckRevocation(now.getTime());
-    if (now.getTime() >= this.leaseEnds)
-      return this.deny(now, 'lease_expired', `the lease of licence ${this.license.licenseId} ended at ${new Date(this.leaseEnds).toISOString()} and could not be renewed (the licence server is unreachable, or every seat is taken); it resumes once a renewal succeeds`, req);
+    if (this.kept && now.getTime() >= this.kept.endsAt())
+      return this.deny(now, 'lease_expired', `the lease of licence ${this.license.licenseId} ended at ${new Date(this.kept.endsAt()).toISOString()} and could not be renewed (the licence server is unreachable, or every seat is taken); it resumes once a renewal succeeds`, req);
     const rv = this.revocation.revoked;
     if (rv) return this.deny(now, 'license_revoked', `licence ${this.license.licenseId} was revoked by its vendor at ${rv.revokedAt} (${rv.reason})`, req);
     const hw = this.journal.highWater()?.getTime() ?? 0;
@@ -328,9 +316,8 @@ export class LoadedLicense {
     this.closed = true;
     live.delete(this);
     if (live.size === 0) process.off('beforeExit', closeAllBeforeExit);
-    if (this.leaseTimer) clearInterval(this.leaseTimer);
     if (this.giveBackTimer) clearInterval(this.giveBackTimer);
-    if (this.host) await releaseLease(this.journal.stateDir, this.host, this.license, this.clock()).catch(() => undefined);
+    await this.kept?.stop();
     try {
       // after the lease and the units are given back: the usage report, then the ledger closes
       if (this.reporting) {

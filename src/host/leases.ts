@@ -166,3 +166,36 @@ export async function releaseLease(state: StateDir, host: HostIdentity, l: Licen
     }).catch(() => undefined);
   await unlink(fileOf(state, l.licenseId, clientId)).catch(() => undefined);
 }
+
+/** A lease kept alive in the background: renewed at about a third of its duration until stop(), which gives a process seat back. */
+export interface KeptLease {
+  /** when the lease ends (host clock, ms) unless a renewal reaches the server first */
+  endsAt(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Keeps `held` renewed every third of the licence's lease duration (at least every second). A
+ * renewal that fails (the server is away, or the seat was taken) changes nothing: the lease then
+ * ends at its time, and the caller refuses from then on (validate(): lease_expired; run: SIGTERM).
+ */
+export function keepLease(state: StateDir, host: HostIdentity, l: LicensePayload, held: HeldLease, clock: () => Date = () => new Date()): KeptLease {
+  let ends = held.endsAt;
+  const timer = setInterval(
+    () => {
+      void ensureLease(state, host, l, clock(), { renew: true }).then(
+        (h) => (ends = h.endsAt),
+        () => undefined,
+      );
+    },
+    Math.max(1000, ((l.lease?.leaseSeconds ?? 900) * 1000) / 3),
+  );
+  timer.unref();
+  return {
+    endsAt: () => ends,
+    async stop() {
+      clearInterval(timer);
+      await releaseLease(state, host, l, clock()).catch(() => undefined);
+    },
+  };
+}

@@ -11,6 +11,8 @@ import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
 import type { Manifest, ManifestFile } from '../format/manifest.js';
 import { authorizeBundle, type AuthorizeOptions } from './licences.js';
+import { HostContext } from './context.js';
+import { ensureLease, keepLease, type KeptLease } from './leases.js';
 import type { LicensePayload } from '../format/license.js';
 import { mapLimit } from '../util/limit.js';
 import { defaultConcurrency, type CryptoEngine } from '../crypto/engine.js';
@@ -41,7 +43,13 @@ export interface OpenedBundle {
   readFile(path: string): Promise<Buffer>;
   /** a stream of a released file's plaintext, decrypted chunk by chunk as it is read */
   createReadStream(path: string): Readable;
-  /** wipes preloaded plaintext and closes the bundle */
+  /**
+   * floating seats: when the lease this bundle is open under ends (ms, the host's clock), unless a
+   * renewal reaches the server first; renewed in the background while open. Past it, file(),
+   * readFile() and createReadStream() are refused with LEASE_EXPIRED. Undefined without seats.
+   */
+  leaseEndsAt(): number | undefined;
+  /** wipes preloaded plaintext, closes the bundle and gives a process seat back */
   close(): Promise<void>;
 }
 
@@ -49,12 +57,29 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
   const maxInMemory = Math.min(options.maxInMemory ?? MAX_IN_MEMORY, bufferConstants.MAX_LENGTH);
   if (!Number.isSafeInteger(maxInMemory) || maxInMemory < 0) throw new MlicError('USAGE', 'maxInMemory must be a whole number of bytes');
   const a = await authorizeBundle(path, { action: 'openBundle', ...options });
+  // floating seats: the decision checked out (or found) the lease; keep it renewed while the bundle is open
+  let kept: KeptLease | undefined;
+  if (a.license.lease) {
+    try {
+      const state = new HostContext(options).state;
+      const host = (await state.hostIdentity({ create: false }))!;
+      kept = keepLease(state, host, a.license, await ensureLease(state, host, a.license, new Date()));
+    } catch (e) {
+      wipe(a.bundleKey);
+      await a.bundle.close();
+      throw e;
+    }
+  }
   const released = a.files.map((i) => a.manifest.files[i]!);
   const byPath = new Map(released.map((f) => [f.path, f]));
   const cache = new Map<string, Buffer>();
   let closed = false;
   const find = (p: string): ManifestFile => {
     if (closed) throw new MlicError('USAGE', 'the bundle is closed');
+    if (kept && Date.now() >= kept.endsAt())
+      throw new MlicError('LEASE_EXPIRED', `the lease of licence ${a.license.licenseId} ended at ${new Date(kept.endsAt()).toISOString()} without a renewal (the licence server is unreachable, or the seat was taken)`, {
+        hint: 'it resumes once a renewal succeeds; open the bundle again',
+      });
     const f = byPath.get(p);
     if (!f) {
       const exists = a.manifest.files.some((x) => x.path === p);
@@ -94,6 +119,7 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
     }
   } catch (e) {
     for (const b of cache.values()) wipe(b);
+    await kept?.stop();
     await a.bundle.close();
     throw e;
   }
@@ -112,9 +138,11 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
       const f = find(p);
       return Readable.from(decryptChunks(a.bundle, a.spans[f.index]!, f, a.bundleKey), { objectMode: false });
     },
+    leaseEndsAt: () => kept?.endsAt(),
     async close() {
       if (closed) return;
       closed = true;
+      await kept?.stop();
       for (const b of cache.values()) wipe(b);
       cache.clear();
       wipe(a.bundleKey);

@@ -10,8 +10,7 @@ import { MlicError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
 import { authorizeBundle, type AuthorizeOptions } from './licences.js';
 import { HostContext } from './context.js';
-import { ensureLease, releaseLease } from './leases.js';
-import type { HostIdentity } from '../state/home.js';
+import { ensureLease, keepLease, type KeptLease } from './leases.js';
 import { registerTempDir } from '../util/atomic.js';
 import { unpackAuthorized } from './unpack.js';
 import { SafeDir, removeTree } from '../util/safedir.js';
@@ -78,29 +77,23 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
   // Floating seats: the lease is renewed while the command runs; if it runs out (the server away
   // or the seat taken), the command is stopped (SIGTERM), as any other use would be refused.
   const license = a.license;
-  let leaseTimer: NodeJS.Timeout | undefined;
-  let leaseHost: HostIdentity | undefined;
   const ctx = new HostContext(opts);
+  let kept: KeptLease | undefined;
+  let watch: NodeJS.Timeout | undefined;
   if (license.lease) {
-    leaseHost = await ctx.state.hostIdentity({ create: false });
-    let ends = (await ensureLease(ctx.state, leaseHost, license, new Date())).endsAt;
-    const host = leaseHost;
-    leaseTimer = setInterval(() => {
-      if (Date.now() >= ends) {
-        process.stderr.write(`mlic: the lease of licence ${license.licenseId} ended at ${new Date(ends).toISOString()} without a renewal: stopping the command [LEASE_EXPIRED]\n`);
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-        return;
-      }
-      void ensureLease(ctx.state, host, license, new Date(), { renew: true }).then(
-        (l) => (ends = l.endsAt),
-        () => undefined,
-      );
-    }, Math.max(1000, (license.lease.leaseSeconds * 1000) / 3));
-    leaseTimer.unref();
+    const host = await ctx.state.hostIdentity({ create: false });
+    const lease = (kept = keepLease(ctx.state, host, license, await ensureLease(ctx.state, host, license, new Date())));
+    watch = setInterval(() => {
+      if (Date.now() < lease.endsAt()) return;
+      clearInterval(watch);
+      process.stderr.write(`mlic: the lease of licence ${license.licenseId} ended at ${new Date(lease.endsAt()).toISOString()} without a renewal: stopping the command [LEASE_EXPIRED]\n`);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    }, 1000);
+    watch.unref();
   }
   const endLease = async () => {
-    if (leaseTimer) clearInterval(leaseTimer);
-    if (leaseHost) await releaseLease(ctx.state, leaseHost, license, new Date()).catch(() => undefined);
+    if (watch) clearInterval(watch);
+    await kept?.stop();
   };
   let child: ReturnType<typeof spawn>;
   return new Promise<RunResult>((resolve, reject) => {

@@ -264,6 +264,23 @@ describe('floating seats in the library (loadLicense), against a real server', (
       const hb = await loadLicense({ stateDir: b.stateDir, hostProbe: b.probe(), model: 'resnet' });
       expect((await hb.validate()).valid).toBe(true);
       await hb.close();
+
+      // openBundle holds the process seat while the bundle is open, renews it, and gives it back on close
+      const { pack } = await import('../../src/bundle/pack.js');
+      const { openBundle } = await import('../../src/host/open.js');
+      const { writeRandom } = await import('../helpers.js');
+      const dir = await tmp();
+      await writeRandom(join(dir, 'w.bin'), 5000, 1);
+      const bundle = join(dir, 'resnet.mlb');
+      await pack({ input: join(dir, 'w.bin'), name: 'resnet', version: '2.0.0', key: vendorKey, out: bundle });
+      const ob = await openBundle(bundle, { stateDir: a.stateDir, hostProbe: a.probe() });
+      expect(ob.leaseEndsAt()).toBeGreaterThan(Date.now() + 500_000); // 600 s from its receipt
+      expect(ob.file('w.bin')).toHaveLength(5000);
+      await expect(openBundle(bundle, { stateDir: b.stateDir, hostProbe: b.probe() })).rejects.toMatchObject({ code: 'SEAT_UNAVAILABLE' });
+      await ob.close();
+      const ob2 = await openBundle(bundle, { stateDir: b.stateDir, hostProbe: b.probe() });
+      expect(ob2.file('w.bin')).toHaveLength(5000);
+      await ob2.close();
     } finally {
       expect(await stop(s)).toBe(0);
     }
