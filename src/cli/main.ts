@@ -240,7 +240,7 @@ function termsOptions(c: Command, versionsHelp: string): Command {
     .option('--feature <name>', 'licensed feature (repeatable)', collect)
     .option('--component <name>', 'licensed component of a multi-model bundle (repeatable; default all)', collect)
     .option('--match <policy>', 'hardware match: all, most, any, or K (k of n); default all')
-    .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%] (repeatable)', collect)
+    .option('--meter <spec>', 'quota METRIC=LIMIT/PERIOD[,overage=N%|record|refuse][,scope=fleet|host] (repeatable)', collect)
     .option('--region <code>', 'allowed region or country (repeatable; EU and EEA are groups)', collect)
     .option('--require-watermark', 'outputs must be watermarked (e.g. a free tier)');
 }

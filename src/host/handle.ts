@@ -18,7 +18,7 @@ import { wipe } from '../crypto/random.js';
 import { METRIC_RE, type LicensePayload } from '../format/license.js';
 import type { Manifest } from '../format/manifest.js';
 import { readTextFile } from '../util/files.js';
-import { checkFeature, checkTimeAt, timeWindow, validateErrorOf, type Denial, type TimeWindow, type ValidateError } from '../license/policy.js';
+import { checkFeature, checkTimeAt, timeWindow, validateErrorOf, validateErrorOfCode, type Denial, type TimeWindow, type ValidateError } from '../license/policy.js';
 import { validHash, type AuditData } from '../usage/audit.js';
 import { UsageLedger, type Durability, type Figures } from '../usage/ledger.js';
 import { ledgerKey, ledgerPath } from '../usage/paths.js';
@@ -115,9 +115,9 @@ export class LoadedLicense {
   private reporting: { server: string; host: HostIdentity; month: string } | undefined;
 
   /** Holds the licence's lease: renews it at about a third of its duration, in the background, until close(). */
-  holdLease(host: HostIdentity, lease: HeldLease): void {
+  async holdLease(host: HostIdentity, lease: HeldLease): Promise<void> {
     if (!this.license.lease) return;
-    this.kept = keepLease(this.journal.stateDir, host, this.license, lease, this.clock);
+    this.kept = await keepLease(this.journal.stateDir, host, this.license, lease, this.clock);
   }
 
   constructor(
@@ -199,8 +199,11 @@ export class LoadedLicense {
       const q = { used: r.used, reserved: r.reserved, remaining: r.remaining, limit: r.limit, ...(r.resetsAt ? { resetsAt: r.resetsAt.toISOString() } : {}) };
       if (!r.ok && r.fleet) {
         const f = r.fleet;
-        if (f.unreachable) return this.deny(now, 'quota_unavailable', `${f.error.message}; the units this host held for '${metric}' are used up`, req, q);
-        return this.deny(now, 'quota_exceeded', f.error.message, req, { ...q, ...(f.fleet ? { fleet: f.fleet } : {}) });
+        if (f.error.code === 'QUOTA_EXCEEDED') return this.deny(now, 'quota_exceeded', f.error.message, req, { ...q, ...(f.fleet ? { fleet: f.fleet } : {}) });
+        // the server's other refusals keep their answer (a revoked licence, a skewed clock); the rest: no units to be had now
+        const answer = validateErrorOfCode(f.error.code);
+        if (!f.unreachable && answer) return this.deny(now, answer, f.error.message, req, q);
+        return this.deny(now, 'quota_unavailable', `${f.error.message}; the units this host held for '${metric}' are used up`, req, q);
       }
       if (!r.ok)
         return this.deny(
@@ -379,7 +382,13 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
     const server = license.lease || fleet ? await ctx.state.serverUrl() : undefined;
     if (server && !o.forReport) handle.enableReports(server, host);
     // the decision checked out (or found) the lease; the handle keeps it renewed
-    if (license.lease) handle.holdLease(host, await ensureLease(ctx.state, host, license, clock()));
+    if (license.lease)
+      try {
+        await handle.holdLease(host, await ensureLease(ctx.state, host, license, clock()));
+      } catch (e) {
+        await handle.close().catch(() => undefined);
+        throw e;
+      }
     return handle;
   } catch (e) {
     await journal.close().catch(() => undefined);

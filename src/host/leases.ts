@@ -11,7 +11,9 @@
  * clock tolerance, which the server checks) holds it for as long as the server counts it, no
  * longer and no shorter.
  */
-import { readFile, readdir, unlink } from 'node:fs/promises';
+import { mkdir, readFile, readdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileLock, processAlive, processMark } from '../state/lock.js';
 import { MlicError, fromFsError } from '../errors.js';
 import { isIso, isoSeconds } from '../format/fields.js';
 import type { LicensePayload } from '../format/license.js';
@@ -151,10 +153,8 @@ export async function listLeases(state: StateDir, now: Date): Promise<{ leaseId:
   return out;
 }
 
-/** Gives a process seat back (a process's own lease, on close); host and GPU leases are shared by the host's processes and run out by themselves. */
-export async function releaseLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date): Promise<void> {
-  if (l.lease?.unit !== 'process') return;
-  const clientId = clientIdFor(l);
+/** Tells the server a lease is given back (best effort: a lease not given back ends by itself) and forgets it here. */
+async function giveLeaseBack(state: StateDir, host: HostIdentity, l: LicensePayload, clientId: string, now: Date): Promise<void> {
   const have = await stored(state, host, l, clientId, now);
   const lease = (have.lease ?? have.expired)?.lease;
   if (!lease) return;
@@ -162,24 +162,62 @@ export async function releaseLease(state: StateDir, host: HostIdentity, l: Licen
   if (server)
     await callServer(server, 'v1/leases', {
       body: requestBody({ v: 1, kind: 'mlic-lease-request', action: 'release', licenseId: l.licenseId, clientId, leaseId: lease.payload.leaseId, createdAt: isoSeconds(now) }, host),
-      timeoutMs: 30_000,
+      timeoutMs: 10_000,
     }).catch(() => undefined);
   await unlink(fileOf(state, l.licenseId, clientId)).catch(() => undefined);
 }
 
-/** A lease kept alive in the background: renewed at about a third of its duration until stop(), which gives a process seat back. */
+/** Gives a process seat back (a process's own lease, on close); host and GPU leases are shared by the host's processes (keepLease gives them back with the last one). */
+export async function releaseLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date): Promise<void> {
+  if (l.lease?.unit !== 'process') return;
+  await giveLeaseBack(state, host, l, clientIdFor(l), now);
+}
+
+/** A lease kept alive in the background: renewed at about a third of its duration until stop(). */
 export interface KeptLease {
   /** when the lease ends (host clock, ms) unless a renewal reaches the server first */
   endsAt(): number;
+  /** stops renewing and gives the lease back: a process seat at once, a host's (host and GPU seats) when its last holder stops */
   stop(): Promise<void>;
 }
+
+/**
+ * Host and GPU seats are one lease per host, shared by its processes: each process that keeps it
+ * is a holder (a file `leases/<licenceId>.holders/<pid>`), and the last holder to stop (or the
+ * first to stop after the others died) gives it back, so that a host that is done frees its seats
+ * at once instead of at the lease's end. Holders come and go under `leases/<licenceId>.lock`: a
+ * process that registers after the last holder gave the lease back finds no lease stored and
+ * checks out a new one.
+ */
+async function underLeaseLock<T>(state: StateDir, licenseId: string, fn: () => Promise<T>): Promise<T> {
+  await state.ensure('leases');
+  const lock = new FileLock(state.path('leases', `${licenseId}.lock`), 30_000);
+  await lock.acquire();
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+const holdersOf = (state: StateDir, licenseId: string) => state.path('leases', `${licenseId}.holders`);
 
 /**
  * Keeps `held` renewed every third of the licence's lease duration (at least every second). A
  * renewal that fails (the server is away, or the seat was taken) changes nothing: the lease then
  * ends at its time, and the caller refuses from then on (validate(): lease_expired; run: SIGTERM).
  */
-export function keepLease(state: StateDir, host: HostIdentity, l: LicensePayload, held: HeldLease, clock: () => Date = () => new Date()): KeptLease {
+export async function keepLease(state: StateDir, host: HostIdentity, l: LicensePayload, held: HeldLease, clock: () => Date = () => new Date()): Promise<KeptLease> {
+  const shared = l.lease?.unit !== 'process';
+  const me = join(holdersOf(state, l.licenseId), String(process.pid));
+  if (shared)
+    held = await underLeaseLock(state, l.licenseId, async () => {
+      await mkdir(holdersOf(state, l.licenseId), { recursive: true, mode: 0o700 });
+      await writeSmallFileAtomic(me, processMark(), { mode: 0o600, force: true });
+      // the last holder may have given the lease back since we found it: then check out anew
+      const now = clock();
+      return (await stored(state, host, l, clientIdFor(l), now)).lease ?? ensureLease(state, host, l, now);
+    });
   let ends = held.endsAt;
   const timer = setInterval(
     () => {
@@ -191,11 +229,24 @@ export function keepLease(state: StateDir, host: HostIdentity, l: LicensePayload
     Math.max(1000, ((l.lease?.leaseSeconds ?? 900) * 1000) / 3),
   );
   timer.unref();
+  let stopped = false;
   return {
     endsAt: () => ends,
     async stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(timer);
-      await releaseLease(state, host, l, clock()).catch(() => undefined);
+      if (!shared) return releaseLease(state, host, l, clock()).catch(() => undefined);
+      await underLeaseLock(state, l.licenseId, async () => {
+        await unlink(me).catch(() => undefined);
+        let others = 0;
+        for (const n of await readdir(holdersOf(state, l.licenseId)).catch(() => [] as string[])) {
+          const mark = await readFile(join(holdersOf(state, l.licenseId), n), 'utf8').catch(() => '');
+          if (mark && processAlive(mark)) others++;
+          else await unlink(join(holdersOf(state, l.licenseId), n)).catch(() => undefined); // a holder that died
+        }
+        if (others === 0) await giveLeaseBack(state, host, l, clientIdFor(l), clock());
+      }).catch(() => undefined);
     },
   };
 }

@@ -63,7 +63,7 @@ export async function openBundle(path: string, options: OpenBundleOptions = {}):
     try {
       const state = new HostContext(options).state;
       const host = (await state.hostIdentity({ create: false }))!;
-      kept = keepLease(state, host, a.license, await ensureLease(state, host, a.license, new Date()));
+      kept = await keepLease(state, host, a.license, await ensureLease(state, host, a.license, new Date()));
     } catch (e) {
       wipe(a.bundleKey);
       await a.bundle.close();

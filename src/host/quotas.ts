@@ -31,7 +31,12 @@ export function fleetClient(server: string | undefined, host: HostIdentity, lice
       try {
         const a = await callServer(server, 'v1/reservations', { body: { request }, timeoutMs: FLEET_TIMEOUT_MS });
         if (!a.ok) return { ok: false, unreachable: a.status === 503 || a.status === 429, error: refusal('reservation', a.status, a.json?.error as Parameters<typeof refusal>[2]) };
-        return { ok: true, answer: parseReservationAnswer(a.json, payload) };
+        try {
+          return { ok: true, answer: parseReservationAnswer(a.json, payload) };
+        } catch (e) {
+          // a confused server: no units from it (validate() says quota_unavailable, never throws)
+          return { ok: false, unreachable: true, error: e as MlicError };
+        }
       } catch (e) {
         if (!(e instanceof MlicError) || e.code !== 'IO_ERROR') throw e;
         last = e;

@@ -82,7 +82,7 @@ export async function runWithBundle(bundlePath: string, command: string[], opts:
   let watch: NodeJS.Timeout | undefined;
   if (license.lease) {
     const host = await ctx.state.hostIdentity({ create: false });
-    const lease = (kept = keepLease(ctx.state, host, license, await ensureLease(ctx.state, host, license, new Date())));
+    const lease = (kept = await keepLease(ctx.state, host, license, await ensureLease(ctx.state, host, license, new Date())));
     watch = setInterval(() => {
       if (Date.now() < lease.endsAt()) return;
       clearInterval(watch);

@@ -52,7 +52,7 @@ export interface IssueOptions {
 /** Parses `inferences=1000000/month` (overage: `...,overage=10%`). */
 export function parseMeter(spec: string): Meter {
   const m = /^([a-z][a-z0-9_.-]{0,63})=(\d+)\/(day|month|term)((?:,[a-z]+=[^,]*)*)$/.exec(spec.trim());
-  const usage = `--meter expects METRIC=LIMIT/PERIOD[,overage=N%|record][,scope=fleet|host] (period day, month or term), got '${spec}'`;
+  const usage = `--meter expects METRIC=LIMIT/PERIOD[,overage=N%|record|refuse][,scope=fleet|host] (period day, month or term), got '${spec}'`;
   if (!m || !METRIC_RE.test(m[1]!)) throw new MlicError('USAGE', usage);
   const limit = Number(m[2]);
   if (!Number.isSafeInteger(limit)) throw new MlicError('USAGE', `--meter limit too large: ${m[2]}`);

@@ -67,6 +67,11 @@ const ANSWER_OF = new Map<string, ValidateError>(
   (Object.entries(VALIDATE_ERRORS) as [ValidateError, ErrorCode][]).filter(([k]) => k !== 'closed' && k !== 'invalid_request' && k !== 'quota_unavailable').map(([k, v]) => [v, k]),
 );
 
+/** validate()'s answer for an error code, when it has one of its own (not invalid_request or quota_unavailable). */
+export function validateErrorOfCode(code: ErrorCode): ValidateError | undefined {
+  return ANSWER_OF.get(code);
+}
+
 /** validate()'s answer for a denial from the checks it shares with the one-shot callers. */
 export function validateErrorOf(d: Denial): ValidateError {
   return ANSWER_OF.get(d.code) ?? 'invalid_request';

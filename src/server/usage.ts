@@ -45,7 +45,7 @@ export async function receiveReport(q: Queries, text: string, now: number): Prom
     const nu = p.ledger;
     const sameStart = old.firstSeq === nu.firstSeq && old.prevHash === nu.prevHash && (old.count === 0 || old.firstHash === nu.firstHash);
     if (sameStart && nu.lastSeq === old.lastSeq && nu.lastHash === old.lastHash) return { ...(await storedReport(q, same.id)), already: true };
-    if (!sameStart || nu.lastSeq < old.lastSeq)
+    if (!sameStart || nu.lastSeq <= old.lastSeq)
       throw new MlicError('IO_EXISTS', `a report for licence ${p.licenseId} and ${p.period} is already stored (${same.id}), and this one does not extend it`, {
         hint: 'a later report of the month must cover the same start of the ledger and go further',
       });

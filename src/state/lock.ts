@@ -24,6 +24,17 @@ function procStat(pid: number): string[] | undefined {
 /** This process's start time in clock ticks since boot ('' where /proc is not available). */
 const MY_START = procStat(process.pid)?.[19] ?? '';
 
+/** "pid starttime" of this process: what processAlive() checks later (a reused pid is not this process). */
+export function processMark(): string {
+  return `${process.pid} ${MY_START}`;
+}
+
+/** Is the process of a mark (or a pid and its start time) still running? */
+export function processAlive(mark: string): boolean {
+  const [pid, start] = mark.trim().split(' ');
+  return alive(Number(pid), start || undefined);
+}
+
 function alive(pid: number, startTime: string | undefined): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
