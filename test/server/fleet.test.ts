@@ -226,4 +226,23 @@ describe('fleet quotas with real processes', () => {
       if (again) await stop(again);
     }
   }, 60_000);
+
+  it("the server's other refusals keep their answer: a licence revoked on the server is license_revoked at the next block, before any list reaches the host", async () => {
+    const { s, host } = await fleetServer(100); // blocks of 1: every call asks the server
+    try {
+      const h = await host('rev');
+      const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet' });
+      expect((await lic.validate({ meter: { metric: 'inferences', quantity: 1 } })).valid).toBe(true);
+      const r = await fetch(`${s.url}/v1/revocations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ licenseId: lic.license.licenseId }),
+      });
+      expect(r.status).toBeLessThan(300);
+      expect(await lic.validate({ meter: { metric: 'inferences', quantity: 1 } })).toMatchObject({ valid: false, error: 'license_revoked' });
+      await lic.close();
+    } finally {
+      expect(await stop(s)).toBe(0);
+    }
+  }, 60_000);
 });
