@@ -54,11 +54,28 @@ export function ed25519ForgetKey(): void {
   lastSeed = undefined;
 }
 
+// Public KeyObjects by key (a licence server verifies every lease and reservation request against
+// its host's key: rebuilding the object cost more than half of a verification). Public keys are
+// not secret; at most VERIFY_KEYS are kept, the oldest dropped first.
+const VERIFY_KEYS = 4096;
+const verifyKeys = new Map<string, KeyObject>();
+
+function cachedPublicKey(pub: Uint8Array): KeyObject {
+  const id = Buffer.from(pub).toString('hex');
+  let key = verifyKeys.get(id);
+  if (!key) {
+    key = publicKeyObject(pub);
+    if (verifyKeys.size >= VERIFY_KEYS) verifyKeys.delete(verifyKeys.keys().next().value!);
+    verifyKeys.set(id, key);
+  }
+  return key;
+}
+
 /** Never throws for a malformed signature or key: returns false. */
 export function ed25519Verify(pub: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (signature.length !== 64 || pub.length !== 32) return false;
   try {
-    return nodeVerify(null, message, publicKeyObject(pub), signature);
+    return nodeVerify(null, message, cachedPublicKey(pub), signature);
   } catch {
     return false;
   }

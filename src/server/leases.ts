@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { isoSeconds } from '../format/fields.js';
-import { parseLicenseText, type LicensePayload } from '../format/license.js';
+import { parseLicenseText, type HostBinding, type LicensePayload } from '../format/license.js';
 import { signLease, verifyLeaseRequest, type Lease, type LeaseRequest, type SeatUnit } from '../format/lease.js';
 import { keyIdHex } from '../format/minisign.js';
 import type { VendorKey } from '../keys/vendor.js';
@@ -55,6 +55,41 @@ export async function licenseContext(q: Queries, licenseId: string): Promise<Lic
   return c;
 }
 
+// Parsed licences by id (every lease and reservation request names one: parsing and checking its
+// text cost an eighth of a renewal); the stored text is compared each time, at most PARSED kept.
+const PARSED = 4096;
+const parsed = new Map<string, { text: string; payload: LicensePayload }>();
+
+function parsedLicense(id: string, text: string): LicensePayload {
+  const hit = parsed.get(id);
+  if (hit && hit.text === text) return hit.payload;
+  const payload = parseLicenseText(text).payload;
+  if (parsed.size >= PARSED) parsed.delete(parsed.keys().next().value!);
+  parsed.set(id, { text, payload });
+  return payload;
+}
+
+/**
+ * The licence a host's signed request names (lease or reservation), with the request's signature
+ * checked against the signing key bound in that licence and its time against the licence's clock
+ * tolerance.
+ */
+export async function hostRequest(
+  q: Queries,
+  p: { licenseId: string; createdAt: string },
+  what: string,
+  now: Date,
+  verify: (hostSigningPublicKey: Uint8Array) => void,
+): Promise<{ c: LicenseContext; license: LicensePayload & { host: HostBinding } }> {
+  const c = await licenseContext(q, p.licenseId);
+  const license = parsedLicense(p.licenseId, c.text);
+  const host = license.host;
+  if (host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
+  verify(Buffer.from(host.signingPublicKey, 'base64'));
+  checkRequestTime(what, p.createdAt, license, now);
+  return { c, license: { ...license, host } };
+}
+
 /** The entitlement a licence belongs to, for finding its lease lock before the transaction. */
 export async function leaseEntitlement(q: Queries, licenseId: string): Promise<string | undefined> {
   return (await q.get<{ entitlement_id: string }>('SELECT entitlement_id FROM licenses WHERE id = ?', [licenseId]))?.entitlement_id;
@@ -63,11 +98,7 @@ export async function leaseEntitlement(q: Queries, licenseId: string): Promise<s
 export async function lease(q: Queries, key: VendorKey, r: LeaseRequest, now: Date): Promise<LeaseAnswer> {
   const t = Math.floor(now.getTime() / 1000);
   const p = r.payload;
-  const c = await licenseContext(q, p.licenseId);
-  const license = parseLicenseText(c.text).payload;
-  if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
-  verifyLeaseRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));
-  checkRequestTime('lease request', p.createdAt, license, now);
+  const { c, license } = await hostRequest(q, p, 'lease request', now, (pk) => verifyLeaseRequest(r, pk));
   if (c.seats === null || c.seat_unit === null || c.lease_seconds === null) throw new MlicError('USAGE', 'this entitlement has no floating seats: its licences need no lease');
   const unit = c.seat_unit;
   const clientId = unit === 'process' ? p.clientId : '';

@@ -14,12 +14,12 @@
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { isoSeconds } from '../format/fields.js';
-import { parseLicenseText, type Meter } from '../format/license.js';
+import type { Meter } from '../format/license.js';
 import { verifyReservationRequest, type FleetFigures, type ReservationAnswer, type ReservationRequest } from '../format/reservation.js';
 import { hardLimit, periodOf } from '../license/meter.js';
 import type { Queries } from './db/index.js';
 import { DEFAULT_LEASE_SECONDS } from './entitlements.js';
-import { checkRequestTime, licenseContext, requestSkew } from './leases.js';
+import { hostRequest, requestSkew } from './leases.js';
 
 interface Account {
   id: string;
@@ -65,11 +65,7 @@ export function blockSize(asked: number, min: number, free: number): number {
 export async function reservation(q: Queries, r: ReservationRequest, now: Date): Promise<ReservationAnswer | { refusal: MlicError }> {
   const t = Math.floor(now.getTime() / 1000);
   const p = r.payload;
-  const c = await licenseContext(q, p.licenseId);
-  const license = parseLicenseText(c.text).payload;
-  if (license.host.binding !== 'host') throw new MlicError('INTERNAL', 'an online licence without a host');
-  verifyReservationRequest(r, Buffer.from(license.host.signingPublicKey, 'base64'));
-  checkRequestTime('reservation request', p.createdAt, license, now);
+  const { c, license } = await hostRequest(q, p, 'reservation request', now, (pk) => verifyReservationRequest(r, pk));
   const meter = license.meters.find((m) => m.metric === p.metric);
   if (!meter) throw new MlicError('METRIC_NOT_LICENSED', `licence ${p.licenseId} has no meter '${p.metric}'`);
   if (meter.scope !== 'fleet') throw new MlicError('USAGE', `meter '${p.metric}' of licence ${p.licenseId} is counted by its host, not by the server`);
