@@ -150,8 +150,9 @@ export class LoadedLicense {
     };
   }
 
+  private extras: Pick<ValidateResult, 'watermarkRequired' | 'tier'> | undefined;
   private extra(): Pick<ValidateResult, 'watermarkRequired' | 'tier'> {
-    return { watermarkRequired: this.license.requireWatermark === true, ...(this.license.tier ? { tier: this.license.tier } : {}) };
+    return (this.extras ??= { watermarkRequired: this.license.requireWatermark === true, ...(this.license.tier ? { tier: this.license.tier } : {}) });
   }
 
   private deny(now: Date, error: ValidateError, message: string, req: ValidateRequest, figures?: Partial<ValidateResult>): ValidateResult {

@@ -27,7 +27,7 @@
 import { ChainLog, type ChainRecord } from '../state/chainlog.js';
 import { randomBytes } from '../crypto/random.js';
 import type { LicensePayload, Meter } from '../format/license.js';
-import { hardLimit, periodOf } from '../license/meter.js';
+import { hardLimit, periodOf, type PeriodWindow } from '../license/meter.js';
 import { Flusher } from '../util/flusher.js';
 import { MlicError } from '../errors.js';
 import { isFleetFigures, type FleetClient, type FleetFigures, type FleetResult } from '../format/reservation.js';
@@ -229,14 +229,32 @@ export class UsageLedger {
     return { ...figuresOf(m, this.totals.get(keyOf(metric, p.key))), resetsAt: p.resetsAt, period: p.key };
   }
 
+  /** The period `now` falls in, for a meter (kept per meter until the period ends: this runs on every call). */
+  private periodAt(m: Meter, now: Date): PeriodWindow {
+    const t = now.getTime();
+    const hit = this.periods.get(m);
+    if (hit && t >= hit.start.getTime() && (hit.resetsAt === undefined || t < hit.resetsAt.getTime())) return hit;
+    const p = periodOf(m, this.license, now);
+    this.periods.set(m, p);
+    return p;
+  }
+
+  private periods = new Map<Meter, PeriodWindow>();
+
   async consume(metric: string, quantity: number, now: Date, feature?: string): Promise<ConsumeResult> {
     const m = this.meter(metric)!;
-    const p = periodOf(m, this.license, now);
+    const p = this.periodAt(m, now);
     const base = { metric, resetsAt: p.resetsAt };
-    // a fleet meter whose pool runs short asks the server for a block, then tries again (at most twice: others may take the block first)
+    // a fleet meter whose pool runs short asks the server for a block, then tries again (at most three times: others may take the block first)
     for (let attempt = 0; ; attempt++) {
       const r = this.durability === 'strict' ? await this.consumeStrict(m, p.key, quantity, now, feature) : await this.consumeBatched(m, p.key, quantity, now, feature);
-      if (!('need' in r)) return { ...base, ...r };
+      if (!('need' in r)) {
+        // (filled in place: this runs on every metered call)
+        const done = r as ConsumeResult;
+        done.metric = metric;
+        done.resetsAt = p.resetsAt;
+        return done;
+      }
       const short = attempt < 3 ? await this.topUp(m, p.key, r.need, now) : { error: new MlicError('QUOTA_EXCEEDED', 'other processes took the units reserved from the server first'), unreachable: false };
       if (short) return { ok: false, ...base, ...r.figures, overage: false, fleet: short };
     }
@@ -296,7 +314,7 @@ export class UsageLedger {
     }
     this.local.set(key, mine);
     this.flusher.schedule();
-    return { ok: true, ...f, overage };
+    return { ok: true, used: f.used, reserved: f.reserved, remaining: f.remaining, limit: f.limit, overage };
   }
 
   private async reserve(m: Meter, period: string, quantity: number, now: Date, old: Lease | undefined): Promise<{ lease?: Lease; need?: number; figures: Figures }> {
