@@ -4,7 +4,10 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { inject } from 'vitest';
 import pg from 'pg';
+import { mkdir } from 'node:fs/promises';
 import { tmp } from '../helpers.js';
+import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
+import { createAdminToken } from '../../src/server/tokens.js';
 
 export type Kind = 'sqlite' | 'postgres';
 export const KINDS: Kind[] = ['sqlite', 'postgres'];
@@ -30,6 +33,15 @@ export async function freshPostgres(): Promise<string> {
 export async function freshServerPlace(kind: Kind): Promise<{ dataDir: string; url: string | undefined }> {
   const dataDir = `${await tmp()}/data`;
   return { dataDir, url: kind === 'postgres' ? await freshPostgres() : undefined };
+}
+
+/** A fresh database of that kind, migrated, with an admin token: for tests that drive the server's routes in their own process. */
+export async function freshDatabase(kind: Kind): Promise<{ db: Database; token: string; dataDir: string; url: string | undefined }> {
+  const p = await freshServerPlace(kind);
+  await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
+  const db = await openDatabase({ dataDir: p.dataDir, url: p.url });
+  await migrate(db);
+  return { db, token: (await createAdminToken(db, 't', 1_800_000_000)).token, ...p };
 }
 
 /** Rows read from a server's database directly (not through its API): `$1`-style parameters, rewritten for SQLite. */

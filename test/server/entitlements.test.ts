@@ -1,12 +1,11 @@
 /** The admin API for entitlements, through the server's full HTTP pipeline (fastify inject), on both databases. */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/server/app.js';
-import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
+import { type Database } from '../../src/server/db/index.js';
 import { createAdminToken } from '../../src/server/tokens.js';
 import { licenseKeyHash, normalizeLicenseKey } from '../../src/server/license-key.js';
-import { KINDS, freshServerPlace } from './databases.js';
+import { KINDS, freshDatabase } from './databases.js';
 
 const good = {
   customer: 'acme-gmbh',
@@ -21,11 +20,7 @@ describe.each(KINDS)('entitlements API on %s', (kind) => {
   let token: string;
   const logs: string[] = [];
   beforeAll(async () => {
-    const p = await freshServerPlace(kind);
-    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
-    db = await openDatabase({ dataDir: p.dataDir, url: p.url });
-    await migrate(db);
-    token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+    ({ db, token } = await freshDatabase(kind));
     app = await buildApp({ db, log: (l) => logs.push(l) });
   });
   afterAll(async () => {

@@ -8,14 +8,13 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/server/app.js';
-import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
-import { createAdminToken } from '../../src/server/tokens.js';
+import { type Database } from '../../src/server/db/index.js';
 import { createActivationRequest } from '../../src/host/licences.js';
 import { parseLease, signLeaseRequest, verifyLease, type LeaseRequestPayload } from '../../src/format/lease.js';
 import type { VendorKey } from '../../src/keys/vendor.js';
 import { key } from '../helpers.js';
 import { fakeHost, type FakeHost } from '../license/hosts.js';
-import { KINDS, freshServerPlace } from './databases.js';
+import { KINDS, freshDatabase } from './databases.js';
 
 interface Host {
   fake: FakeHost;
@@ -31,11 +30,7 @@ describe.each(KINDS)('floating seats on %s', (kind) => {
   let vendor: VendorKey;
   let now = new Date('2027-03-01T12:00:00Z');
   beforeAll(async () => {
-    const p = await freshServerPlace(kind);
-    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
-    db = await openDatabase({ dataDir: p.dataDir, url: p.url });
-    await migrate(db);
-    token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+    ({ db, token } = await freshDatabase(kind));
     vendor = key('acme');
     app = await buildApp({ db, issuer: vendor, log: () => undefined, clock: () => now, rateLimits: { perKey: 0, perAddress: 0 } });
   });

@@ -6,18 +6,16 @@
  * consumed once it expired; overage policies; every refusal has its code.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/server/app.js';
-import { migrate, openDatabase, type Database } from '../../src/server/db/index.js';
-import { createAdminToken } from '../../src/server/tokens.js';
+import { type Database } from '../../src/server/db/index.js';
 import { createActivationRequest } from '../../src/host/licences.js';
 import { signReservationRequest, type ReservationRequestPayload } from '../../src/format/reservation.js';
 import { blockSize } from '../../src/server/quotas.js';
 import { key } from '../helpers.js';
 import { fakeHost } from '../license/hosts.js';
-import { KINDS, freshServerPlace } from './databases.js';
+import { KINDS, freshDatabase } from './databases.js';
 
 interface Host {
   licenseId: string;
@@ -41,11 +39,7 @@ describe.each(KINDS)('fleet quotas on %s', (kind) => {
   let now = new Date('2027-03-10T12:00:00Z');
   const iso = () => now.toISOString().replace(/\.\d+Z$/, 'Z');
   beforeAll(async () => {
-    const p = await freshServerPlace(kind);
-    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
-    db = await openDatabase({ dataDir: p.dataDir, url: p.url });
-    await migrate(db);
-    token = (await createAdminToken(db, 't', 1_800_000_000)).token;
+    ({ db, token } = await freshDatabase(kind));
     app = await buildApp({ db, issuer: key('acme'), log: () => undefined, clock: () => now, rateLimits: { perKey: 0, perAddress: 0 } });
   });
   afterAll(async () => {
