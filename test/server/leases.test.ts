@@ -4,7 +4,7 @@
  * has, whatever the concurrency (checked in the database); leases expire by themselves; every
  * refusal has its code; the lease token is the vendor's signature over what it grants.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/server/app.js';
@@ -282,6 +282,69 @@ describe('floating seats in the library (loadLicense), against a real server', (
       await ob2.close();
     } finally {
       expect(await stop(s)).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe('floating seats through a server outage (loadLicense), against a real server', () => {
+  it('a handle runs on its lease while the server is down, answers lease_expired once it ends, and resumes by itself at the next renewal once the server is back', async () => {
+    const { startServer, stop } = await import('./process.js');
+    const { tmp } = await import('../helpers.js');
+    const { join } = await import('node:path');
+    const { writeFile } = await import('node:fs/promises');
+    const { encodeSecretKey, publicKeyFileText } = await import('../../src/keys/vendor.js');
+    const { activateLicense } = await import('../../src/host/licences.js');
+    const { loadLicense } = await import('../../src/host/handle.js');
+    const v = await tmp('mlic-vendor-');
+    const vendorKey = key('acme');
+    await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
+    const args = ['--data', join(await tmp(), 'd'), '--key', join(v, 'acme.key')];
+    let s = await startServer(args);
+    const port = new URL(s.url).port;
+    // the renewal timer is driven by the test (a minute's lease renews every 20 s); everything else runs on real time
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const r = await fetch(`${s.url}/v1/entitlements`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ customer: 'g', model: 'resnet', maxHosts: 5, seats: { count: 1, unit: 'host', leaseSeconds: 60 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } }),
+      });
+      const licenseKey = ((await r.json()) as { licenseKey: string }).licenseKey;
+      const h = await fakeHost('outage');
+      await h.state.trustAdd(publicKeyFileText(vendorKey));
+      const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
+      const a = await fetch(`${s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }) });
+      await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
+      await h.state.setServerUrl(s.url);
+      let t = new Date();
+      const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet', clock: () => t });
+      expect((await lic.validate()).valid).toBe(true);
+      const renewal = async () => {
+        await vi.advanceTimersByTimeAsync(20_000);
+        await new Promise((res) => setTimeout(res, 300)); // the renewal's request and file write
+      };
+      // the server goes down: the host runs on its lease
+      expect(await stop(s)).toBe(0);
+      t = new Date(Date.now() + 30_000);
+      await renewal(); // fails: nothing changes
+      expect((await lic.validate()).valid).toBe(true);
+      // past the lease's end, without a renewal: lease_expired, cleanly (no throw)
+      t = new Date(Date.now() + 61_000);
+      await renewal();
+      expect(await lic.validate()).toMatchObject({ valid: false, error: 'lease_expired' });
+      // the server is back on the same address: the next renewal takes the seat again, no admin action
+      s = await startServer(args, {}, `127.0.0.1:${port}`);
+      await renewal();
+      let back = await lic.validate();
+      for (let i = 0; i < 50 && !back.valid; i++) {
+        await new Promise((res) => setTimeout(res, 100)); // the renewal's answer may take a moment on a busy machine
+        back = await lic.validate();
+      }
+      expect(back.valid).toBe(true);
+      await lic.close();
+    } finally {
+      vi.useRealTimers();
+      if (s.child.exitCode === null) await stop(s);
     }
   }, 60_000);
 });
