@@ -6,21 +6,17 @@
  */
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readFile, writeFile } from 'node:fs/promises';
 import { createActivationRequest, activateLicense } from '../../src/host/licences.js';
 import { loadLicense } from '../../src/host/handle.js';
-import { encodeSecretKey, publicKeyFileText } from '../../src/keys/vendor.js';
-import { key, tmp } from '../helpers.js';
+import { publicKeyFileText } from '../../src/keys/vendor.js';
+import { key } from '../helpers.js';
 import { fakeHost, type FakeHost } from '../license/hosts.js';
 import { startServer, stop } from './process.js';
-import { dbRows, freshServerPlace } from './databases.js';
-import { mkdir } from 'node:fs/promises';
+import { vendorServer } from './online.js';
+import { dbRows, freshDatabase } from './databases.js';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/server/app.js';
-import { migrate, openDatabase } from '../../src/server/db/index.js';
-import { createAdminToken } from '../../src/server/tokens.js';
 import { fleetUsage } from '../../src/server/quotas.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/fleet-consume.mjs', import.meta.url));
@@ -45,37 +41,11 @@ function work(h: FakeHost, quantity: number, deadlineMs: number): Promise<Worker
   });
 }
 
-/** A vendor key on disk, a server on SQLite, and an entitlement with one fleet meter. */
-async function fleetServer(limit: number, extra: Record<string, unknown> = {}) {
-  const v = await tmp('mlic-vendor-');
-  const vendorKey = key('acme');
-  await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
-  await writeFile(join(v, 'acme.pub'), publicKeyFileText(vendorKey));
-  const dataDir = join(await tmp(), 'd');
-  const args = ['--data', dataDir, '--key', join(v, 'acme.key'), '--rate-limit-key', '0', '--rate-limit-address', '0'];
-  const s = await startServer(args);
-  const r = await fetch(`${s.url}/v1/entitlements`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      customer: 'globex',
-      model: 'resnet',
-      maxHosts: 20,
-      terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', meters: [{ metric: 'inferences', limit, period: 'month', scope: 'fleet' }] },
-      ...extra,
-    }),
-  });
-  const e = (await r.json()) as { licenseKey: string; entitlement: { id: string } };
-  const host = async (name: string) => {
-    const h = await fakeHost(name);
-    await h.state.trustAdd(await readFile(join(v, 'acme.pub'), 'utf8'));
-    const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
-    const a = await fetch(`${s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey: e.licenseKey, request }) });
-    await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
-    await h.state.setServerUrl(s.url);
-    return h;
-  };
-  return { s, dataDir, args, host, entitlementId: e.entitlement.id };
+/** A vendor key on disk, a server on SQLite (no rate limits), and an entitlement with one fleet meter. */
+async function fleetServer(limit: number) {
+  const vs = await vendorServer(['--rate-limit-key', '0', '--rate-limit-address', '0']);
+  const e = await vs.entitle({ terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', meters: [{ metric: 'inferences', limit, period: 'month', scope: 'fleet' }] } });
+  return { s: vs.s, dataDir: vs.dataDir, args: vs.args, host: (name: string) => vs.host(e.licenseKey, name), entitlementId: e.id };
 }
 
 describe('fleet quotas with real processes', () => {
@@ -126,17 +96,13 @@ describe('fleet quotas with real processes', () => {
   }, 240_000);
 
   it('a host process killed with units reserved: the server counts its block as consumed once the account expires; the host keeps what it was granted and is never billed less than it used', async () => {
-    const p = await freshServerPlace('sqlite');
-    await mkdir(p.dataDir, { recursive: true, mode: 0o700 });
-    const db = await openDatabase({ dataDir: p.dataDir });
-    await migrate(db);
+    const { db, token } = await freshDatabase('sqlite');
     let offset = 0;
     const vendor = key('acme');
     const app = await buildApp({ db, issuer: vendor, log: () => undefined, clock: () => new Date(Date.now() + offset), rateLimits: { perKey: 0, perAddress: 0 } });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     try {
-      const token = (await createAdminToken(db, 't', 1_800_000_000)).token;
       const e = await app.inject({
         method: 'POST',
         url: '/v1/entitlements',

@@ -221,34 +221,16 @@ describe('floating seats on the host, against a real server', () => {
 
 describe('floating seats in the library (loadLicense), against a real server', () => {
   it('a handle holds a process seat, gives it back on close(), and answers lease_expired once its lease has run out without renewal', async () => {
-    const { startServer, stop } = await import('./process.js');
+    const { stop } = await import('./process.js');
     const { tmp } = await import('../helpers.js');
     const { join } = await import('node:path');
-    const { writeFile, readFile } = await import('node:fs/promises');
-    const { encodeSecretKey, publicKeyFileText } = await import('../../src/keys/vendor.js');
-    const { activateLicense } = await import('../../src/host/licences.js');
     const { loadLicense } = await import('../../src/host/handle.js');
-    const v = await tmp('mlic-vendor-');
-    const vendorKey = key('acme');
-    await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
-    await writeFile(join(v, 'acme.pub'), publicKeyFileText(vendorKey));
-    const s = await startServer(['--data', join(await tmp(), 'd'), '--key', join(v, 'acme.key')]);
+    const { vendorServer } = await import('./online.js');
+    const vs = await vendorServer();
+    const { s, vendor: vendorKey } = vs;
     try {
-      const r = await fetch(`${s.url}/v1/entitlements`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ customer: 'g', model: 'resnet', maxHosts: 5, seats: { count: 1, unit: 'process', leaseSeconds: 600 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } }),
-      });
-      const licenseKey = ((await r.json()) as { licenseKey: string }).licenseKey;
-      const host = async (name: string) => {
-        const h = await fakeHost(name);
-        await h.state.trustAdd(await readFile(join(v, 'acme.pub'), 'utf8'));
-        const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
-        const a = await fetch(`${s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }) });
-        await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
-        await h.state.setServerUrl(s.url);
-        return h;
-      };
+      const { licenseKey } = await vs.entitle({ maxHosts: 5, seats: { count: 1, unit: 'process', leaseSeconds: 600 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } });
+      const host = (name: string) => vs.host(licenseKey, name);
       const a = await host('la');
       const b = await host('lb');
       let t = new Date();
@@ -289,33 +271,16 @@ describe('floating seats in the library (loadLicense), against a real server', (
 describe('floating seats through a server outage (loadLicense), against a real server', () => {
   it('a handle runs on its lease while the server is down, answers lease_expired once it ends, and resumes by itself at the next renewal once the server is back', async () => {
     const { startServer, stop } = await import('./process.js');
-    const { tmp } = await import('../helpers.js');
-    const { join } = await import('node:path');
-    const { writeFile } = await import('node:fs/promises');
-    const { encodeSecretKey, publicKeyFileText } = await import('../../src/keys/vendor.js');
-    const { activateLicense } = await import('../../src/host/licences.js');
     const { loadLicense } = await import('../../src/host/handle.js');
-    const v = await tmp('mlic-vendor-');
-    const vendorKey = key('acme');
-    await writeFile(join(v, 'acme.key'), await encodeSecretKey(vendorKey, undefined), { mode: 0o600 });
-    const args = ['--data', join(await tmp(), 'd'), '--key', join(v, 'acme.key')];
-    let s = await startServer(args);
+    const { vendorServer } = await import('./online.js');
+    const vs = await vendorServer();
+    let s = vs.s;
     const port = new URL(s.url).port;
     // the renewal timer is driven by the test (a minute's lease renews every 20 s); everything else runs on real time
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
     try {
-      const r = await fetch(`${s.url}/v1/entitlements`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${s.first.adminToken as string}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ customer: 'g', model: 'resnet', maxHosts: 5, seats: { count: 1, unit: 'host', leaseSeconds: 60 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } }),
-      });
-      const licenseKey = ((await r.json()) as { licenseKey: string }).licenseKey;
-      const h = await fakeHost('outage');
-      await h.state.trustAdd(publicKeyFileText(vendorKey));
-      const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
-      const a = await fetch(`${s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey, request }) });
-      await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
-      await h.state.setServerUrl(s.url);
+      const { licenseKey } = await vs.entitle({ maxHosts: 5, seats: { count: 1, unit: 'host', leaseSeconds: 60 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } });
+      const h = await vs.host(licenseKey, 'outage');
       let t = new Date();
       const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet', clock: () => t });
       expect((await lic.validate()).valid).toBe(true);
@@ -333,7 +298,7 @@ describe('floating seats through a server outage (loadLicense), against a real s
       await renewal();
       expect(await lic.validate()).toMatchObject({ valid: false, error: 'lease_expired' });
       // the server is back on the same address: the next renewal takes the seat again, no admin action
-      s = await startServer(args, {}, `127.0.0.1:${port}`);
+      s = await startServer(vs.args, {}, `127.0.0.1:${port}`);
       await renewal();
       let back = await lic.validate();
       for (let i = 0; i < 50 && !back.valid; i++) {
