@@ -91,8 +91,9 @@ export async function reservation(q: Queries, r: ReservationRequest, now: Date):
     p.period,
     t,
   ]);
-  // the host's own count of what it used, on every account of this meter and period
-  await q.run('UPDATE quota_accounts SET used = ? WHERE license_id = ? AND metric = ? AND period = ?', [p.used, p.licenseId, p.metric, p.period]);
+  // the host's own count of what it used, on every account of this meter and period; it only
+  // grows (two processes of a host race: the one that counted earlier may be answered later)
+  await q.run('UPDATE quota_accounts SET used = CASE WHEN used < ? THEN ? ELSE used END WHERE license_id = ? AND metric = ? AND period = ?', [p.used, p.used, p.licenseId, p.metric, p.period]);
   const log = (accountId: string, amount: number, overage: number) =>
     q.run('INSERT INTO quota_requests (request_id, account_id, action, amount, overage, at) VALUES (?, ?, ?, ?, ?, ?)', [p.requestId, accountId, p.action, amount, overage, t]);
 

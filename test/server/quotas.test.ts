@@ -152,6 +152,8 @@ describe.each(KINDS)('fleet quotas on %s', (kind) => {
     const gb = await ask(h1, { action: 'give-back', amount: 300, min: undefined, used: 100 });
     expect(gb.statusCode, gb.body).toBe(200);
     expect(gb.json()).toMatchObject({ amount: 300, fleet: { outstanding: 401, consumed: 0 } });
+    // that give-back counted its host's use earlier (100) than the refused request (400): a count only grows, so none lie unused at h1
+    expect((await ask(h2, { amount: 100_000, min: 100_000, used: 1 })).json().error.details).toMatchObject({ unusedElsewhere: 0 });
     // giving back more than is held takes back only what is held
     expect((await ask(h1, { action: 'give-back', amount: 999, min: undefined, used: 100 })).json().amount).toBe(100);
     expect((await rows(e.id)).net).toBe(301);
