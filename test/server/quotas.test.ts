@@ -149,11 +149,13 @@ describe.each(KINDS)('fleet quotas on %s', (kind) => {
     const refused = await ask(h1, { amount: 400, min: 400, used: 400 });
     expect(refused.json().error).toMatchObject({ code: 'QUOTA_EXCEEDED', details: { unusedElsewhere: 300 } }); // h2's, unused
     expect((await ask(h2, { amount: 1, min: 1, used: 1 })).json().fleet).toMatchObject({ unusedElsewhere: 0 });
+    // a request of h1 that counted earlier (100) but is answered later does not take the count back: still none unused at h1
+    expect((await ask(h1, { amount: 400, min: 400, used: 100 })).json().error.code).toBe('QUOTA_EXCEEDED');
+    expect((await ask(h2, { amount: 100_000, min: 100_000, used: 1 })).json().error.details).toMatchObject({ unusedElsewhere: 0 });
     const gb = await ask(h1, { action: 'give-back', amount: 300, min: undefined, used: 100 });
     expect(gb.statusCode, gb.body).toBe(200);
     expect(gb.json()).toMatchObject({ amount: 300, fleet: { outstanding: 401, consumed: 0 } });
-    // that give-back counted its host's use earlier (100) than the refused request (400): a count only grows, so none lie unused at h1
-    expect((await ask(h2, { amount: 100_000, min: 100_000, used: 1 })).json().error.details).toMatchObject({ unusedElsewhere: 0 });
+
     // giving back more than is held takes back only what is held
     expect((await ask(h1, { action: 'give-back', amount: 999, min: undefined, used: 100 })).json().amount).toBe(100);
     expect((await rows(e.id)).net).toBe(301);
