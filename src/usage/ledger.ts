@@ -255,30 +255,52 @@ export class UsageLedger {
         done.resetsAt = p.resetsAt;
         return done;
       }
-      const short = attempt < 3 ? await this.topUp(m, p.key, r.need, now) : { error: new MlicError('QUOTA_EXCEEDED', 'other processes took the units reserved from the server first'), unreachable: false };
+      // The call that asked for the block claims its part in the transaction that records the
+      // grant (strict: consumes; batched: reserves its block), so other processes of the host
+      // cannot take all of it first and starve the process that asked.
+      let claimed: Attempt | undefined;
+      const claim = (): UsageData[] => {
+        if (this.durability === 'strict') {
+          const s = this.strictStep(m, p.key, quantity, now, feature, []);
+          if (!('need' in s.result)) claimed = s.result;
+          return s.append;
+        }
+        const old = this.leases.get(keyOf(m.metric, p.key));
+        if (old && old.remaining >= quantity && old.expiresAt > now.getTime() + 1000) return [];
+        return this.claimBlock(m, p.key, quantity, now.getTime()).append;
+      };
+      const short = attempt < 3 ? await this.topUp(m, p.key, r.need, now, claim) : { error: new MlicError('QUOTA_EXCEEDED', 'other processes of this host took the units the server granted first'), unreachable: false };
       if (short) return { ok: false, ...base, ...r.figures, overage: false, fleet: short };
+      if (claimed) {
+        const done = claimed as ConsumeResult;
+        done.metric = metric;
+        done.resetsAt = p.resetsAt;
+        return done;
+      }
     }
   }
 
   private consumeStrict(m: Meter, period: string, quantity: number, now: Date, feature?: string): Promise<Attempt> {
-    const key = keyOf(m.metric, period);
-    const t = now.toISOString();
     return this.log.transact<Attempt>((view) => {
       this.fold(view.records);
-      const forfeits = this.commit(this.forfeits(now.getTime()));
-      const tot = this.totals.get(key);
-      const f = figuresOf(m, tot);
-      const { cap, plain } = capOf(m, tot);
-      const after = f.used + f.reserved + quantity;
-      if (after > cap) {
-        if (m.scope === 'fleet' && this.fleet) return { append: forfeits, result: { need: after - cap, figures: f } };
-        return { append: forfeits, result: { ok: false, ...f, overage: false } };
-      }
-      const overage = after > plain;
-      const rec: UsageData = { kind: 'consume', metric: m.metric, period, quantity, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t };
-      const append = [...forfeits, ...this.commit([rec])];
-      return { append, result: { ok: true, ...figuresOf(m, this.totals.get(key)), overage } };
+      return this.strictStep(m, period, quantity, now, feature, this.commit(this.forfeits(now.getTime())));
     });
+  }
+
+  /** strict, inside a transaction after fold(): consumes `quantity` now, or says why not. `before`: records already committed in this transaction. */
+  private strictStep(m: Meter, period: string, quantity: number, now: Date, feature: string | undefined, before: UsageData[]): { append: UsageData[]; result: Attempt } {
+    const key = keyOf(m.metric, period);
+    const tot = this.totals.get(key);
+    const f = figuresOf(m, tot);
+    const { cap, plain } = capOf(m, tot);
+    const after = f.used + f.reserved + quantity;
+    if (after > cap) {
+      if (m.scope === 'fleet' && this.fleet) return { append: before, result: { need: after - cap, figures: f } };
+      return { append: before, result: { ok: false, ...f, overage: false } };
+    }
+    const overage = after > plain;
+    const rec: UsageData = { kind: 'consume', metric: m.metric, period, quantity, ...(feature ? { feature } : {}), ...(overage ? { overage: true } : {}), t: now.toISOString() };
+    return { append: [...before, ...this.commit([rec])], result: { ok: true, ...figuresOf(m, this.totals.get(key)), overage } };
   }
 
   /** batched: consume from this process's block; reserve a new block from the host's quota (or pool) when it runs out. */
@@ -319,7 +341,6 @@ export class UsageLedger {
 
   private async reserve(m: Meter, period: string, quantity: number, now: Date, old: Lease | undefined): Promise<{ lease?: Lease; need?: number; figures: Figures }> {
     const nowMs = now.getTime();
-    const key = keyOf(m.metric, period);
     const buffered = this.takePending();
     return this.log.transact<{ lease?: Lease; need?: number; figures: Figures }>((view) => {
       this.fold(view.records);
@@ -330,17 +351,25 @@ export class UsageLedger {
       append.push(...this.forfeits(nowMs));
       this.commit(append);
       this.local.clear();
-      const tot = this.totals.get(key);
-      const f = figuresOf(m, tot);
-      const free = capOf(m, tot).cap - f.used - f.reserved;
-      if (free < quantity) return { append, result: m.scope === 'fleet' && this.fleet ? { need: quantity - Math.max(0, free), figures: f } : { figures: f } };
-      const block = Math.min(free, Math.max(quantity, Math.min(1000, Math.ceil(m.limit / 100))));
-      const lease: Lease = { id: randomBytes(8).toString('hex'), metric: m.metric, period, remaining: block, expiresAt: nowMs + LEASE_MS };
-      const rec: UsageData = { kind: 'reserve', metric: m.metric, period, amount: block, lease: lease.id, expiresAt: new Date(lease.expiresAt).toISOString(), t };
-      append.push(...this.commit([rec]));
-      this.leases.set(key, lease);
-      return { append, result: { lease, figures: f } };
+      const c = this.claimBlock(m, period, quantity, nowMs);
+      append.push(...c.append);
+      if (c.lease) return { append, result: { lease: c.lease, figures: c.figures } };
+      return { append, result: m.scope === 'fleet' && this.fleet ? { need: quantity - Math.max(0, c.free), figures: c.figures } : { figures: c.figures } };
     });
+  }
+
+  /** batched, inside a transaction after fold(): reserves this process's next block (at least `quantity`) if that much is free. */
+  private claimBlock(m: Meter, period: string, quantity: number, nowMs: number): { lease?: Lease; append: UsageData[]; figures: Figures; free: number } {
+    const key = keyOf(m.metric, period);
+    const tot = this.totals.get(key);
+    const f = figuresOf(m, tot);
+    const free = capOf(m, tot).cap - f.used - f.reserved;
+    if (free < quantity) return { append: [], figures: f, free };
+    const block = Math.min(free, Math.max(quantity, Math.min(1000, Math.ceil(m.limit / 100))));
+    const lease: Lease = { id: randomBytes(8).toString('hex'), metric: m.metric, period, remaining: block, expiresAt: nowMs + LEASE_MS };
+    const rec: UsageData = { kind: 'reserve', metric: m.metric, period, amount: block, lease: lease.id, expiresAt: new Date(lease.expiresAt).toISOString(), t: new Date(nowMs).toISOString() };
+    this.leases.set(key, lease);
+    return { lease, append: this.commit([rec]), figures: f, free };
   }
 
   /**
@@ -349,7 +378,7 @@ export class UsageLedger {
    * The block adapts to this process's rate: twice the last one when that lasted under 5 s, half
    * when over a minute; it starts at 1% of the limit (at most 1,000) and never passes 10% of it.
    */
-  private topUp(m: Meter, period: string, need: number, now: Date): Promise<FleetShortfall | undefined> {
+  private topUp(m: Meter, period: string, need: number, now: Date, claim: () => UsageData[]): Promise<FleetShortfall | undefined> {
     const key = keyOf(m.metric, period);
     const inflight = this.asking.get(key);
     if (inflight) return inflight;
@@ -367,7 +396,8 @@ export class UsageLedger {
       await this.log.transact((view) => {
         this.fold(view.records);
         const rec: UsageData = { kind: 'grant', metric: m.metric, period, amount: g.amount, account: g.accountId, expiresAt: g.expiresAt, ...(g.overage ? { overage: g.overage } : {}), t: now.toISOString() };
-        return { append: this.commit([rec]), result: undefined };
+        const granted = this.commit([rec]);
+        return { append: [...granted, ...claim()], result: undefined };
       });
       return undefined;
     })();
