@@ -38,6 +38,7 @@ export const DENIAL_CODES = [
   'ROLLBACK_REFUSED',
   'SEAT_UNAVAILABLE',
   'LEASE_EXPIRED',
+  'TRACE_NO_MATCH',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

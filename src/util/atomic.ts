@@ -22,6 +22,8 @@ export interface AtomicOptions {
   sync?: boolean;
   /** with sync: also fsync the directory after the rename (default true) */
   syncDir?: boolean;
+  /** open the temporary file for reading too (to change in place what was written) */
+  read?: boolean;
 }
 
 /** fsyncs a directory, so that a rename or link inside it survives a power failure (best effort: not every filesystem allows it). */
@@ -41,7 +43,7 @@ export async function writeFileAtomic<T>(finalPath: string, opts: AtomicOptions,
   const tmp = tempNameFor(finalPath);
   let fh: FileHandle;
   try {
-    fh = await open(tmp, 'wx', opts.mode ?? 0o644);
+    fh = await open(tmp, opts.read ? 'wx+' : 'wx', opts.mode ?? 0o644);
   } catch (e) {
     throw fromFsError(e, dirname(finalPath));
   }
