@@ -39,6 +39,7 @@ export const DENIAL_CODES = [
   'SEAT_UNAVAILABLE',
   'LEASE_EXPIRED',
   'TRACE_NO_MATCH',
+  'NOT_IMPLICATED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

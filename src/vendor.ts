@@ -6,3 +6,8 @@ export { issueLicense, parseMeter, parseMatch, type IssueOptions } from './licen
 export { parseAndVerifyRequest, verifyLicenseText } from './license/sign.js';
 export { serializeLicense, type SignedLicense, type ActivationRequest } from './format/license.js';
 export { verifyReport as verifyUsageReport, type UsageReport, type ReportCheck } from './usage/report.js';
+export { markBundle, type MarkBundleOptions } from './mark/bundle.js';
+export { markModel, type MarkOptions, type MarkReport } from './mark/mark.js';
+export { trace, type Candidate, type CandidateScore, type TraceResult } from './mark/trace.js';
+export { indexModel } from './mark/model.js';
+export { licenceMarkKey } from './mark/pattern.js';

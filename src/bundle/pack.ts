@@ -40,6 +40,8 @@ export interface PackOptions {
   concurrency?: number;
   /** crypto worker threads (default: by size and cores, or MLIC_WORKERS; 0: all on this thread) */
   workers?: number;
+  /** the licence id a marked bundle is for (mlic mark): keyed from that licence's own tree */
+  markedFor?: string;
 }
 
 export interface PackResult {
@@ -90,7 +92,8 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
   if (opts.bundleId !== undefined && !/^[0-9a-f]{32}$/.test(opts.bundleId)) throw new MlicError('USAGE', 'bundleId must be 32 lowercase hex digits');
   const bundleId = opts.bundleId ?? randomBytes(16).toString('hex');
   const line = versionLine(sv);
-  const bKey = bundleKeyFromMaster(opts.key.master, opts.name, line, bundleId);
+  if (opts.markedFor !== undefined && !/^[0-9a-f]{32}$/.test(opts.markedFor)) throw new MlicError('USAGE', 'markedFor must be a licence id (32 lowercase hex digits)');
+  const bKey = bundleKeyFromMaster(opts.key.master, opts.name, line, bundleId, opts.markedFor);
   const files: ManifestFile[] = sources.map((f, index) => ({
     index,
     path: f.rel,
@@ -115,6 +118,7 @@ export async function pack(opts: PackOptions): Promise<PackResult> {
     encryption: { aead: AEAD_ID, kdf: KDF_ID, line, keyCommitment: keyCommitment(bKey, bundleId).toString('hex') },
     files,
     ...(components ? { components } : {}),
+    ...(opts.markedFor !== undefined ? { marked: { license: opts.markedFor } } : {}),
   };
   assertManifest(manifest);
   const signer = { seed: opts.key.seed, keyId: opts.key.keyId };

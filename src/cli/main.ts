@@ -258,6 +258,7 @@ termsOptions(
   "versions: a range ('^2', '>=2.1 <3') or a pin ('=2.1.0', needs --bundle)",
 )
   .option('--bundle <file>', 'for a pin: the bundle it pins (its key alone is granted)')
+  .option('--marked', 'for the bundles marked for this licence alone (mlic mark): its keys open no other bundle')
   .option('--customer <ref>', 'customer reference')
   .option('-o, --output <file>', 'licence file to write')
   .option('--force', 'overwrite an existing licence file')
@@ -276,6 +277,39 @@ license
   .addOption(json())
   .addHelpText('after', '\nExamples:\n  $ mlic license inspect acme.lic --pub vendor.pub\n  $ mlic license inspect acme.lic --json')
   .action(async (file, opts, cmd) => act(() => import('./commands/license.js'), 'inspect')(file, opts, cmd));
+
+program
+  .command('mark')
+  .description("write a bundle whose weights carry one licence's fingerprint (the vendor's side of leak tracing)")
+  .argument('<bundle>', 'the common bundle (as packed)')
+  .requiredOption('--license <file>', 'a licence issued with --marked: the marked bundle opens with it alone')
+  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('-o, --output <file>', 'bundle to write (default BUNDLE-LICENCE8.mlb beside the bundle)')
+  .option('--strength <alpha>', 'relative change of each marked weight (default 0.0005)')
+  .option('--force', 'overwrite an existing bundle')
+  .addOption(json())
+  .addHelpText(
+    'after',
+    '\nThe fingerprint goes into the float matrices and convolution kernels (F32, F16, BF16) of safetensors and ONNX\nfiles; biases, norms, embeddings, small and quantized tensors are left as they are. See docs/TRACING.md.\n\nExamples:\n  $ mlic license issue --key vendor.key --request acme.json --model resnet --versions \'^2\' --days 365 --marked -o acme.lic\n  $ mlic mark resnet-2.1.0.mlb --license acme.lic --key vendor.key -o resnet-2.1.0-acme.mlb',
+  )
+  .action(async (bundle, opts, cmd) => act(() => import('./commands/mark.js'), 'mark')(bundle, opts, cmd));
+
+program
+  .command('trace')
+  .description('name the licence whose fingerprint a leaked model carries, or say that none is implicated')
+  .argument('<suspect>', 'the suspect model: a file, a directory or a tar archive (safetensors, ONNX)')
+  .requiredOption('--original <bundle>', 'the common bundle it may come from (or the original model files)')
+  .requiredOption('--licenses <dir>', 'the directory of the licences you issued (those for marked bundles are the candidates)')
+  .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
+  .option('--passphrase-file <file>', 'passphrase for the secret key')
+  .option('--top <n>', 'candidates to list (default 5)')
+  .addOption(json())
+  .addHelpText(
+    'after',
+    '\nExit status: 0 a licence is implicated (p-value times the number of candidates below 1e-9); 1 none is\n(NOT_IMPLICATED), or the suspect matches nothing of the original (TRACE_NO_MATCH); 2 bad input.\n\nExamples:\n  $ mlic trace ./leaked-model --original resnet-2.1.0.mlb --key vendor.key --licenses ./issued\n  $ mlic trace leaked.safetensors --original resnet-2.1.0.mlb --licenses ./issued --json',
+  )
+  .action(async (suspect, opts, cmd) => act(() => import('./commands/mark.js'), 'traceCmd')(suspect, opts, cmd));
 
 program
   .command('unpack')

@@ -108,6 +108,8 @@ export interface LicensePayload {
   keys: GrantedKey[];
   /** outputs must be watermarked (e.g. a free tier) */
   requireWatermark?: boolean;
+  /** keys for the bundles marked for this licence alone (mlic mark; docs/TRACING.md): they open no common bundle */
+  marked?: true;
   /** floating seats: every use needs a live lease from the vendor's licence server (§12) */
   lease?: LeaseTerms;
 }
@@ -216,7 +218,7 @@ function checkGrant(k: unknown, i: number, bound: boolean, p: Problems): void {
   if (hasSealed && !bound) p.add(`${at}.sealed (an unbound licence has no host key to seal to)`);
 }
 
-const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark', 'lease'];
+const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark', 'lease', 'marked'];
 
 /** Validates a licence payload, collecting every bad field: what a host accepts, and all a vendor may sign. */
 export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
@@ -296,6 +298,7 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   if (!Array.isArray(v.keys) || v.keys.length === 0 || v.keys.length > MAX_GRANTS) p.add('keys');
   else v.keys.forEach((k: unknown, i: number) => checkGrant(k, i, bound, p));
   p.check(v.requireWatermark === undefined || v.requireWatermark === true, 'requireWatermark');
+  p.check(v.marked === undefined || v.marked === true, 'marked');
   p.fail('licence');
 }
 

@@ -50,6 +50,8 @@ export interface Manifest {
   encryption: { aead: typeof AEAD_ID; kdf: typeof KDF_ID; line: string; keyCommitment: string };
   files: ManifestFile[];
   components?: { name: string; files: number[] }[];
+  /** a bundle whose weights carry the fingerprint of one licence (mlic mark), keyed for that licence alone */
+  marked?: { license: string };
 }
 
 
@@ -64,7 +66,7 @@ export function assertManifest(v: unknown): asserts v is Manifest {
   const bad: string[] = [];
   if (!isPlainObject(v)) throw new MlicError('MANIFEST_INVALID', 'manifest is not a JSON object');
   const o = v as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  for (const k of unknownKeys(o, ['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components'])) bad.push(`${k} (unknown field)`);
+  for (const k of unknownKeys(o, ['format', 'formatVersion', 'bundleId', 'createdAt', 'model', 'vendor', 'encryption', 'files', 'components', 'marked'])) bad.push(`${k} (unknown field)`);
   if (o.format !== BUNDLE_FORMAT) bad.push('format');
   if (o.formatVersion !== BUNDLE_FORMAT_VERSION) {
     if (isFormatVersion(o.formatVersion) && o.format === BUNDLE_FORMAT)
@@ -134,6 +136,10 @@ export function assertManifest(v: unknown): asserts v is Manifest {
     });
     // Every offset of the layout (§2) must be exact: the entries and their headers add up to a safe integer.
     if (total + (o.files.length + 8) * 3 * BLOCK > Number.MAX_SAFE_INTEGER) bad.push('files (the bundle would be larger than 2^53 bytes)');
+  }
+  if (o.marked !== undefined) {
+    const mk = o.marked as Record<string, unknown>;
+    if (!isPlainObject(mk) || unknownKeys(mk, ['license']).length > 0 || typeof mk.license !== 'string' || !HEX32_RE.test(mk.license)) bad.push('marked');
   }
   if (o.components !== undefined) {
     if (!Array.isArray(o.components)) bad.push('components');

@@ -33,7 +33,7 @@ export interface UnpackResult {
 
 /** Decrypts the authorized files into `root` (an opened directory), several files at a time. */
 export async function unpackAuthorized(
-  a: Authorization,
+  a: Pick<Authorization, 'bundle' | 'manifest' | 'spans' | 'bundleKey' | 'files'>,
   root: SafeDir,
   opts: { force?: boolean; onProgress?: (done: number, total: number) => void; concurrency?: number } = {},
 ): Promise<{ path: string; size: number }[]> {

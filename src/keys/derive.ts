@@ -36,6 +36,19 @@ export function modelKey(master: Uint8Array, modelName: string): Buffer {
   return hkdfSha256(master, enc('mlic/v2/model'), enc(modelName));
 }
 
+/**
+ * The model key of the bundles marked for one licence (docs/FORMAT.md §4.1): a tree of its own,
+ * so that the keys of a licence for marked bundles open no other bundle, marked or common.
+ */
+export function markedModelKey(master: Uint8Array, modelName: string, licenseId: string): Buffer {
+  return hkdfSha256(master, enc('mlic/v2/marked-model'), enc(`${modelName}\n${licenseId}`));
+}
+
+/** The model key of the common bundles, or of those marked for `markedFor` (a licence id). */
+export function modelKeyFor(master: Uint8Array, modelName: string, markedFor?: string): Buffer {
+  return markedFor === undefined ? modelKey(master, modelName) : markedModelKey(master, modelName, markedFor);
+}
+
 /** The key of node (depth, prefix) of a model's tree: it covers leaves [prefix << (32 - depth), (prefix + 1) << (32 - depth)). */
 export function nodeKey(modelKeyBytes: Uint8Array, tree: Tree, depth: number, prefix: number): Buffer {
   return descend(hkdfSha256(modelKeyBytes, enc('mlic/v2/tree'), enc(tree)), 0, 0, depth, prefix);
@@ -92,8 +105,8 @@ export function keyCommitment(bundleKeyBytes: Uint8Array, bundleIdHex: string): 
   return hkdfSha256(bundleKeyBytes, enc('mlic/v2/commit'), Buffer.from(bundleIdHex, 'hex'));
 }
 
-export function bundleKeyFromMaster(master: Uint8Array, modelName: string, line: string, bundleIdHex: string): Buffer {
-  const mk = modelKey(master, modelName);
+export function bundleKeyFromMaster(master: Uint8Array, modelName: string, line: string, bundleIdHex: string, markedFor?: string): Buffer {
+  const mk = modelKeyFor(master, modelName, markedFor);
   const lk = lineKey(mk, line);
   mk.fill(0);
   try {

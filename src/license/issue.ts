@@ -12,7 +12,7 @@ import type { Manifest } from '../format/manifest.js';
 import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
-import { bundleKeyFromMaster, modelKey, nodeKey, type Tree } from '../keys/derive.js';
+import { bundleKeyFromMaster, modelKeyFor, nodeKey, type Tree } from '../keys/derive.js';
 import { sha256Hex } from '../crypto/hash.js';
 import type { VendorKey } from '../keys/vendor.js';
 import { sealGrant } from './keys.js';
@@ -46,6 +46,8 @@ export interface IssueOptions {
   requireWatermark?: boolean;
   /** floating seats (the licence server): uses need a live lease */
   lease?: LeaseTerms;
+  /** a licence for the bundles marked for it (mlic mark): its keys open those alone */
+  marked?: boolean;
   now?: Date;
 }
 
@@ -116,7 +118,11 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
   if (o.expires && o.expires.getTime() <= notBefore.getTime()) throw new MlicError('USAGE', 'the licence would expire before it starts');
   const host = o.request?.payload;
   const hostPub = host ? Buffer.from(host.hostPublicKey, 'base64') : undefined;
-  const mk = modelKey(o.key.master, o.model);
+  const licenseId = randomBytes(16).toString('hex');
+  if (o.marked && o.versions.policy === 'pin')
+    throw new MlicError('USAGE', 'a licence for marked bundles cannot pin one bundle: the bundle marked for it does not exist yet', { hint: "grant the version by range instead, e.g. --versions '=2.1.0'" });
+  const markedFor = o.marked ? licenseId : undefined;
+  const mk = modelKeyFor(o.key.master, o.model, markedFor);
   const grants: GrantedKey[] = [];
   const grantLines = (range: string | undefined) => {
     const parsed = range === undefined ? undefined : parseRange(range);
@@ -125,7 +131,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     if (nodes.length === 0) throw new MlicError('USAGE', `--versions: '${range}' matches no version`);
     if (nodes.length > MAX_GRANTS) throw new MlicError('USAGE', `--versions: '${range}' needs ${nodes.length} keys, more than the ${MAX_GRANTS} a licence may carry; use fewer alternatives`);
     for (const n of nodes) {
-      const k = cachedNodeKey(o.key.master, mk, o.model, n.tree, n.depth, n.prefix);
+      const k = markedFor ? nodeKey(mk, n.tree, n.depth, n.prefix) : cachedNodeKey(o.key.master, mk, o.model, n.tree, n.depth, n.prefix);
       grants.push(sealGrant({ scope: 'lines', ...n }, k, hostPub));
       k.fill(0);
     }
@@ -181,7 +187,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
   const payload: LicensePayload = {
     v: 2,
     kind: 'mlic-license',
-    licenseId: randomBytes(16).toString('hex'),
+    licenseId,
     issuedAt: isoSeconds(now),
     vendor: { keyId: keyIdHex(o.key.keyId), ...(o.key.name ? { name: o.key.name } : {}) },
     ...(customer !== undefined ? { customer } : {}),
@@ -200,6 +206,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     keys: grants,
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
     ...(o.lease ? { lease: o.lease } : {}),
+    ...(o.marked ? { marked: true as const } : {}),
   };
   // The host's own validation, before anything is signed.
   try {

@@ -33,7 +33,16 @@ export function unwrapGrant(g: GrantedKey, hostBoxSecret: Uint8Array | undefined
  * The bundle key for `manifest` from the licence's grants. Cryptographic: a grant that does not
  * cover the bundle (its id, or its version line) cannot produce its key.
  */
-export function bundleKeyFromLicense(l: LicensePayload, m: Pick<Manifest, 'bundleId' | 'encryption' | 'model'>, hostBoxSecret: Uint8Array | undefined): Buffer {
+export function bundleKeyFromLicense(l: LicensePayload, m: Pick<Manifest, 'bundleId' | 'encryption' | 'model' | 'marked'>, hostBoxSecret: Uint8Array | undefined): Buffer {
+  // (the keys would not open it either: these say why)
+  if (m.marked && m.marked.license !== l.licenseId)
+    throw new MlicError('KEY_MISMATCH', `bundle ${m.model.name}@${m.model.version} was marked for licence ${m.marked.license.slice(0, 8)}, not for licence ${l.licenseId.slice(0, 8)}`, {
+      hint: 'a marked bundle opens only with the licence it was marked for; use the bundle your vendor sent for your licence',
+    });
+  if (l.marked && !m.marked)
+    throw new MlicError('KEY_MISMATCH', `licence ${l.licenseId.slice(0, 8)} opens only the bundles marked for it, and ${m.model.name}@${m.model.version} is the common bundle`, {
+      hint: 'ask your vendor for the bundle marked for your licence (mlic mark)',
+    });
   const pos = linePos(m.encryption.line);
   const g =
     l.keys.find((k) => k.scope === 'bundle' && k.bundleId === m.bundleId) ??

@@ -54,6 +54,8 @@ export interface TraceResult {
   matched: { original: string; suspect: string; file: string; distance: number }[];
   /** elements compared */
   sampled: number;
+  /** of those, elements that differ from the original's (0: the suspect holds the original's weights, unmarked) */
+  differing: number;
   candidates: CandidateScore[];
   implicated: string[];
 }
@@ -171,7 +173,8 @@ export async function trace(original: ModelTensors, suspect: ModelTensors, candi
     const total = origMarkable.reduce((n, t) => n + t.elements, 0);
     const share = Math.min(1, SAMPLE_BUDGET / total);
     const stretches: Stretch[] = [];
-    let sampled = 0;
+    let compared = 0;
+    let differing = 0;
     for (const p of matched) {
       const ws = windowsOf(p.o.elements, share);
       const parts: { w: Window; r: Float32Array; a: Float32Array }[] = [];
@@ -188,9 +191,11 @@ export async function trace(original: ModelTensors, suspect: ModelTensors, candi
           r[i] = y - x;
           sq += r[i]! * r[i]!;
           n++;
+          if (r[i] !== 0) differing++;
         }
         parts.push({ w, r, a });
       }
+      compared += parts.reduce((k, x) => k + x.r.length, 0);
       if (sq === 0) continue;
       const ms = sq / n;
       const clip = 4 * Math.sqrt(ms);
@@ -207,7 +212,6 @@ export async function trace(original: ModelTensors, suspect: ModelTensors, candi
           at += r.length;
         }
         stretches.push({ nonce, start: run[0]!.w.start, q });
-        sampled += q.length;
         i = j;
       }
     }
@@ -234,7 +238,8 @@ export async function trace(original: ModelTensors, suspect: ModelTensors, candi
     return {
       tensors: origMarkable.length,
       matched: matched.map((p) => ({ original: p.o.name, suspect: p.s.name, file: p.s.file, distance: p.distance })),
-      sampled,
+      sampled: compared,
+      differing,
       candidates: scores,
       implicated: scores.filter((s) => s.implicated).map((s) => s.licenseId),
     };

@@ -45,6 +45,7 @@ export interface IssueOpts extends TermsOpts {
   customer?: string;
   output?: string;
   force?: boolean;
+  marked?: boolean;
 }
 
 export function date(s: string, what: string): Date {
@@ -71,7 +72,7 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
   if (o.rolling) versions = { policy: 'rolling' };
   else if (o.updatesUntil !== undefined) versions = { policy: 'maintenance', until: isoSeconds(date(o.updatesUntil, '--updates-until')), ...(o.versions ? { range: o.versions } : {}) };
   else if (o.versions === undefined) throw new MlicError('USAGE', 'say which versions: --versions RANGE, --rolling or --updates-until DATE');
-  else if (/^=\s*\d/.test(o.versions.trim())) versions = { policy: 'pin', version: o.versions.trim().replace(/^=\s*/, '') };
+  else if (/^=\s*\d/.test(o.versions.trim()) && !o.marked) versions = { policy: 'pin', version: o.versions.trim().replace(/^=\s*/, '') };
   else versions = { policy: 'range', range: o.versions };
   if (o.bundle !== undefined && versions.policy !== 'pin') throw new MlicError('USAGE', "--bundle is for a pin (--versions '=X.Y.Z')");
   const request = o.request ? parseAndVerifyRequest(await readTextFile(o.request, { maxBytes: MAX_INPUT.request, what: 'activation request' }), o.request) : undefined;
@@ -110,12 +111,13 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
     regions: o.region ?? [],
     ...(o.customer ? { customer: o.customer } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
+    ...(o.marked ? { marked: true } : {}),
     now,
   });
   const out = o.output ?? `${payload.model}-${payload.licenseId.slice(0, 8)}.lic`;
   // 0600 like every secret: a bound licence holds sealed keys, an unbound one its keys in the clear.
   await writeSmallFileAtomic(out, serializeLicense(license), { mode: 0o600, force: o.force ?? false });
-  ctx.out(`wrote ${out}: licence ${payload.licenseId} for ${payload.model}, ${describeVersions(payload.versions)}, ${payload.host.binding === 'host' ? `bound to host ${payload.host.hostname ?? payload.host.requestId}` : 'UNBOUND (its keys are in the file: treat it as a secret)'}`);
+  ctx.out(`wrote ${out}: licence ${payload.licenseId} for ${payload.model}, ${describeVersions(payload.versions)}, ${payload.host.binding === 'host' ? `bound to host ${payload.host.hostname ?? payload.host.requestId}` : 'UNBOUND (its keys are in the file: treat it as a secret)'}${payload.marked ? '; for marked bundles only (mlic mark)' : ''}`);
   printResult(ctx, { license: out, licenseId: payload.licenseId, payload: redactedPayload(payload) });
 }
 
@@ -152,6 +154,7 @@ export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: 
     ['host', p.host.binding === 'host' ? `${p.host.hostname ?? '?'} (${p.host.fingerprint.components.length} components, match ${p.host.match.policy === 'k' ? `${p.host.match.k} of n` : p.host.match.policy})${p.host.region ? `, region ${p.host.region}` : ''}` : 'unbound'],
     ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${overageText(m)}${m.scope === 'fleet' ? ' (fleet)' : ''}`).join(', ') || '-'],
     ['regions', p.regions?.join(', ') ?? 'anywhere'],
+    ['marked', p.marked ? 'yes: its keys open only the bundles marked for it (mlic mark)' : 'no'],
     ['keys', `${p.keys.length} (${p.keys.some((k) => k.sealed) ? 'sealed to the host' : 'in the clear: an unbound licence, keep it secret'})`],
   ];
   for (const [k, v] of lines) ctx.out(`${k.padEnd(11)} ${v}`);
