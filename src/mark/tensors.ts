@@ -5,12 +5,14 @@
  *
  * safetensors: every tensor. ONNX: the main graph's initializers (onnx.ts). F32, F16 and BF16
  * are markable; the others are listed, never marked.
+ * GGUF: every tensor (gguf.ts); quantized ones are listed under their ggml type names and never marked.
  */
 import type { ReadAt } from '../util/read-at.js';
 import { inspectModelFile } from '../format/models/index.js';
 import { readFully } from '../format/models/reader.js';
 import { isFloatDtype, DTYPE_BYTES, type FloatDtype } from './dtype.js';
 import { onnxTensors } from './onnx.js';
+import { ggufTensors } from './gguf.js';
 
 export interface TensorRef {
   /** the file's path relative to the model's root ('' for a single-file model) */
@@ -39,6 +41,7 @@ export async function listTensors(fh: ReadAt, size: number, rel: string): Promis
   const info = await inspectModelFile(fh, size, rel);
   if (info.format === 'safetensors') return safetensorsTensors(fh, rel);
   if (info.format === 'onnx') return onnxTensors(fh, size, rel);
+  if (info.format === 'gguf') return ggufTensors(fh, size, rel);
   return [];
 }
 
