@@ -300,14 +300,16 @@ program
   .description('name the licence whose fingerprint a leaked model carries, or say that none is implicated')
   .argument('<suspect>', 'the suspect model: a file, a directory or a tar archive (safetensors, ONNX)')
   .requiredOption('--original <bundle>', 'the common bundle it may come from (or the original model files)')
-  .requiredOption('--licenses <dir>', 'the directory of the licences you issued (those for marked bundles are the candidates)')
+  .option('--licenses <dir>', 'a directory of the licences you issued (those for marked bundles are the candidates)')
+  .option('--server <url>', "also the licences this licence server issued for marked bundles of the original's model (its admin API)")
+  .option('--token <token>', 'with --server: admin token (else MLIC_ADMIN_TOKEN, which keeps it out of the process list)')
   .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
   .option('--passphrase-file <file>', 'passphrase for the secret key')
   .option('--top <n>', 'candidates to list (default 5)')
   .addOption(json())
   .addHelpText(
     'after',
-    '\nExit status: 0 a licence is implicated (p-value times the number of candidates below 1e-9); 1 none is\n(NOT_IMPLICATED), or the suspect matches nothing of the original (TRACE_NO_MATCH); 2 bad input.\n\nExamples:\n  $ mlic trace ./leaked-model --original resnet-2.1.0.mlb --key vendor.key --licenses ./issued\n  $ mlic trace leaked.safetensors --original resnet-2.1.0.mlb --licenses ./issued --json',
+    '\nThe candidates come from --licenses, --server or both (at least one); each must verify with the vendor key.\n\nExit status: 0 a licence is implicated (p-value times the number of candidates below 1e-9); 1 none is\n(NOT_IMPLICATED), or the suspect matches nothing of the original (TRACE_NO_MATCH); 2 bad input.\n\nExamples:\n  $ mlic trace ./leaked-model --original resnet-2.1.0.mlb --key vendor.key --licenses ./issued\n  $ mlic trace leaked.safetensors --original resnet-2.1.0.mlb --licenses ./issued --json\n  $ export MLIC_ADMIN_TOKEN=mlat_...\n  $ mlic trace ./leaked-model --original resnet-2.1.0.mlb --key vendor.key --server https://licences.acme.example',
   )
   .action(async (suspect, opts, cmd) => act(() => import('./commands/mark.js'), 'traceCmd')(suspect, opts, cmd));
 
@@ -453,10 +455,10 @@ conn(
       .option('--seat-unit <unit>', 'with --floating-seats: host, gpu (each GPU the host lists) or process', 'host')
       .option('--lease <duration>', 'with --floating-seats: how long a lease lives unless renewed (e.g. 15m)', '15m'),
     "versions: a range ('^2', '>=2.1 <3')",
-  ),
+  ).option('--marked', 'each licence is for the bundles marked for it alone (mlic mark), so that a leak can be traced (mlic trace --server)'),
 )
   .addOption(json())
-  .addHelpText('after', "\nExamples:\n  $ export MLIC_SERVER=https://licences.acme.example MLIC_ADMIN_TOKEN=mlat_...\n  $ mlic admin entitlement create --customer globex --model resnet --versions '^2' --days 365 --max-hosts 8")
+  .addHelpText('after', "\nExamples:\n  $ export MLIC_SERVER=https://licences.acme.example MLIC_ADMIN_TOKEN=mlat_...\n  $ mlic admin entitlement create --customer globex --model resnet --versions '^2' --days 365 --max-hosts 8\n  $ mlic admin entitlement create --customer initech --model resnet --versions '^2' --days 365 --max-hosts 2 --marked")
   .action(async (opts, cmd) => act(() => import('./commands/admin.js'), 'entitlementCreate')(opts, cmd));
 conn(entitlement.command('list').description('list entitlements (never their keys)').option('--customer <name>', 'only this customer\'s'))
   .addOption(json())

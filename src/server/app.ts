@@ -21,7 +21,7 @@ import { MAX_REPORT_BYTES } from '../usage/report.js';
 import { PAGE_QUERY_PROPERTIES } from './paging.js';
 import { RevocationLists, revoke, type RevokeTarget } from './revocations.js';
 import { checkAdminToken, createAdminToken, listAdminTokens, revokeAdminToken } from './tokens.js';
-import { ENTITLEMENT_INPUT_SCHEMA, createEntitlement, getEntitlement, listEntitlements, type EntitlementInput } from './entitlements.js';
+import { ENTITLEMENT_INPUT_SCHEMA, LICENSE_CURSOR, createEntitlement, getEntitlement, listEntitlements, listLicenses, type EntitlementInput } from './entitlements.js';
 
 export interface AppOptions {
   db: Database;
@@ -193,6 +193,31 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
     async (req) => {
       const { active, ...rest } = req.query as { entitlement?: string; active?: 'true' | 'false'; limit?: string; after?: string };
       return listHosts(o.db, { ...rest, ...(active !== undefined ? { active: active === 'true' } : {}) });
+    },
+  );
+
+  // The licences issued (with their text): what `mlic trace --server` takes as candidates.
+  app.get(
+    '/v1/licenses',
+    {
+      onRequest: admin,
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            model: { type: 'string', minLength: 1, maxLength: 128 },
+            marked: { type: 'string', enum: ['true', 'false'], description: "by the licence's own payload: for marked bundles (mlic mark) or not" },
+            entitlement: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' },
+            ...PAGE_QUERY_PROPERTIES,
+            after: LICENSE_CURSOR,
+          },
+        },
+      },
+    },
+    async (req) => {
+      const { marked, ...rest } = req.query as { model?: string; marked?: 'true' | 'false'; entitlement?: string; limit?: string; after?: string };
+      return listLicenses(o.db, { ...rest, ...(marked !== undefined ? { marked: marked === 'true' } : {}) });
     },
   );
 

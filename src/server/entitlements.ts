@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { issueLicense, type IssueOptions } from '../license/issue.js';
 import { generateVendorKey, type VendorKey } from '../keys/vendor.js';
-import type { ActivationRequest } from '../format/license.js';
+import { parseLicenseText, type ActivationRequest } from '../format/license.js';
+import { isoSeconds } from '../format/fields.js';
 import type { Queries } from './db/index.js';
 import { pageOf, pageResult } from './paging.js';
 import type { SeatUnit } from '../format/lease.js';
@@ -23,6 +24,8 @@ export type EntitlementTerms = Pick<IssueOptions, 'perpetual' | 'graceSeconds' |
   versions: { policy: 'range'; range: string } | { policy: 'rolling' } | { policy: 'maintenance'; until: string; range?: string };
   notBefore?: string;
   expires?: string;
+  /** its licences are for the bundles marked for each of them alone (mlic mark; docs/TRACING.md) */
+  marked?: boolean;
 };
 
 /** Floating seats: at most `count` at once across the fleet, each held by a lease of `leaseSeconds`. */
@@ -123,6 +126,7 @@ export const ENTITLEMENT_INPUT_SCHEMA = {
         },
         regions: names,
         requireWatermark: { type: 'boolean' },
+        marked: { type: 'boolean', description: 'licences for the bundles marked for each of them alone (mlic mark), so that a leak can be traced' },
       },
     },
   },
@@ -159,6 +163,7 @@ export function issueOptionsFor(e: EntitlementInput, key: VendorKey, request: Ac
     regions: t.regions ?? [],
     customer: e.customer,
     ...(t.requireWatermark ? { requireWatermark: true } : {}),
+    ...(t.marked ? { marked: true } : {}),
     now,
   };
 }
@@ -254,4 +259,67 @@ export async function listEntitlements(q: Queries, o: { customer?: string; limit
 export async function getEntitlement(q: Queries, id: string): Promise<Entitlement | undefined> {
   const r = await q.get<Row>('SELECT id, customer, model, terms, max_hosts, created_at, revoked_at, seats, seat_unit, lease_seconds FROM entitlements WHERE id = ?', [id]);
   return r ? fromRow(r) : undefined;
+}
+
+/** A licence the server issued, for the admin (`GET /v1/licenses`; `mlic trace --server`). */
+export interface LicenseView {
+  id: string;
+  entitlementId: string;
+  hostId: string;
+  issuedAt: string;
+  revokedAt: string | null;
+  /** the signed licence, as the host got it */
+  text: string;
+}
+
+/** The paging cursor of GET /v1/licenses: `<issued_at>.<licence id>` (licence ids have no prefix). */
+export const LICENSE_CURSOR = { type: 'string', pattern: '^[0-9]{1,15}\\.[0-9a-f]{32}$', description: 'the `next` cursor of the previous page' } as const;
+
+/** Whether a stored licence is for marked bundles: read from its own signed payload (exact, whatever the entitlement says). */
+function isMarked(text: string): boolean {
+  try {
+    return parseLicenseText(text).payload.marked === true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The licences issued, in order of issue, with the entitlement's model and the licence's own
+ * `marked` as filters. `marked` is read from each licence's text, after the page is read: a page
+ * filtered by it may hold fewer than `limit` licences (follow `next` until it is null).
+ */
+export async function listLicenses(
+  q: Queries,
+  o: { model?: string; marked?: boolean; entitlement?: string; limit?: string; after?: string },
+): Promise<{ licenses: LicenseView[]; next: string | null }> {
+  const page = pageOf(o);
+  const where = [page.where];
+  const params = [...page.params];
+  if (o.model !== undefined) {
+    where.push('model = ?');
+    params.push(o.model);
+  }
+  if (o.entitlement !== undefined) {
+    where.push('entitlement_id = ?');
+    params.push(o.entitlement);
+  }
+  const rows = await q.all<{ id: string; entitlement_id: string; host_id: string; created_at: number; revoked_at: number | null; text: string }>(
+    `SELECT id, entitlement_id, host_id, created_at, revoked_at, text FROM (SELECT l.id AS id, l.entitlement_id AS entitlement_id, l.host_id AS host_id, l.issued_at AS created_at, l.revoked_at AS revoked_at, l.text AS text, e.model AS model FROM licenses l JOIN entitlements e ON e.id = l.entitlement_id) x WHERE ${where.join(' AND ')} ORDER BY created_at, id LIMIT ${page.limit}`,
+    params,
+  );
+  const r = pageResult(rows, page);
+  return {
+    licenses: r.rows
+      .filter((l) => o.marked === undefined || isMarked(l.text) === o.marked)
+      .map((l) => ({
+        id: l.id,
+        entitlementId: l.entitlement_id,
+        hostId: l.host_id,
+        issuedAt: isoSeconds(new Date(Number(l.created_at) * 1000)),
+        revokedAt: l.revoked_at !== null ? isoSeconds(new Date(Number(l.revoked_at) * 1000)) : null,
+        text: l.text,
+      })),
+    next: r.next,
+  };
 }

@@ -27,6 +27,7 @@ describe('OpenAPI', () => {
         '/v1/entitlements/{id}',
         '/v1/hosts',
         '/v1/leases',
+        '/v1/licenses',
         '/v1/reservations',
         '/v1/revocations',
         '/v1/usage',
@@ -39,6 +40,7 @@ describe('OpenAPI', () => {
       expect(doc.paths['/v1/revocations']!.get!.security).toBeUndefined();
       expect(doc.paths['/v1/revocations']!.post!.security).toEqual([{ adminToken: [] }]);
       expect(doc.paths['/v1/usage']!.get!.security).toEqual([{ adminToken: [] }]);
+      expect(doc.paths['/v1/licenses']!.get!.security).toEqual([{ adminToken: [] }]);
       const committed = JSON.parse(await readFile(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as unknown;
       expect(committed, 'docs/openapi.json is stale: run npm run openapi').toEqual(doc);
     } finally {

@@ -37,6 +37,8 @@ export interface CreateOpts extends Conn, TermsOpts {
   floatingSeats?: string;
   seatUnit?: string;
   lease?: string;
+  /** its licences are for marked bundles (mlic mark) */
+  marked?: boolean;
 }
 
 export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementInput {
@@ -68,6 +70,7 @@ export function entitlementInput(o: CreateOpts, now = new Date()): EntitlementIn
     ...(o.meter?.length ? { meters: o.meter.map((spec) => ({ ...parseMeter(spec), ...(/,scope=host\b/.test(spec) ? {} : { scope: 'fleet' as const }) })) } : {}),
     ...(o.region?.length ? { regions: o.region } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
+    ...(o.marked ? { marked: true } : {}),
   };
   let seats: EntitlementInput['seats'];
   if (o.floatingSeats !== undefined) {

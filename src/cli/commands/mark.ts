@@ -11,6 +11,7 @@ import type { LicensePayload } from '../../format/license.js';
 import { looksLikeBundle } from '../../bundle/reader.js';
 import { decryptOwnBundle, markBundle } from '../../mark/bundle.js';
 import { indexModel } from '../../mark/model.js';
+import { callServer, refusal, serverUrl } from '../../host/server-client.js';
 import { licenceMarkKey } from '../../mark/pattern.js';
 import { trace, ALPHA, type Candidate } from '../../mark/trace.js';
 import { DEFAULT_STRENGTH } from '../../mark/embed.js';
@@ -71,51 +72,97 @@ async function isBundleFile(path: string): Promise<boolean> {
   }
 }
 
+/** The candidate licences: signed by `key`, issued for marked bundles, for `model`, each once; the others are counted by why. */
+interface Candidates {
+  licences: LicensePayload[];
+  skipped: Record<string, number>;
+  seen: Set<string>;
+}
+
+/** Adds the licence `verify` yields to the candidates, or counts why it is not one. */
+async function consider(c: Candidates, model: string | undefined, verify: () => Promise<LicensePayload>): Promise<void> {
+  const skip = (why: string) => (c.skipped[why] = (c.skipped[why] ?? 0) + 1);
+  let p: LicensePayload;
+  try {
+    p = await verify();
+  } catch (e) {
+    if (!(e instanceof MlicError)) throw e;
+    skip(e.code === 'UNTRUSTED_VENDOR' ? 'another vendor key' : 'unreadable or not verified');
+    return;
+  }
+  if (!p.marked) skip('not for marked bundles');
+  else if (model !== undefined && p.model !== model) skip('another model');
+  else if (c.seen.has(p.licenseId)) skip('duplicate');
+  else {
+    c.seen.add(p.licenseId);
+    c.licences.push(p);
+  }
+}
+
 /** The licences in `dir` signed by `key` for `model` and issued for marked bundles; the others are counted. */
-async function candidatesIn(dir: string, key: VendorKey, model: string | undefined): Promise<{ licences: LicensePayload[]; skipped: Record<string, number> }> {
+async function candidatesIn(dir: string, key: VendorKey, model: string | undefined, c: Candidates): Promise<void> {
   let names: string[];
   try {
     names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.lic')).sort();
   } catch (e) {
     throw fromFsError(e, dir);
   }
-  const licences: LicensePayload[] = [];
-  const skipped: Record<string, number> = {};
-  const skip = (why: string) => (skipped[why] = (skipped[why] ?? 0) + 1);
-  const seen = new Set<string>();
-  for (const n of names) {
-    let p: LicensePayload;
-    try {
-      p = await verifiedLicence(join(dir, n), key);
-    } catch (e) {
-      if (!(e instanceof MlicError)) throw e;
-      skip(e.code === 'UNTRUSTED_VENDOR' ? 'another vendor key' : 'unreadable or not verified');
-      continue;
-    }
-    if (!p.marked) skip('not for marked bundles');
-    else if (model !== undefined && p.model !== model) skip('another model');
-    else if (seen.has(p.licenseId)) skip('duplicate');
-    else {
-      seen.add(p.licenseId);
-      licences.push(p);
-    }
-  }
-  return { licences, skipped };
+  for (const n of names) await consider(c, model, () => verifiedLicence(join(dir, n), key));
 }
 
-export async function traceCmd(ctx: Ctx, suspect: string, o: { original: string; licenses: string; key?: string; passphraseFile?: string; top?: string }): Promise<void> {
+/** Every licence for marked bundles (of `model`, if known) the licence server lists (GET /v1/licenses, all pages), with the admin token. */
+async function serverLicences(server: string, token: string | undefined, model: string | undefined): Promise<{ id: string; text: string }[]> {
+  if (!token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
+  const out: { id: string; text: string }[] = [];
+  let after: string | null = null;
+  do {
+    const q = ['marked=true', 'limit=1000', ...(model !== undefined ? [`model=${encodeURIComponent(model)}`] : []), ...(after ? [`after=${encodeURIComponent(after)}`] : [])];
+    const path = `v1/licenses?${q.join('&')}`;
+    const a = await callServer(server, path, { token, timeoutMs: 30_000 });
+    if (a.json === undefined) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered ${a.status} with something that is not JSON`);
+    if (!a.ok) throw refusal('licence list', a.status, a.json.error as Parameters<typeof refusal>[2]);
+    const r = a.json as { licenses?: unknown; next?: unknown };
+    if (!Array.isArray(r.licenses) || (r.next !== undefined && r.next !== null && typeof r.next !== 'string'))
+      throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered with no licence list`, { hint: 'is it an mlic licence server new enough to list licences (GET /v1/licenses)?' });
+    for (const l of r.licenses as { id?: unknown; text?: unknown }[]) out.push({ id: String(l?.id), text: typeof l?.text === 'string' ? l.text : '' });
+    // a cursor that does not move would loop for ever
+    if (typeof r.next === 'string' && r.next === after) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered the same page twice`);
+    after = typeof r.next === 'string' ? r.next : null;
+  } while (after);
+  return out;
+}
+
+export async function traceCmd(
+  ctx: Ctx,
+  suspect: string,
+  o: { original: string; licenses?: string; server?: string; token?: string; key?: string; passphraseFile?: string; top?: string },
+): Promise<void> {
   const top = o.top === undefined ? 5 : Number(o.top);
   if (!Number.isInteger(top) || top < 1) throw new MlicError('USAGE', `--top must be a positive whole number, got '${o.top}'`);
+  if (o.licenses === undefined && o.server === undefined)
+    throw new MlicError('USAGE', 'where are the licences you issued? give --licenses DIR, --server URL (the licence server that issued them), or both');
+  // before the work: a bad URL or a missing token is a usage error
+  if (o.server !== undefined) serverUrl(o.server, 'v1/licenses');
+  const token = o.token ?? process.env.MLIC_ADMIN_TOKEN;
+  if (o.server !== undefined && !token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
   const key = await vendorKey(ctx, o);
   const bundle = await isBundleFile(o.original);
   const orig = bundle ? await decryptOwnBundle(o.original, key, tmpdir()) : undefined;
   try {
     const model = orig?.manifest.model.name;
-    const { licences, skipped } = await candidatesIn(o.licenses, key, model);
+    const c: Candidates = { licences: [], skipped: {}, seen: new Set() };
+    if (o.licenses !== undefined) await candidatesIn(o.licenses, key, model, c);
+    if (o.server !== undefined) {
+      const pub = vendorPublicKey(key);
+      const listed = await serverLicences(o.server, token, model);
+      for (const l of listed) await consider(c, model, async () => (await verifyLicenseText(l.text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), `licence ${l.id} from the server`)).payload);
+    }
+    const { licences, skipped } = c;
     const skippedText = Object.entries(skipped).map(([k, v]) => `${v} ${k}`).join(', ');
+    const where = [o.licenses, o.server !== undefined ? `the licence server at ${serverUrl(o.server, '').origin}` : undefined].filter((x) => x !== undefined);
     if (licences.length === 0)
-      throw new MlicError('USAGE', `${o.licenses} holds no licence for marked bundles${model ? ` of ${model}` : ''} issued with this vendor key${skippedText ? ` (skipped: ${skippedText})` : ''}`, {
-        hint: 'give the directory where you keep every licence you issued with --marked',
+      throw new MlicError('USAGE', `${where.join(' and ')} ${where.length > 1 ? 'hold' : 'holds'} no licence for marked bundles${model ? ` of ${model}` : ''} issued with this vendor key${skippedText ? ` (skipped: ${skippedText})` : ''}`, {
+        hint: o.server !== undefined ? 'give the server that issued the licences (entitlements created with --marked), or the directory where you keep every licence you issued with --marked' : 'give the directory where you keep every licence you issued with --marked',
       });
     ctx.note(`comparing ${suspect} with ${orig ? `${o.original} (${orig.manifest.model.name}@${orig.manifest.model.version})` : o.original}; ${licences.length} candidate licence${licences.length === 1 ? '' : 's'}${skippedText ? ` (skipped: ${skippedText})` : ''}`);
     const candidates: Candidate[] = licences.map((l) => ({ licenseId: l.licenseId, markKey: licenceMarkKey(key.master, l.licenseId) }));
