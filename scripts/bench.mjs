@@ -3,7 +3,7 @@
 // files, in one run, alternating the tools: pack / `age -r`, unpack, openBundle (in memory, through
 // the library) and verify / `age -d`. Then peak RSS on a 4 GiB sparse file, then metering.
 //
-//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter]
+//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter] [--no-trace]
 //
 // Before each timed command (untimed): the previous output is removed, `sync` flushes dirty pages
 // (so that one tool's writeback does not land on the next one's time), and the input is read
@@ -26,6 +26,7 @@ const sizes = String(opt('--sizes', '256,1024')).split(',').map(Number);
 const runs = Number(opt('--runs', 3));
 const sparse = !args.includes('--no-sparse');
 const meter = !args.includes('--no-meter');
+const traceBench = !args.includes('--no-trace');
 const root = process.cwd();
 const dir = join(root, '.bench');
 rmSync(dir, { recursive: true, force: true });
@@ -237,3 +238,6 @@ rmSync(dir, { recursive: true, force: true });
 
 // Metering throughput (issue: validate() >= 200,000/s, metered batched >= 50,000/s, socket >= 10,000/s).
 if (meter) execFileSync(process.execPath, ['scripts/bench-meter.mjs'], { stdio: 'inherit' });
+
+// Leak tracing (issue: trace on a 1 GiB model in under a minute; mark streams like pack).
+if (traceBench) execFileSync(process.execPath, ['scripts/bench-trace.mjs'], { stdio: 'inherit' });

@@ -1,6 +1,6 @@
 /**
  * Writing a fingerprint into a model file (docs/TRACING.md), in place: only the elements of its
- * markable tensors change. Element w becomes w·(1 + s·α), s = ±1 from the licence's pattern
+ * markable tensors change. Element w becomes w + s·α·|w|, s = ±1 from the licence's pattern
  * (pattern.ts), α the strength (default 0.0005), rounded to the tensor's element type: a relative
  * change of each weight about twice the size of a cast to float16's rounding. Where the rounding
  * would give w back (F16 and BF16, whose precision is coarser than α), the element moves one unit
@@ -40,8 +40,9 @@ async function* chunks(src: ReadAt, t: FloatTensor, label: string): AsyncGenerat
   }
 }
 
-/** Multiplies `count` elements in `bytes` (in place) by 1 ± `delta`; bit j of `bits` is element j's sign. */
+/** Moves `count` elements w in `bytes` (in place) by ±`delta`·|w|; bit j of `bits` gives element j's direction (1: up). */
 export function addPattern(dtype: FloatDtype, bytes: Buffer, count: number, bits: Uint8Array, delta: number): void {
+  if (dtype === 'F32' && LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return addPatternF32(new Float32Array(bytes.buffer, bytes.byteOffset, count), new Uint32Array(bytes.buffer, bytes.byteOffset, count), bits, delta);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let j = 0; j < count; j++) {
     const s = (bits[j >> 3]! >> (j & 7)) & 1 ? 1 : -1;
@@ -82,6 +83,20 @@ export async function markInPlace(fh: FileHandle, tensors: readonly FloatTensor[
     out.push({ name: t.name, elements: t.elements, strength });
   }
   return out;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** addPattern for float32 through typed arrays (the common case; several times faster than a DataView). */
+function addPatternF32(f: Float32Array, u: Uint32Array, bits: Uint8Array, delta: number): void {
+  for (let j = 0; j < f.length; j++) {
+    const v = f[j]!;
+    if (v === 0 || v - v !== 0) continue;
+    const b = u[j]!;
+    const s = ((bits[j >> 3]! >> (j & 7)) & 1) * 2 - 1;
+    f[j] = v + s * delta * Math.abs(v);
+    if (u[j] === b) u[j] = stepUlp('F32', b, s);
+  }
 }
 
 async function writeAll(fh: FileHandle, b: Buffer, position: number): Promise<void> {
