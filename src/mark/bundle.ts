@@ -4,7 +4,7 @@
  * and `mark` on a bundle: a new bundle of the same model and version whose weights carry the
  * licence's fingerprint, keyed from that licence's own tree (docs/FORMAT.md §4.1).
  */
-import { mkdtemp, open } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MlicError, fromFsError } from '../errors.js';
 import { wipe } from '../crypto/random.js';
@@ -26,7 +26,10 @@ import { markable } from './tensors.js';
 import { reportOf, type MarkReport } from './mark.js';
 
 export interface OpenedOriginal {
+  /** the model's files, as the manifest names them */
   dir: string;
+  /** an empty private directory beside `dir`, removed with it */
+  spare: string;
   manifest: Manifest;
   close(): Promise<void>;
 }
@@ -46,14 +49,17 @@ export async function decryptOwnBundle(path: string, key: VendorKey, near: strin
     dir = d;
     const u = registerTempDir(d);
     untrack = u;
-    const root = await SafeDir.open(d);
+    await mkdir(join(d, 'model'), { mode: 0o700 });
+    await mkdir(join(d, 'spare'), { mode: 0o700 });
+    const root = await SafeDir.open(join(d, 'model'));
     try {
       await unpackAuthorized({ bundle: v.bundle, manifest: m, spans: v.spans, bundleKey: bKey, files: m.files.map((f) => f.index) }, root);
     } finally {
       await root.close();
     }
     return {
-      dir: d,
+      dir: join(d, 'model'),
+      spare: join(d, 'spare'),
       manifest: m,
       close: async () => {
         await removeTree(d);
@@ -94,7 +100,6 @@ export async function markBundle(o: MarkBundleOptions): Promise<{ out: string; m
   try {
     const m = orig.manifest;
     if (m.model.name !== l.model) throw new MlicError('USAGE', `${o.bundle} holds model ${m.model.name}, but licence ${l.licenseId.slice(0, 8)} is for ${l.model}`);
-    if (m.components?.length) throw new MlicError('USAGE', `${o.bundle} is a bundle of components; mark does not handle those yet`, { hint: 'pack and mark each component as a bundle of its own' });
     const idx = await indexModel(orig.dir);
     const markKey = licenceMarkKey(o.key.master, l.licenseId);
     const marked: MarkedTensor[] = [];
@@ -112,8 +117,13 @@ export async function markBundle(o: MarkBundleOptions): Promise<{ out: string; m
     } finally {
       markKey.fill(0);
     }
+    // components go back as components: each one's directory moved beside the rest
+    const components = (m.components ?? []).map((c) => ({ name: c.name, path: join(orig.spare, c.name) }));
+    for (const c of components) await rename(join(orig.dir, c.name), c.path);
+    const loose = m.files.some((f) => f.component === undefined);
     const r = await pack({
-      input: orig.dir,
+      ...(loose ? { input: orig.dir } : {}),
+      ...(components.length ? { components } : {}),
       name: m.model.name,
       version: m.model.version,
       releaseDate: new Date(m.model.releaseDate),

@@ -123,4 +123,25 @@ describe('mlic mark and mlic trace', () => {
     expect(none.stderr).toContain('holds no licence for marked bundles');
     expect((await readdir(dir)).filter((f) => f.startsWith('.mlic-') || f.includes('.tmp-'))).toEqual([]);
   }, 120_000);
+
+  it('marks a bundle of components (each stays a component); a leak of one component alone is traced', async () => {
+    await writeSafetensors(join(dir, 'det', 'model.safetensors'), synthModel(11, 128, 3));
+    await writeSafetensors(join(dir, 'rec', 'model.safetensors'), synthModel(12, 128, 3));
+    expect((await run(['pack', '--component', 'det=det', '--component', 'rec=rec', '--name', 'pipe', '--version', '2.0.0', '--key', 'vendor.key'])).code).toBe(0);
+    const lic = await run(['license', 'issue', '--key', 'vendor.key', '--unbound', '--model', 'pipe', '--versions', '^2', '--days', '30', '--marked', '--customer', 'acme', '-o', 'issued/pipe-acme.lic', '--json']);
+    expect(lic.code).toBe(0);
+    const m = await run(['mark', 'pipe-2.0.0.mlb', '--license', 'issued/pipe-acme.lic', '--key', 'vendor.key', '-o', 'pipe-acme.mlb', '--json']);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.json.result.tensors.marked).toBe(36);
+    const before = await manifestOf(join(dir, 'pipe-2.0.0.mlb'));
+    const after = await manifestOf(join(dir, 'pipe-acme.mlb'));
+    expect(after.components).toEqual(before.components);
+    expect(after.files.map((f) => [f.path, f.component, f.size])).toEqual(before.files.map((f) => [f.path, f.component, f.size]));
+    expect((await run(['activate', 'issued/pipe-acme.lic'])).code).toBe(0);
+    expect((await run(['unpack', 'pipe-acme.mlb', '-o', 'pipe-leak'])).code).toBe(0);
+    const t = await run(['trace', 'pipe-leak/rec', '--original', 'pipe-2.0.0.mlb', '--key', 'vendor.key', '--licenses', 'issued', '--json']);
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.json.result.implicated).toEqual([{ licenseId: lic.json.result.licenseId, customer: 'acme' }]);
+    expect(t.json.result.matched).toHaveLength(18);
+  }, 120_000);
 });

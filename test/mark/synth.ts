@@ -121,15 +121,33 @@ const pbBytes = (field: number, b: Buffer | string) => {
   return Buffer.concat([varint(field * 8 + 2), varint(buf.length), buf]);
 };
 
-/** An ONNX model whose graph holds the tensors as initializers (F32 raw_data) and one Identity node per tensor, so that it is a valid graph. */
+/** An ONNX model whose graph holds the tensors as initializers (F32 raw_data). */
 export function onnxBytes(m: Model): Buffer {
+  return onnxModel(m).onnx;
+}
+
+/**
+ * An ONNX model of the tensors as initializers: raw_data of FLOAT (1) or FLOAT16 (10), or, with
+ * `external`, all of them in one external data file (data_location EXTERNAL, location, offset, length).
+ */
+export function onnxModel(m: Model, o: { dtype?: 'F32' | 'F16'; external?: string } = {}): { onnx: Buffer; data?: Buffer } {
+  const dtype = o.dtype ?? 'F32';
   const parts: Buffer[] = [];
+  const datas: Buffer[] = [];
+  let off = 0;
   for (const [name, t] of m) {
-    const tp = Buffer.concat([...t.shape.map((d) => pbInt(1, d)), pbInt(2, 1), pbBytes(8, name), pbBytes(9, encode('F32', t.data))]);
-    parts.push(pbBytes(5, tp));
+    const bytes = encode(dtype, t.data);
+    const head = [...t.shape.map((d) => pbInt(1, d)), pbInt(2, dtype === 'F32' ? 1 : 10), pbBytes(8, name)];
+    if (o.external) {
+      const entry = (k: string, v: string) => pbBytes(13, Buffer.concat([pbBytes(1, k), pbBytes(2, v)]));
+      parts.push(pbBytes(5, Buffer.concat([...head, entry('location', o.external), entry('offset', String(off)), entry('length', String(bytes.length)), pbInt(14, 1)])));
+      datas.push(bytes);
+      off += bytes.length;
+    } else parts.push(pbBytes(5, Buffer.concat([...head, pbBytes(9, bytes)])));
   }
   const graph = Buffer.concat([pbBytes(2, 'synthetic'), ...parts]);
-  return Buffer.concat([pbInt(1, 8), pbBytes(2, 'mlic-tests'), pbBytes(7, graph), pbBytes(8, Buffer.concat([pbBytes(1, ''), pbInt(2, 17)]))]);
+  const onnx = Buffer.concat([pbInt(1, 8), pbBytes(2, 'mlic-tests'), pbBytes(7, graph), pbBytes(8, Buffer.concat([pbBytes(1, ''), pbInt(2, 17)]))]);
+  return o.external ? { onnx, data: Buffer.concat(datas) } : { onnx };
 }
 
 /** Reads every float tensor of a model file or directory (any supported format) back. */

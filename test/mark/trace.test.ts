@@ -151,3 +151,33 @@ describe('mark', () => {
     expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 });
+
+describe('ONNX', () => {
+  it('float16 initializers and external data are marked in place (the .onnx file itself unchanged), and traced', async () => {
+    const { mkdir, readFile } = await import('node:fs/promises');
+    const { onnxModel } = await import('./synth.js');
+    const base = synthModel(4, 128, 3);
+    // float16 inline
+    const f16 = join(dir, 'f16.onnx');
+    await writeFile(f16, onnxModel(base, { dtype: 'F16' }).onnx);
+    const f16Out = join(dir, 'f16-marked.onnx');
+    expect((await markModel(f16, f16Out, { markKey: licenceMarkKey(master, 'lic_0123') })).tensors.marked).toBe(18);
+    const r1 = await trace(await indexModel(f16), await indexModel(f16Out), candidates);
+    expect(r1.implicated, top(r1)).toEqual(['lic_0123']);
+    // external data: a directory with model.onnx and weights.data
+    const ext = join(dir, 'ext');
+    await mkdir(ext);
+    const files = onnxModel(base, { external: 'weights.data' });
+    await writeFile(join(ext, 'model.onnx'), files.onnx);
+    await writeFile(join(ext, 'weights.data'), files.data!);
+    const extOut = join(dir, 'ext-marked');
+    const rep = await markModel(ext, extOut, { markKey: licenceMarkKey(master, 'lic_0456') });
+    expect(rep.tensors.marked).toBe(18);
+    expect(await readFile(join(extOut, 'model.onnx'))).toEqual(files.onnx);
+    expect((await readFile(join(extOut, 'weights.data'))).equals(files.data!)).toBe(false);
+    const r2 = await trace(await indexModel(ext), await indexModel(extOut), candidates);
+    expect(r2.implicated, top(r2)).toEqual(['lic_0456']);
+    // the .onnx alone, without its data file: a clear MODEL_INVALID, not a crash
+    await expect(indexModel(join(extOut, 'model.onnx'))).rejects.toMatchObject({ code: 'MODEL_INVALID' });
+  }, 60_000);
+});
