@@ -107,4 +107,24 @@ export function looksLikeBundle(head: Buffer): boolean {
   return head.length >= BLOCK + 13 && head.toString('latin1', BLOCK, BLOCK + 13) === '{"bundleId":"';
 }
 
+/** What is at `path`: a regular file or not, and whether it looks like a bundle (its first 1 KiB). */
+export async function sniffBundle(path: string): Promise<{ regular: boolean; bundle: boolean }> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw fromFsError(e, path);
+  }
+  try {
+    if (!(await fh.stat()).isFile()) return { regular: false, bundle: false };
+    const head = Buffer.alloc(1024);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return { regular: true, bundle: looksLikeBundle(head.subarray(0, bytesRead)) };
+  } catch (e) {
+    throw fromFsError(e, path);
+  } finally {
+    await fh.close();
+  }
+}
+
 export { parseManifest } from '../format/manifest.js';

@@ -82,13 +82,26 @@ const requestBody = (payload: LeaseRequestPayload, host: HostIdentity) => ({ req
 /**
  * A live lease for this licence, from the store or from the server. Throws SEAT_UNAVAILABLE (all
  * seats taken, or no server to ask), LEASE_EXPIRED (the lease ran out and the server cannot be
- * reached), or the server's refusal.
+ * reached), or the server's refusal. `renew`: extends the stored lease (live or ended), and does
+ * nothing when none is stored (it was given back).
+ *
+ * A host or GPU lease is shared by the host's processes: asking the server, storing the answer and
+ * giving the lease back (keepLease) happen under the licence's lease lock, so that no checkout or
+ * renewal answered after a give-back can store a lease the server has already taken back (which
+ * another host may then be using).
  */
 export async function ensureLease(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date, o: { renew?: boolean } = {}): Promise<HeldLease> {
+  if (l.lease?.unit === 'process') return ensureLeaseHere(state, host, l, now, o);
+  return underLeaseLock(state, l.licenseId, () => ensureLeaseHere(state, host, l, now, o));
+}
+
+/** ensureLease, with the lease lock held by the caller (shared leases). */
+async function ensureLeaseHere(state: StateDir, host: HostIdentity, l: LicensePayload, now: Date, o: { renew?: boolean } = {}): Promise<HeldLease> {
   const clientId = clientIdFor(l);
   const have = await stored(state, host, l, clientId, now);
   // renew: ask the server even with a live lease (it extends the one this host holds)
   if (have.lease && !o.renew) return have.lease;
+  if (o.renew && !have.lease && !have.expired) throw new MlicError('LEASE_EXPIRED', `licence ${l.licenseId} holds no lease to renew (it was given back)`);
   const server = await state.serverUrl();
   if (!server)
     throw new MlicError('SEAT_UNAVAILABLE', `licence ${l.licenseId} is used under floating seats, and this host knows no licence server to lease one from`, {
@@ -191,7 +204,8 @@ export interface KeptLease {
  */
 async function underLeaseLock<T>(state: StateDir, licenseId: string, fn: () => Promise<T>): Promise<T> {
   await state.ensure('leases');
-  const lock = new FileLock(state.path('leases', `${licenseId}.lock`), 30_000);
+  // held across a call to the server (at most 30 s), so waiters wait longer than that
+  const lock = new FileLock(state.path('leases', `${licenseId}.lock`), 75_000);
   await lock.acquire();
   try {
     return await fn();
@@ -216,11 +230,13 @@ export async function keepLease(state: StateDir, host: HostIdentity, l: LicenseP
       await writeSmallFileAtomic(me, processMark(), { mode: 0o600, force: true });
       // the last holder may have given the lease back since we found it: then check out anew
       const now = clock();
-      return (await stored(state, host, l, clientIdFor(l), now)).lease ?? ensureLease(state, host, l, now);
+      return (await stored(state, host, l, clientIdFor(l), now)).lease ?? ensureLeaseHere(state, host, l, now);
     });
   let ends = held.endsAt;
+  let stopped = false;
   const timer = setInterval(
     () => {
+      if (stopped) return;
       void ensureLease(state, host, l, clock(), { renew: true }).then(
         (h) => (ends = h.endsAt),
         () => undefined,
@@ -229,7 +245,6 @@ export async function keepLease(state: StateDir, host: HostIdentity, l: LicenseP
     Math.max(1000, ((l.lease?.leaseSeconds ?? 900) * 1000) / 3),
   );
   timer.unref();
-  let stopped = false;
   return {
     endsAt: () => ends,
     async stop() {

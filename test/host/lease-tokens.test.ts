@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import { activateLicense, createActivationRequest } from '../../src/host/licences.js';
-import { ensureLease } from '../../src/host/leases.js';
+import { ensureLease, keepLease, listLeases } from '../../src/host/leases.js';
 import { issueLicense } from '../../src/license/issue.js';
 import { serializeLicense, type LicensePayload } from '../../src/format/license.js';
 import { serializeLease, signLease, type LeasePayload } from '../../src/format/lease.js';
@@ -27,7 +27,8 @@ describe('lease tokens on the host', () => {
   let server: Server;
   let url: string;
   /** what the listener answers next; 'drop' closes the connection (a server that cannot be reached) */
-  let answer: () => { status: number; body: unknown } | 'drop' = () => 'drop';
+  type Answer = { status: number; body: unknown } | 'drop';
+  let answer: (request: string) => Answer | Promise<Answer> = () => 'drop';
   let vendor: VendorKey;
   let other: VendorKey;
   let host: FakeHost;
@@ -36,12 +37,14 @@ describe('lease tokens on the host', () => {
 
   beforeAll(async () => {
     server = createServer((req, res) => {
-      req.resume();
+      let body = '';
+      req.on('data', (d) => (body += d));
       req.on('end', () => {
-        const a = answer();
-        if (a === 'drop') return void req.socket.destroy();
-        res.writeHead(a.status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(a.body));
+        void Promise.resolve(answer(body)).then((a) => {
+          if (a === 'drop') return void req.socket.destroy();
+          res.writeHead(a.status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(a.body));
+        });
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -137,7 +140,7 @@ describe('lease tokens on the host', () => {
     serve(serializeLease(signLease(payload(), vendor.seed))); // issued 12:00, ends 12:15 by the server's clock
     for (const skewMin of [25, -25]) {
       const hostNow = new Date(NOW.getTime() + skewMin * 60_000);
-      const held = await ensureLease(host.state, identity, license, hostNow, { renew: true });
+      const held = await ensureLease(host.state, identity, license, hostNow);
       expect(held.endsAt).toBe(hostNow.getTime() + 15 * 60_000);
       answer = () => 'drop';
       // still held 14 minutes later by the host's clock, over at 16
@@ -145,5 +148,34 @@ describe('lease tokens on the host', () => {
       expect(await codeOf(ensureLease(host.state, identity, license, new Date(hostNow.getTime() + 16 * 60_000)))).toBe('LEASE_EXPIRED');
       serve(serializeLease(signLease(payload(), vendor.seed)));
     }
+  });
+
+  it('a renewal answered after the last holder gave the lease back stores nothing: the give-back waits for it, then wins', async () => {
+    serve(serializeLease(signLease(payload(), vendor.seed)));
+    const held = await ensureLease(host.state, identity, license, NOW);
+    const kept = await keepLease(host.state, identity, license, held, () => NOW);
+    const seen: string[] = [];
+    let answerRenewal: (() => void) | undefined;
+    answer = (request) => {
+      const action = (JSON.parse(JSON.parse(request).request as string) as { payload: { action: string } }).payload.action;
+      seen.push(action);
+      if (action === 'release') return { status: 200, body: { released: true } };
+      // the renewal's answer comes late
+      return new Promise((resolve) => (answerRenewal = () => resolve({ status: 201, body: { lease: serializeLease(signLease(payload(), vendor.seed)), renewed: true } })));
+    };
+    const renewal = ensureLease(host.state, identity, license, NOW, { renew: true });
+    while (!answerRenewal) await new Promise((r) => setTimeout(r, 5));
+    const stopping = kept.stop();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual(['checkout']); // the give-back waits for the renewal in flight
+    answerRenewal();
+    await renewal;
+    await stopping;
+    expect(seen).toEqual(['checkout', 'release']);
+    // and nothing is left stored: the next process checks out anew, with the server's knowledge
+    expect(await listLeases(host.state, NOW)).toEqual([]);
+    // a renewal after the give-back asks nobody
+    expect(await codeOf(ensureLease(host.state, identity, license, NOW, { renew: true }))).toBe('LEASE_EXPIRED');
+    expect(seen).toEqual(['checkout', 'release']);
   });
 });

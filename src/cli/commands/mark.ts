@@ -1,5 +1,5 @@
 /** mlic mark and mlic trace: the vendor's leak tracing (docs/TRACING.md). */
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MlicError, fromFsError } from '../../errors.js';
@@ -8,7 +8,7 @@ import { verifyLicenseText } from '../../license/sign.js';
 import { vendorPublicKey, type VendorKey } from '../../keys/vendor.js';
 import { keyIdHex } from '../../format/minisign.js';
 import type { LicensePayload } from '../../format/license.js';
-import { looksLikeBundle } from '../../bundle/reader.js';
+import { sniffBundle } from '../../bundle/reader.js';
 import { decryptOwnBundle, markBundle } from '../../mark/bundle.js';
 import { indexModel } from '../../mark/model.js';
 import { callServer, refusal, serverUrl } from '../../host/server-client.js';
@@ -53,23 +53,6 @@ export async function mark(ctx: Ctx, bundle: string, o: { license: string; key?:
   if (other.length) ctx.out(`left as they are (not F32/F16/BF16): ${other.map(([t, n]) => `${n} ${t}`).join(', ')}`);
   if (rep.tensors.marked === 0) ctx.note('warning: no tensor could carry the fingerprint (no float matrix of 4,096 weights or more): this bundle cannot be traced');
   printResult(ctx, { out: r.out, licenseId: license.licenseId, model: r.manifest.model, bundleId: r.manifest.bundleId, strength: strength ?? DEFAULT_STRENGTH, tensors: rep.tensors, elements: rep.elements, share: rep.share, otherTypes: rep.otherTypes });
-}
-
-async function isBundleFile(path: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fromFsError(e, path);
-  }
-  try {
-    if (!(await fh.stat()).isFile()) return false;
-    const head = Buffer.alloc(1024);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    return looksLikeBundle(head.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
 }
 
 /** The candidate licences: signed by `key`, issued for marked bundles, for `model`, each once; the others are counted by why. */
@@ -146,7 +129,7 @@ export async function traceCmd(
   const token = o.token ?? process.env.MLIC_ADMIN_TOKEN;
   if (o.server !== undefined && !token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
   const key = await vendorKey(ctx, o);
-  const bundle = await isBundleFile(o.original);
+  const bundle = (await sniffBundle(o.original)).bundle;
   const orig = bundle ? await decryptOwnBundle(o.original, key, tmpdir()) : undefined;
   try {
     const model = orig?.manifest.model.name;

@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../../errors.js';
+import { MlicError } from '../../errors.js';
 import { verifyBundle } from '../../bundle/verify.js';
-import { looksLikeBundle } from '../../bundle/reader.js';
+import { sniffBundle } from '../../bundle/reader.js';
 import { loadPublicKey } from '../../keys/load.js';
 import { verifyFileSignature } from '../../signing/files.js';
 import { makeProgress } from '../progress.js';
@@ -15,22 +15,9 @@ export interface VerifyOpts {
 }
 
 async function isBundle(path: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (e) {
-    throw fromFsError(e, path);
-  }
-  try {
-    if (!(await fh.stat()).isFile()) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
-    const head = Buffer.alloc(1024);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    return looksLikeBundle(head.subarray(0, bytesRead));
-  } catch (e) {
-    throw fromFsError(e, path);
-  } finally {
-    await fh.close();
-  }
+  const s = await sniffBundle(path);
+  if (!s.regular) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
+  return s.bundle;
 }
 
 async function exists(path: string): Promise<boolean> {
