@@ -40,6 +40,7 @@ export const DENIAL_CODES = [
   'LEASE_EXPIRED',
   'TRACE_NO_MATCH',
   'NOT_IMPLICATED',
+  'TPM_CERT_UNTRUSTED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */
@@ -57,6 +58,10 @@ export const INPUT_CODES = [
   'PASSPHRASE_REQUIRED',
   'UNSUPPORTED_VERSION',
   'RATE_LIMITED',
+  'TPM_UNAVAILABLE',
+  'TPM_BUSY',
+  'TPM_LOCKOUT',
+  'TPM_FAILED',
 ] as const;
 
 export type DenialCode = (typeof DENIAL_CODES)[number];

@@ -35,7 +35,7 @@ export type VersionPolicy =
 export type MatchPolicy = { policy: 'all' } | { policy: 'most' } | { policy: 'any' } | { policy: 'k'; k: number };
 
 /** The fingerprint kinds mlic probes (src/hardware/probe.ts). */
-export const COMPONENT_KINDS = ['gpu', 'machine-id', 'dmi-uuid', 'board-serial', 'cpu', 'mac'] as const;
+export const COMPONENT_KINDS = ['gpu', 'machine-id', 'dmi-uuid', 'board-serial', 'cpu', 'mac', 'tpm'] as const;
 
 export interface FingerprintComponent {
   kind: (typeof COMPONENT_KINDS)[number];

@@ -1,12 +1,15 @@
 /**
  * Probing what identifies this host. A missing source is reported, never fatal. The library
  * accepts another root and another nvidia-smi (tests present any machine that way); the CLI
- * always probes the real host: no environment variable or flag can change what a licence
- * decision sees, and nvidia-smi is run only from the system's own directories, never from PATH.
+ * always probes the real host: nvidia-smi and tpm2-tools are run only from the system's own
+ * directories, never from PATH. One environment variable changes what is probed: MLIC_TPM names
+ * the TPM to read (docs/SECURITY.md says why that is safe: a TPM proves itself only through its
+ * manufacturer's endorsement key certificate, which another TPM does not have).
  */
 import { readFile, readdir, access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FingerprintComponent } from '../format/license.js';
+import { tpmLikely, type TpmOptions } from '../tpm/tools.js';
 
 export interface RawComponent {
   kind: FingerprintComponent['kind'];
@@ -32,6 +35,8 @@ export interface HostProbe {
   hostname?: string;
   container: boolean;
   vm: boolean;
+  /** the TPM 2.0, when one answered */
+  tpm?: { manufacturer: string; vendor: string; firmware: string; ekHash: string; ekCertificate: boolean; tcti: string };
   /** source -> why it was not read */
   missing: Record<string, string>;
 }
@@ -43,6 +48,11 @@ export interface ProbeOptions {
   nvidiaSmi?: string;
   /** timeout for nvidia-smi, ms */
   timeoutMs?: number;
+  /**
+   * the TPM to read (its TCTI), or false for none. Default: on the real root, the TPM that
+   * MLIC_TPM names, else /dev/tpmrm0 when present (src/tpm/tools.ts); under another root, none.
+   */
+  tpm?: TpmOptions | false;
 }
 
 /** Where NVIDIA's driver installs nvidia-smi (distribution packages, the .run installer, the container toolkit). */
@@ -177,6 +187,20 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
   }
   if (!components.some((c) => c.kind === 'mac') && !missing['/sys/class/net']) missing['/sys/class/net'] = 'no physical NIC';
 
+  // The TPM: its endorsement key names the chip for good (the hash of its public key).
+  let tpm: HostProbe['tpm'];
+  const tpmOpt = opts.tpm ?? (root === '/' && (await tpmLikely()) ? {} : false);
+  if (tpmOpt !== false) {
+    try {
+      const { readTpmInfo } = await import('../tpm/info.js');
+      const t = await readTpmInfo(tpmOpt);
+      tpm = { manufacturer: t.manufacturer, vendor: t.vendor, firmware: t.firmware, ekHash: t.ekHash, ekCertificate: t.ekCertificate !== undefined, tcti: t.tcti };
+      components.push({ kind: 'tpm', value: t.ekHash, label: label(`TPM (${[t.manufacturer, t.vendor].filter(Boolean).join(' ')}, firmware ${t.firmware})`) });
+    } catch (e) {
+      missing.tpm = e instanceof Error ? e.message.slice(0, 300) : String(e);
+    }
+  }
+
   const hostname = await readText(join(root, 'etc/hostname'));
 
   // Container and VM hints.
@@ -189,5 +213,5 @@ export async function probeHost(opts: ProbeOptions = {}): Promise<HostProbe> {
   const vendor = `${(await readText(join(root, 'sys/class/dmi/id/sys_vendor'))) ?? ''} ${(await readText(join(root, 'sys/class/dmi/id/product_name'))) ?? ''}`;
   const vm = /qemu|kvm|vmware|virtualbox|xen|microsoft corporation virtual|amazon ec2|google compute|bochs|parallels|openstack/i.test(vendor) || /^flags\s*:.*\bhypervisor\b/m.test(cpuinfo ?? '');
 
-  return { components, gpus, ...(cpuModel ? { cpuModel } : {}), ...(hostname ? { hostname } : {}), container, vm, missing };
+  return { components, gpus, ...(cpuModel ? { cpuModel } : {}), ...(hostname ? { hostname } : {}), container, vm, ...(tpm ? { tpm } : {}), missing };
 }

@@ -14,7 +14,7 @@ export interface FingerprintOpts {
 }
 
 export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
-  const spin = await spinner('probing this host (nvidia-smi, /etc, /sys)', ctx.json);
+  const spin = await spinner('probing this host (nvidia-smi, /etc, /sys, the TPM)', ctx.json);
   const probe = await probeHost().finally(() => spin.stop());
   if (o.compare !== undefined) {
     const text = await readTextFile(o.compare, { maxBytes: MAX_INPUT.licence, what: 'request or licence' });
@@ -51,6 +51,7 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
   ctx.out(`GPUs          ${probe.gpus.length ? '' : 'none found'}`);
   for (const g of probe.gpus) ctx.out(`  ${g.index}: ${g.name}  ${g.uuid}${g.pciBusId ? `  ${g.pciBusId}` : ''}${g.serial ? `  serial ${g.serial}` : ''}  (${g.source})`);
   ctx.out(`CPU           ${probe.cpuModel ?? 'unknown'}`);
+  ctx.out(`TPM           ${probe.tpm ? `${[probe.tpm.manufacturer, probe.tpm.vendor].filter(Boolean).join(' ')}, firmware ${probe.tpm.firmware}, endorsement key sha256:${probe.tpm.ekHash.slice(0, 16)}… (${probe.tpm.ekCertificate ? 'with' : 'no'} EK certificate; ${probe.tpm.tcti})` : 'none found'}`);
   ctx.out(`container     ${probe.container ? 'yes' : 'no'}`);
   ctx.out(`VM            ${probe.vm ? 'yes' : 'no'}`);
   ctx.out(`components    ${fp.components.length} (each leaves this host only as a salted hash)`);
@@ -61,6 +62,7 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
     cpuModel: probe.cpuModel ?? null,
     container: probe.container,
     vm: probe.vm,
+    tpm: probe.tpm ?? null,
     salted: host !== undefined,
     components: fp.components,
     missing: probe.missing,
