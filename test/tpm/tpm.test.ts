@@ -4,7 +4,10 @@
  * certificate's chain to a trusted CA, the errors a missing TPM gives, and `mlic fingerprint`.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { readTpmInfo } from '../../src/tpm/info.js';
+import { tpm2 } from '../../src/tpm/tools.js';
 import { loadTpmCas, verifyEkCertificate } from '../../src/tpm/ekcert.js';
 import { probeHost } from '../../src/hardware/probe.js';
 import { mlic } from '../cli/run.js';
@@ -65,5 +68,31 @@ describe('the TPM, on swtpm', () => {
     expect(r.json.result.components.filter((c: { kind: string }) => c.kind === 'tpm')).toHaveLength(1);
     const human = await mlic(['fingerprint'], { env: { MLIC_HOME: home, MLIC_TPM: a.tcti } });
     expect(human.stdout).toMatch(/TPM +IBM.*firmware .*endorsement key sha256:[0-9a-f]{16}/);
+  }, 60_000);
+
+  it('a TPM in dictionary-attack lockout is TPM_LOCKOUT with a hint (one wrong password with a tolerance of one)', async () => {
+    const c = await startSwtpm('lockout');
+    try {
+      const d = await tmp();
+      const o = { tcti: c.tcti };
+      const f = (n: string) => join(d, n);
+      await tpm2('dictionarylockout', ['-s', '-n', '1', '-t', '600', '-l', '600'], o);
+      await tpm2('createprimary', ['-C', 'o', '-c', f('p.ctx'), '-Q'], o);
+      await tpm2('flushcontext', ['-t'], o); // swtpm has no resource manager: free the transient slots
+      await tpm2('create', ['-C', f('p.ctx'), '-p', 'right', '-G', 'aes', '-u', f('k.pub'), '-r', f('k.priv'), '-Q'], o);
+      await tpm2('flushcontext', ['-t'], o);
+      await tpm2('load', ['-C', f('p.ctx'), '-u', f('k.pub'), '-r', f('k.priv'), '-c', f('k.ctx'), '-Q'], o);
+      await writeFile(f('in'), 'x');
+      const use = (pass: string) => tpm2('encryptdecrypt', ['-c', f('k.ctx'), '-p', pass, '-o', f('out'), f('in')], o);
+      await expect(use('wrong')).rejects.toMatchObject({ code: 'TPM_FAILED' }); // the failure that counts
+      await tpm2('flushcontext', ['-t'], o);
+      // now even loading the key under its (DA-protected) parent is refused
+      await expect(tpm2('load', ['-C', f('p.ctx'), '-u', f('k.pub'), '-r', f('k.priv'), '-c', f('k.ctx'), '-Q'], o)).rejects.toMatchObject({
+        code: 'TPM_LOCKOUT',
+        hint: expect.stringContaining('lockout'),
+      });
+    } finally {
+      await c.stop();
+    }
   }, 60_000);
 });
