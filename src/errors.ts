@@ -41,6 +41,7 @@ export const DENIAL_CODES = [
   'TRACE_NO_MATCH',
   'NOT_IMPLICATED',
   'TPM_CERT_UNTRUSTED',
+  'TPM_QUOTE_INVALID',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */
