@@ -1,5 +1,5 @@
 /** mlic mark and mlic trace: the vendor's leak tracing (docs/TRACING.md). */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MlicError, fromFsError } from '../../errors.js';
@@ -128,6 +128,8 @@ export async function traceCmd(
   if (o.server !== undefined) serverUrl(o.server, 'v1/licenses');
   const token = o.token ?? process.env.MLIC_ADMIN_TOKEN;
   if (o.server !== undefined && !token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
+  // both inputs exist before any work (decrypting the original takes a while)
+  await stat(suspect).catch((e: unknown) => Promise.reject(fromFsError(e, suspect)));
   const key = await vendorKey(ctx, o);
   const bundle = (await sniffBundle(o.original)).bundle;
   const orig = bundle ? await decryptOwnBundle(o.original, key, tmpdir()) : undefined;
