@@ -42,6 +42,7 @@ export const DENIAL_CODES = [
   'NOT_IMPLICATED',
   'TPM_CERT_UNTRUSTED',
   'TPM_QUOTE_INVALID',
+  'TPM_KEY_UNAVAILABLE',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

@@ -1,0 +1,128 @@
+/**
+ * The host's side of TPM binding, through tpm2-tools: an attestation key (AK) made under the
+ * TPM's endorsement key (EK) and kept as blobs that only this TPM can load (its private part is
+ * encrypted by the EK, which never leaves the chip); quotes signed by it; and credential
+ * activation, which recovers a secret the vendor sealed with makeCredential (credential.ts) for
+ * this EK and this AK. A copy of the blobs in another machine's state directory, a cloned VM with
+ * a fresh TPM, or another TPM recover nothing.
+ *
+ * Each operation recreates the EK from its standard template (deterministic: the same key every
+ * time), works in a private temporary directory, and flushes the TPM's transient objects and
+ * sessions afterwards (a TPM without a resource manager, such as swtpm's socket, has only a few
+ * slots).
+ */
+import { createPublicKey } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tpm2, tctiOf, type TpmOptions } from './tools.js';
+import { credentialFile, type Credential } from './credential.js';
+import { EK_CERT_INDEX } from './info.js';
+import { MlicError } from '../errors.js';
+
+export interface AttestationKey {
+  /** TPM2B_PUBLIC */
+  akPublic: Buffer;
+  /** TPM2B_PRIVATE: loadable only under this TPM's EK */
+  akPrivate: Buffer;
+  /** the AK's name (nameAlg || SHA-256 of its TPMT_PUBLIC) */
+  akName: Buffer;
+  /** the EK's public key, PEM */
+  ekPublic: string;
+  /** the EK certificate from NV (DER), when there is one */
+  ekCertificate?: Buffer;
+}
+
+async function inTemp<T>(fn: (f: (n: string) => string) => Promise<T>): Promise<T> {
+  const d = await mkdtemp(join(tmpdir(), 'mlic-tpm-'));
+  try {
+    return await fn((n) => join(d, n));
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
+}
+
+async function flush(o: TpmOptions): Promise<void> {
+  await tpm2('flushcontext', ['-t'], o).catch(() => undefined);
+  await tpm2('flushcontext', ['-s'], o).catch(() => undefined);
+}
+
+/** A policy session satisfying the EK's policy (PolicySecret with the endorsement hierarchy), at f('session.ctx'). */
+async function ekSession(f: (n: string) => string, o: TpmOptions): Promise<string> {
+  await tpm2('startauthsession', ['--policy-session', '-S', f('session.ctx')], o);
+  await tpm2('policysecret', ['-S', f('session.ctx'), '-c', 'e', '-Q'], o);
+  return `session:${f('session.ctx')}`;
+}
+
+/** Loads the AK under a freshly made EK, into f('ak.ctx'). */
+async function loadAk(ak: AttestationKey, f: (n: string) => string, o: TpmOptions): Promise<void> {
+  await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], o);
+  await writeFile(f('ak.pub'), ak.akPublic);
+  await writeFile(f('ak.priv'), ak.akPrivate);
+  await tpm2('flushcontext', ['-t'], o);
+  const s = await ekSession(f, o);
+  await tpm2('load', ['-C', f('ek.ctx'), '-u', f('ak.pub'), '-r', f('ak.priv'), '-c', f('ak.ctx'), '-P', s, '-Q'], o);
+  await tpm2('flushcontext', [f('session.ctx')], o).catch(() => undefined);
+}
+
+/** Makes a new attestation key in the TPM (a restricted RSA 2048 signing key under the EK). */
+export async function createAttestationKey(o: TpmOptions = {}): Promise<AttestationKey> {
+  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
+  await flush(opts);
+  try {
+    return await inTemp(async (f) => {
+      await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
+      await tpm2('readpublic', ['-c', f('ek.ctx'), '-o', f('ek.pem'), '-f', 'pem', '-Q'], opts);
+      await tpm2('flushcontext', ['-t'], opts);
+      await tpm2('createak', ['-C', f('ek.ctx'), '-c', f('ak.ctx'), '-G', 'rsa', '-g', 'sha256', '-s', 'rsassa', '-u', f('ak.pub'), '-r', f('ak.priv'), '-n', f('ak.name'), '-Q'], opts);
+      let ekCertificate: Buffer | undefined;
+      for (const index of [EK_CERT_INDEX.rsa]) ekCertificate ??= await tpm2('nvread', ['-C', 'o', `0x${index.toString(16)}`], opts).catch(() => undefined);
+      const ekPublic = await readFile(f('ek.pem'), 'utf8');
+      createPublicKey(ekPublic); // a PEM the vendor can use
+      return { akPublic: await readFile(f('ak.pub')), akPrivate: await readFile(f('ak.priv')), akName: await readFile(f('ak.name')), ekPublic, ...(ekCertificate ? { ekCertificate } : {}) };
+    });
+  } finally {
+    await flush(opts);
+  }
+}
+
+/** A quote by the AK over `qualifyingData` and the given PCRs (tpm2-tools' syntax, e.g. sha256:0,1,2,3,7). */
+export async function quote(ak: AttestationKey, qualifyingData: Buffer, pcrs = 'sha256:0,1,2,3,7', o: TpmOptions = {}): Promise<{ attest: Buffer; signature: Buffer }> {
+  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
+  await flush(opts);
+  try {
+    return await inTemp(async (f) => {
+      await loadAk(ak, f, opts);
+      await tpm2('quote', ['-c', f('ak.ctx'), '-l', pcrs, '-q', qualifyingData.toString('hex'), '-m', f('q.msg'), '-s', f('q.sig'), '-g', 'sha256', '-Q'], opts);
+      return { attest: await readFile(f('q.msg')), signature: await readFile(f('q.sig')) };
+    });
+  } finally {
+    await flush(opts);
+  }
+}
+
+/** Recovers a credential's secret (TPM2_ActivateCredential). TPM_KEY_UNAVAILABLE when this TPM cannot: another EK, another AK, or a changed credential. */
+export async function activateCredential(ak: AttestationKey, credential: Credential, o: TpmOptions = {}): Promise<Buffer> {
+  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
+  await flush(opts);
+  try {
+    return await inTemp(async (f) => {
+      try {
+        await loadAk(ak, f, opts);
+        await writeFile(f('cred'), credentialFile(credential));
+        await tpm2('flushcontext', ['-t'], opts);
+        const s = await ekSession(f, opts);
+        await tpm2('activatecredential', ['-c', f('ak.ctx'), '-C', f('ek.ctx'), '-i', f('cred'), '-o', f('secret'), '-P', s, '-Q'], opts);
+      } catch (e) {
+        if (e instanceof MlicError && e.code === 'TPM_FAILED')
+          throw new MlicError('TPM_KEY_UNAVAILABLE', `this TPM cannot recover the key: ${e.message}`, {
+            hint: 'the licence is bound to another TPM (or the host key was copied from another machine); make an activation request on this host',
+          });
+        throw e;
+      }
+      return readFile(f('secret'));
+    });
+  } finally {
+    await flush(opts);
+  }
+}
