@@ -76,6 +76,7 @@ describe('TPM quotes', () => {
     const nonce = randomBytes(32);
     const q = await quote(a, 'rsa', nonce);
     const counts = new Map<string, number>();
+    const spki = (b: Uint8Array) => parsePublic(b).key.export({ type: 'spki', format: 'der' });
     for (let i = 0; i < 1500; i++) {
       const r = rng(0x7e57 + i);
       const which = (['akPublic', 'attest', 'signature'] as const)[i % 3]!;
@@ -84,6 +85,11 @@ describe('TPM quotes', () => {
       try {
         verifyQuote({ ...q, [which]: m.bytes }, nonce);
         outcome = 'ok';
+        // what still verifies: the signed bytes unchanged, or a public area that names the same key
+        // (a field such as an unchecked scheme or attribute bit changed; the AK's name, to which a
+        // credential is bound, changes with it)
+        if (which !== 'akPublic') expect(m.bytes.equals(Buffer.from(q[which])), m.desc).toBe(true);
+        else expect(spki(m.bytes).equals(spki(q.akPublic)), m.desc).toBe(true);
       } catch (e) {
         outcome = e instanceof MlicError ? e.code : `INTERNAL ${(e as Error).name}: ${(e as Error).message} (${which}: ${m.desc})`;
       }
@@ -91,9 +97,7 @@ describe('TPM quotes', () => {
     }
     const internal = [...counts.keys()].filter((k) => k.startsWith('INTERNAL'));
     expect(internal).toEqual([]);
-    // a mutation that verifies must have left the signed bytes as they were (e.g. a no-op change)
     expect([...counts.keys()].every((k) => k === 'ok' || k === 'TPM_QUOTE_INVALID')).toBe(true);
-    expect(counts.get('TPM_QUOTE_INVALID')).toBeGreaterThan(1400);
     const huge = Buffer.alloc(1 << 20);
     expect(() => verifyQuote({ ...q, attest: huge }, nonce)).toThrow(expect.objectContaining({ code: 'TPM_QUOTE_INVALID' }));
   }, 60_000);
