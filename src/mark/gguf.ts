@@ -13,7 +13,7 @@
 import type { ReadAt } from '../util/read-at.js';
 import { Reader, GGUF_DEFAULT_ALIGNMENT, utf8Lenient } from '../format/models/reader.js';
 import { GGML_TYPES, GGUF_U32, ggufStringLength, ggufValue } from '../format/models/gguf.js';
-import type { TensorRef } from './tensors.js';
+import type { TensorRef } from './ref.js';
 
 interface Info {
   name: string;

@@ -9,7 +9,7 @@ import { posix } from 'node:path';
 import type { ReadAt } from '../util/read-at.js';
 import { Reader, SHORT_STRING, ONNX_MAX_LOCATION } from '../format/models/reader.js';
 import { WT_LEN, WT_VARINT, pbNext, pbSkip, pbString, type PbField } from '../format/models/onnx.js';
-import type { TensorRef } from './tensors.js';
+import type { TensorRef } from './ref.js';
 
 const ONNX_TYPES: Record<number, string> = { 1: 'F32', 2: 'U8', 3: 'I8', 4: 'U16', 5: 'I16', 6: 'I32', 7: 'I64', 8: 'STRING', 9: 'BOOL', 10: 'F16', 11: 'F64', 12: 'U32', 13: 'U64', 16: 'BF16' };
 const WIDTH: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };

@@ -13,20 +13,9 @@ import { readFully } from '../format/models/reader.js';
 import { isFloatDtype, DTYPE_BYTES, type FloatDtype } from './dtype.js';
 import { onnxTensors } from './onnx.js';
 import { ggufTensors } from './gguf.js';
+import type { TensorRef } from './ref.js';
 
-export interface TensorRef {
-  /** the file's path relative to the model's root ('' for a single-file model) */
-  file: string;
-  name: string;
-  /** the format's element type, as safetensors names them (F32, F16, BF16, I8, Q4_K, ...) */
-  dtype: string;
-  shape: number[];
-  /** byte offset of the first element in the file */
-  offset: number;
-  /** bytes */
-  length: number;
-  elements: number;
-}
+export type { TensorRef };
 
 export interface FloatTensor extends TensorRef {
   dtype: FloatDtype;
