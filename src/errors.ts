@@ -43,6 +43,8 @@ export const DENIAL_CODES = [
   'TPM_CERT_UNTRUSTED',
   'TPM_QUOTE_INVALID',
   'TPM_KEY_UNAVAILABLE',
+  'TPM_PCR_MISMATCH',
+  'TPM_REQUIRED',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */

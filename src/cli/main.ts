@@ -141,9 +141,11 @@ program
   .option('--force', 'overwrite an existing request file')
   .option('--online <url>', "activate online: send this host's request to the vendor's licence server and install the licence it returns")
   .option('--license-key <key>', 'with --online: the licence key from the vendor (MLIC-XXXXX-...)')
+  .option('--tpm [mode]', "bind the host key to this host's TPM 2.0 and attest the request: on (the default with --tpm), auto (when a TPM works here, else the file key, saying so), off; a TPM-bound host always attests (MLIC_TPM names the TPM, default /dev/tpmrm0)")
+  .option('--pcrs <list>', 'with --tpm: the PCRs to quote (default sha256:0,1,2,3,7)')
   .addOption(home())
   .addOption(json())
-  .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate customer.lic\n  $ mlic activate --online https://licences.acme.example --license-key MLIC-7K2QD-...')
+  .addHelpText('after', '\nExamples:\n  $ mlic activate --request --region DE -o request.json   # send request.json to the vendor\n  $ mlic activate --request --tpm -o request.json         # the host key bound to this host\'s TPM\n  $ mlic activate customer.lic\n  $ mlic activate --online https://licences.acme.example --license-key MLIC-7K2QD-...')
   .action(async (lic, opts, cmd) => act(() => import('./commands/activate.js'))(lic, opts, cmd));
 
 program
@@ -259,15 +261,29 @@ termsOptions(
 )
   .option('--bundle <file>', 'for a pin: the bundle it pins (its key alone is granted)')
   .option('--marked', 'for the bundles marked for this licence alone (mlic mark): its keys open no other bundle')
+  .option('--tpm-ca <dir>', "trusted TPM manufacturers' CA certificates: a TPM request's endorsement key certificate must chain to one (else MLIC_TPM_CA)")
+  .option('--require-tpm', 'refuse a request without TPM attestation (needs --tpm-ca)')
+  .option('--pcr-policy <file>', 'PCR values a TPM request must show (JSON: {"sha256": {"7": ["hex", ...]}}); make one with mlic license pcr-policy')
+  .option('--max-request-age <duration>', "how old a TPM request's quote may be (default 7d)")
   .option('--customer <ref>', 'customer reference')
   .option('-o, --output <file>', 'licence file to write')
   .option('--force', 'overwrite an existing licence file')
   .addOption(json())
   .addHelpText(
     'after',
-    "\nExamples:\n  $ mlic license issue --key vendor.key --request request.json --model resnet --versions '^2' --days 365 -o acme.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --versions '=2.1.0' --bundle resnet-2.1.0.mlb -o pin.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --updates-until 2027-06-30 --match most --feature batch -o m.lic\n  $ mlic license issue --key vendor.key --unbound --model resnet --rolling --expires 2027-01-01 -o trial.lic",
+    "\nExamples:\n  $ mlic license issue --key vendor.key --request request.json --model resnet --versions '^2' --days 365 -o acme.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --versions '=2.1.0' --bundle resnet-2.1.0.mlb -o pin.lic\n  $ mlic license issue --key vendor.key --request r.json --model resnet --updates-until 2027-06-30 --match most --feature batch -o m.lic\n  $ mlic license issue --key vendor.key --unbound --model resnet --rolling --expires 2027-01-01 -o trial.lic\n  $ mlic license issue --key vendor.key --request r.json --require-tpm --tpm-ca tpm-cas/ --model resnet --versions '^2' --days 365 -o tpm.lic",
   )
   .action(async (opts, cmd) => act(() => import('./commands/license.js'), 'issue')(opts, cmd));
+license
+  .command('pcr-policy')
+  .description("a PCR policy for --pcr-policy from a known-good host's TPM activation request (its quoted PCR values)")
+  .requiredOption('--request <file>', 'an activation request made with --tpm on a host in a trusted state')
+  .option('-o, --output <file>', 'policy file to write', 'pcr-policy.json')
+  .option('--max-request-age <duration>', "how old the request's quote may be (default 365d)")
+  .option('--force', 'overwrite an existing policy file')
+  .addOption(json())
+  .addHelpText('after', "\nExamples:\n  $ mlic license pcr-policy --request golden-host.json -o pcr-policy.json\n  $ mlic license issue --key vendor.key --request r.json --tpm-ca tpm-cas/ --pcr-policy pcr-policy.json --model resnet --versions '^2' --days 365")
+  .action(async (opts, cmd) => act(() => import('./commands/license.js'), 'pcrPolicy')(opts, cmd));
 license
   .command('inspect')
   .description('show every field of a licence and whether it verifies')

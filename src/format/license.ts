@@ -6,6 +6,7 @@
  * level (an unknown field is an error, never carried along), every value validated. The same
  * validation runs on the vendor's side before signing and on the host before trusting.
  */
+import { createHash } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { canonicalJson } from './canonical.js';
 import { HEX32_RE, HEX64_RE, KEYID_RE, METRIC_RE, NAME_RE, REGION_RE, isB64, isFormatVersion, isIso, isPlainObject, isSafeUint, unknownKeys } from './fields.js';
@@ -82,6 +83,43 @@ export interface HostBinding {
   region?: string;
   fingerprint: Fingerprint;
   match: MatchPolicy;
+  /** a TPM-bound host (§5.3): the keys need this TPM as well as the host key */
+  tpm?: TpmBinding;
+}
+
+/**
+ * The TPM half of a host binding (docs/FORMAT.md §5.3): a credential (TPM2_MakeCredential) that
+ * only the TPM holding the endorsement key `ekHash` names can activate, and only for the
+ * attestation key `akName`. It releases the 32-byte secret that unmasks every grant.
+ */
+export interface TpmBinding {
+  /** SHA-256 of the EK's SubjectPublicKeyInfo (DER), hex */
+  ekHash: string;
+  /** the AK's TPM name (0x000b || SHA-256 of its TPMT_PUBLIC), hex */
+  akName: string;
+  /** TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET, base64 */
+  credential: { blob: string; secret: string };
+}
+
+/** PCR values, sha256 bank: index ("0".."23") to hex. */
+export interface PcrValues {
+  sha256: Record<string, string>;
+}
+
+/** The TPM attestation in an activation request (docs/FORMAT.md §6.1). */
+export interface TpmAttestation {
+  /** the EK's SubjectPublicKeyInfo (DER), base64 */
+  ekPublic: string;
+  /** the EK certificate from the TPM's NV (DER), base64, when the TPM has one */
+  ekCertificate?: string;
+  /** the AK's TPM2B_PUBLIC, base64 */
+  akPublic: string;
+  /** 16 random bytes, hex: fresh for each request */
+  nonce: string;
+  /** the quoted PCRs' values */
+  pcrs: PcrValues;
+  /** the AK's quote (TPMS_ATTEST and TPMT_SIGNATURE, base64) over tpmQualifyingData(payload) */
+  quote: { attest: string; signature: string };
 }
 
 export interface LicensePayload {
@@ -176,6 +214,39 @@ function checkFingerprint(f: unknown, path: string, p: Problems): void {
   });
 }
 
+const b64Max = (s: unknown, max: number) => isB64(s) && s.length > 0 && Buffer.from(s, 'base64').length <= max;
+const PCR_INDEX_RE = /^(?:[0-9]|1[0-9]|2[0-3])$/;
+
+function checkPcrValues(v: unknown, path: string, p: Problems): void {
+  if (!p.obj(v, path, ['sha256'])) return;
+  const bank = v.sha256;
+  if (!isPlainObject(bank) || Object.keys(bank).length === 0 || Object.keys(bank).length > 24) return p.add(`${path}.sha256`);
+  for (const [k, val] of Object.entries(bank)) p.check(PCR_INDEX_RE.test(k) && typeof val === 'string' && HEX64_RE.test(val), `${path}.sha256.${k.slice(0, 8)}`);
+}
+
+function checkTpmAttestation(t: unknown, path: string, p: Problems): void {
+  if (!p.obj(t, path, ['ekPublic', 'ekCertificate', 'akPublic', 'nonce', 'pcrs', 'quote'])) return;
+  p.check(b64Max(t.ekPublic, 2048), `${path}.ekPublic`);
+  p.check(t.ekCertificate === undefined || b64Max(t.ekCertificate, 8192), `${path}.ekCertificate`);
+  p.check(b64Max(t.akPublic, 1024), `${path}.akPublic`);
+  p.check(typeof t.nonce === 'string' && HEX32_RE.test(t.nonce), `${path}.nonce`);
+  checkPcrValues(t.pcrs, `${path}.pcrs`, p);
+  if (p.obj(t.quote, `${path}.quote`, ['attest', 'signature'])) {
+    p.check(b64Max(t.quote.attest, 1024), `${path}.quote.attest`);
+    p.check(b64Max(t.quote.signature, 1024), `${path}.quote.signature`);
+  }
+}
+
+function checkTpmBinding(t: unknown, path: string, p: Problems): void {
+  if (!p.obj(t, path, ['ekHash', 'akName', 'credential'])) return;
+  p.check(typeof t.ekHash === 'string' && HEX64_RE.test(t.ekHash), `${path}.ekHash`);
+  p.check(typeof t.akName === 'string' && /^000b[0-9a-f]{64}$/.test(t.akName), `${path}.akName`);
+  if (p.obj(t.credential, `${path}.credential`, ['blob', 'secret'])) {
+    p.check(b64Max(t.credential.blob, 256), `${path}.credential.blob`);
+    p.check(b64Max(t.credential.secret, 1024), `${path}.credential.secret`);
+  }
+}
+
 function checkVersions(vp: unknown, p: Problems): void {
   const policy = isPlainObject(vp) ? vp.policy : undefined;
   const fields: Record<string, string[]> = { range: ['policy', 'range'], pin: ['policy', 'version', 'bundleId'], rolling: ['policy'], maintenance: ['policy', 'until', 'range'] };
@@ -257,7 +328,8 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   const h = v.host;
   const bound = isPlainObject(h) && h.binding === 'host';
   if (bound) {
-    if (p.obj(h, 'host', ['binding', 'publicKey', 'signingPublicKey', 'requestId', 'hostname', 'region', 'fingerprint', 'match'])) {
+    if (p.obj(h, 'host', ['binding', 'publicKey', 'signingPublicKey', 'requestId', 'hostname', 'region', 'fingerprint', 'match', 'tpm'])) {
+      if (h.tpm !== undefined) checkTpmBinding(h.tpm, 'host.tpm', p);
       p.check(isB64(h.publicKey, 32), 'host.publicKey');
       p.check(isB64(h.signingPublicKey, 32), 'host.signingPublicKey');
       p.check(typeof h.requestId === 'string' && HEX32_RE.test(h.requestId), 'host.requestId');
@@ -353,6 +425,8 @@ export interface ActivationRequestPayload {
   region?: string;
   customer?: string;
   fingerprint: Fingerprint;
+  /** present when the host key is bound to a TPM (§6.1) */
+  tpm?: TpmAttestation;
 }
 
 export interface ActivationRequest {
@@ -370,7 +444,7 @@ export function assertActivationRequest(v: unknown, what = 'activation request')
     });
   const p = new Problems();
   p.obj(v, '', ['payload', 'signature']);
-  p.obj(pl, 'payload', ['v', 'kind', 'requestId', 'createdAt', 'hostPublicKey', 'signingPublicKey', 'hostname', 'region', 'customer', 'fingerprint']);
+  p.obj(pl, 'payload', ['v', 'kind', 'requestId', 'createdAt', 'hostPublicKey', 'signingPublicKey', 'hostname', 'region', 'customer', 'fingerprint', 'tpm']);
   p.check(pl.kind === 'mlic-activation-request', 'payload.kind');
   p.check(pl.v === REQUEST_VERSION, 'payload.v');
   p.check(typeof pl.requestId === 'string' && HEX32_RE.test(pl.requestId), 'payload.requestId');
@@ -381,6 +455,7 @@ export function assertActivationRequest(v: unknown, what = 'activation request')
   p.check(pl.region === undefined || (typeof pl.region === 'string' && REGION_RE.test(pl.region)), 'payload.region');
   p.check(pl.customer === undefined || isText(pl.customer, 256), 'payload.customer');
   checkFingerprint(pl.fingerprint, 'payload.fingerprint', p);
+  if (pl.tpm !== undefined) checkTpmAttestation(pl.tpm, 'payload.tpm', p);
   p.check(isB64(v.signature, 64), 'signature');
   p.fail(what);
 }
@@ -394,6 +469,19 @@ export function parseRequestText(text: string, what = 'activation request'): Act
 
 export function requestSigningBytes(p: ActivationRequestPayload): Buffer {
   return Buffer.from(REQUEST_SIG_DOMAIN + canonicalJson(p), 'utf8');
+}
+
+export const TPM_QUOTE_DOMAIN = 'mlic-tpm-quote-v1\n';
+
+/**
+ * What a TPM request's quote must carry as qualifying data (§6.1): SHA-256 over the domain and
+ * the canonical payload with `tpm.quote` left out, so the quote covers every other field (the
+ * host keys, the fingerprint, the nonce, the PCR values) and belongs to this request alone.
+ */
+export function tpmQualifyingData(p: ActivationRequestPayload): Buffer {
+  if (!p.tpm) throw new TypeError('not a TPM request');
+  const { quote: _q, ...tpm } = p.tpm;
+  return createHash('sha256').update(TPM_QUOTE_DOMAIN + canonicalJson({ ...p, tpm }), 'utf8').digest();
 }
 
 /** The payload with key material replaced by a description: safe to print. */

@@ -3,6 +3,7 @@ import type { Fingerprint } from '../format/license.js';
 import { fingerprintOf } from '../hardware/fingerprint.js';
 import { probeHost, type HostProbe, type ProbeOptions } from '../hardware/probe.js';
 import { StateDir } from '../state/home.js';
+import type { TpmOptions } from '../tpm/tools.js';
 
 export interface HostOptions {
   /** state directory; default MLIC_HOME or ~/.config/mlic */
@@ -12,6 +13,8 @@ export interface HostOptions {
   probe?: ProbeOptions;
   /** a probe result to use instead of probing */
   hostProbe?: HostProbe;
+  /** the TPM to use (its TCTI); default MLIC_TPM, else /dev/tpmrm0 */
+  tpm?: TpmOptions;
 }
 
 export class HostContext {
@@ -20,6 +23,10 @@ export class HostContext {
 
   constructor(private readonly o: HostOptions) {
     this.state = StateDir.fromEnv(process.env, o.stateDir);
+  }
+
+  get tpm(): TpmOptions {
+    return this.o.tpm ?? {};
   }
 
   now(): Date {

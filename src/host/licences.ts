@@ -8,7 +8,7 @@
 import { hostname as osHostname } from 'node:os';
 import { MlicError } from '../errors.js';
 import { randomBytes, wipe } from '../crypto/random.js';
-import type { ActivationRequest, LicensePayload } from '../format/license.js';
+import type { ActivationRequest, ActivationRequestPayload, LicensePayload } from '../format/license.js';
 import { parseSignature, keyIdHex } from '../format/minisign.js';
 import type { Manifest } from '../format/manifest.js';
 import { fingerprintOf } from '../hardware/fingerprint.js';
@@ -18,7 +18,9 @@ import { checkTrustedComment, verifyManifestSignature } from '../bundle/signatur
 import { checkBundleKey } from '../bundle/decrypt.js';
 import type { EntrySpan } from '../bundle/layout.js';
 import { decide, orThrow, type Allowed, type Decision } from '../license/policy.js';
-import { bundleKeyFromLicense, unwrapGrant } from '../license/keys.js';
+import { bundleKeyFromLicense, unwrapLicenseGrant } from '../license/keys.js';
+import { attestRequest, loadTpmKey, recoverTpmSecret } from '../tpm/attest.js';
+import { tpmLikely } from '../tpm/tools.js';
 import { signRequest, verifyLicenseText } from '../license/sign.js';
 import type { AuditData } from '../usage/audit.js';
 import { HostContext, type HostOptions } from './context.js';
@@ -30,12 +32,40 @@ export type { HostOptions } from './context.js';
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
-export async function createActivationRequest(o: HostOptions & { region?: string; customer?: string } = {}): Promise<{ request: ActivationRequest; reused: boolean }> {
+export type TpmMode = 'on' | 'auto' | 'off';
+
+export interface RequestOptions extends HostOptions {
+  region?: string;
+  customer?: string;
+  /**
+   * Attest with the TPM: 'on' (or fail), 'auto' (when a TPM is present and working, else the file
+   * key alone, saying why), 'off'. Default: 'on' for a host already bound to its TPM, else 'off'.
+   * A TPM-bound host always attests: 'auto' never falls back for it, and 'off' is refused.
+   */
+  tpmMode?: TpmMode;
+  /** the PCRs to quote (tpm2-tools syntax); default sha256:0,1,2,3,7 */
+  pcrs?: string;
+}
+
+export interface RequestResult {
+  request: ActivationRequest;
+  reused: boolean;
+  /** whether the request carries a TPM attestation, and why not when 'auto' fell back */
+  tpm: { attested: boolean; fallback?: string };
+}
+
+export async function createActivationRequest(o: RequestOptions = {}): Promise<RequestResult> {
   const ctx = new HostContext(o);
   const existed = (await ctx.state.loadHost()) !== undefined;
+  const bound = (await loadTpmKey(ctx.state)) !== undefined;
+  const mode = o.tpmMode ?? (bound ? 'on' : 'off');
+  if (bound && mode === 'off')
+    throw new MlicError('USAGE', `this host's key is bound to its TPM (${ctx.state.path('tpm.json')}); its requests always carry the TPM's attestation`, {
+      hint: 'drop --tpm off; to start over without the TPM, use a new state directory (MLIC_HOME)',
+    });
   const h = await ctx.state.hostIdentity({ create: true, ...(o.region !== undefined ? { region: o.region } : {}), now: ctx.now() });
   const probe = await ctx.probe();
-  const payload = {
+  const payload: ActivationRequestPayload = {
     v: 2 as const,
     kind: 'mlic-activation-request' as const,
     requestId: randomBytes(16).toString('hex'),
@@ -47,7 +77,26 @@ export async function createActivationRequest(o: HostOptions & { region?: string
     ...(o.customer ? { customer: o.customer } : {}),
     fingerprint: fingerprintOf(probe, h.salt),
   };
-  return { request: signRequest(payload, h.signSeed), reused: existed };
+  let final = payload;
+  let fallback: string | undefined;
+  const attest = () => attestRequest(ctx.state, payload, { ...ctx.tpm, ...(o.pcrs ? { pcrs: o.pcrs } : {}), now: ctx.now() });
+  if (mode === 'on' || bound) final = await attest();
+  else if (mode === 'auto') {
+    if (!(await tpmLikely()) && !ctx.tpm.tcti) fallback = 'no TPM here (no /dev/tpmrm0 and MLIC_TPM is not set)';
+    else
+      try {
+        final = await attest();
+      } catch (e) {
+        if (!(e instanceof MlicError && ['TPM_UNAVAILABLE', 'TPM_BUSY', 'TPM_LOCKOUT', 'TPM_FAILED'].includes(e.code)) || (await loadTpmKey(ctx.state))) throw e;
+        fallback = `${e.code}: ${e.message}`;
+      }
+  }
+  return { request: signRequest(final, h.signSeed), reused: existed, tpm: { attested: final.tpm !== undefined, ...(fallback ? { fallback } : {}) } };
+}
+
+/** W for a TPM-bound licence (undefined for others). */
+async function tpmSecretFor(ctx: HostContext, l: LicensePayload): Promise<Buffer | undefined> {
+  return l.host.binding === 'host' && l.host.tpm ? recoverTpmSecret(ctx.state, l.host.tpm, ctx.tpm) : undefined;
 }
 
 /** What a decision is about. */
@@ -187,7 +236,11 @@ export async function activateLicense(text: string, o: HostOptions = {}): Promis
   return withDecision(ctx, { licensed: installed.length > 0, action: 'activate' }, async (env) => {
     const { license: l, decision } = await choose(env, [{ path: 'licence', text }], {});
     // A host-bound licence must unwrap on this host: prove it now rather than at first use.
-    if (l.host.binding === 'host') wipe(unwrapGrant(l.keys[0]!, env.host?.boxSecret));
+    if (l.host.binding === 'host') {
+      const w = await tpmSecretFor(ctx, l);
+      wipe(unwrapLicenseGrant(l, 0, env.host?.boxSecret, w));
+      w?.fill(0);
+    }
     const path = await ctx.state.licenseInstall(l.licenseId, text.endsWith('\n') ? text : text + '\n');
     return { value: { license: l, path, inGrace: decision.inGrace }, audit: { licenseId: l.licenseId, model: l.model } };
   });
@@ -247,7 +300,9 @@ export async function authorizeBundle(path: string, o: AuthorizeOptions = {}): P
     return await withDecision(ctx, { licensed: true, action: o.action ?? 'validate', about }, async (env) => {
       const target: Target = { manifest, ...(o.feature !== undefined ? { feature: o.feature } : {}), ...(o.components ? { components: o.components } : {}) };
       const { license, decision } = await choose(env, candidates, target);
-      const bundleKey = bundleKeyFromLicense(license, manifest, env.host?.boxSecret);
+      const w = await tpmSecretFor(ctx, license);
+      const bundleKey = bundleKeyFromLicense(license, manifest, env.host?.boxSecret, w);
+      w?.fill(0);
       checkBundleKey(manifest, bundleKey);
       const files = decision.components
         ? manifest.files.filter((f) => f.component !== undefined && decision.components!.includes(f.component)).map((f) => f.index)

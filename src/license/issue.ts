@@ -15,7 +15,8 @@ import { parseSemver, versionLine } from '../format/semver.js';
 import { bundleKeyFromMaster, modelKeyFor, nodeKey, type Tree } from '../keys/derive.js';
 import { sha256Hex } from '../crypto/hash.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { sealGrant } from './keys.js';
+import { sealGrant, tpmGrantMask } from './keys.js';
+import { sealForTpm, verifyTpmRequest, type TpmVerifyOptions } from '../tpm/attest.js';
 import { ALL_LINES, grantNodes, lineIntervals } from './lines.js';
 import { signLicense } from './sign.js';
 
@@ -48,6 +49,8 @@ export interface IssueOptions {
   lease?: LeaseTerms;
   /** a licence for the bundles marked for it (mlic mark): its keys open those alone */
   marked?: boolean;
+  /** how a TPM attestation in the request is checked (trusted CAs, PCR policy, required or not) */
+  tpm?: TpmVerifyOptions;
   now?: Date;
 }
 
@@ -119,6 +122,15 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
   const host = o.request?.payload;
   const hostPub = host ? Buffer.from(host.hostPublicKey, 'base64') : undefined;
   const licenseId = randomBytes(16).toString('hex');
+  // a TPM host: verified before anything is derived; its grants are masked with W, which the credential releases to that TPM alone
+  if (!host && o.tpm?.require) throw new MlicError('USAGE', 'a licence that requires a TPM is bound to a host: give the host\'s activation request');
+  const tpm = host ? verifyTpmRequest(host, { ...o.tpm, now }) : undefined;
+  const sealedTpm = tpm ? sealForTpm(tpm) : undefined;
+  const seal = (scope: Parameters<typeof sealGrant>[0], k: Uint8Array) => {
+    const mask = sealedTpm ? tpmGrantMask(sealedTpm.secret, licenseId, grants.length) : undefined;
+    grants.push(sealGrant(scope, k, hostPub, mask));
+    mask?.fill(0);
+  };
   if (o.marked && o.versions.policy === 'pin')
     throw new MlicError('USAGE', 'a licence for marked bundles cannot pin one bundle: the bundle marked for it does not exist yet', { hint: "grant the version by range instead, e.g. --versions '=2.1.0'" });
   const markedFor = o.marked ? licenseId : undefined;
@@ -132,7 +144,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     if (nodes.length > MAX_GRANTS) throw new MlicError('USAGE', `--versions: '${range}' needs ${nodes.length} keys, more than the ${MAX_GRANTS} a licence may carry; use fewer alternatives`);
     for (const n of nodes) {
       const k = markedFor ? nodeKey(mk, n.tree, n.depth, n.prefix) : cachedNodeKey(o.key.master, mk, o.model, n.tree, n.depth, n.prefix);
-      grants.push(sealGrant({ scope: 'lines', ...n }, k, hostPub));
+      seal({ scope: 'lines', ...n }, k);
       k.fill(0);
     }
   };
@@ -152,7 +164,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
       if (b.vendor.keyId !== keyIdHex(o.key.keyId)) throw new MlicError('USAGE', `--bundle was packed with vendor key ${b.vendor.keyId}, not this key`);
       versions = { policy: 'pin', version: v.version, bundleId: b.bundleId };
       const k = bundleKeyFromMaster(o.key.master, o.model, versionLine(sv), b.bundleId);
-      grants.push(sealGrant({ scope: 'bundle', bundleId: b.bundleId }, k, hostPub));
+      seal({ scope: 'bundle', bundleId: b.bundleId }, k);
       k.fill(0);
       break;
     }
@@ -166,6 +178,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
       break;
   }
   mk.fill(0);
+  sealedTpm?.secret.fill(0);
   const customer = o.customer ?? host?.customer;
   const binding: LicensePayload['host'] = host
     ? ({
@@ -182,6 +195,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
           vm: host.fingerprint.vm,
         },
         match: o.match ?? { policy: 'all' },
+        ...(sealedTpm ? { tpm: sealedTpm.binding } : {}),
       } satisfies HostBinding)
     : { binding: 'unbound' };
   const payload: LicensePayload = {

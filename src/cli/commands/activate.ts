@@ -3,7 +3,7 @@ import { StateDir } from '../../state/home.js';
 import { installRevocationList } from '../../host/revocations.js';
 import { callServer, expectField } from '../../host/server-client.js';
 import { MAX_INPUT, readTextFile } from '../../util/files.js';
-import { activateLicense, createActivationRequest } from '../../host/licences.js';
+import { activateLicense, createActivationRequest, type RequestResult, type TpmMode } from '../../host/licences.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { describeVersions } from '../../license/policy.js';
 import { printResult, type Ctx } from '../output.js';
@@ -18,6 +18,22 @@ export interface ActivateOpts {
   force?: boolean;
   online?: string;
   licenseKey?: string;
+  tpm?: string | boolean;
+  pcrs?: string;
+}
+
+function tpmMode(o: ActivateOpts): { tpmMode?: TpmMode; pcrs?: string } {
+  if (o.pcrs !== undefined && (o.tpm === undefined || o.tpm === 'off')) throw new MlicError('USAGE', '--pcrs is for a TPM request: add --tpm');
+  const pcrs = o.pcrs !== undefined ? { pcrs: o.pcrs } : {};
+  if (o.tpm === undefined) return pcrs;
+  const m = o.tpm === true ? 'on' : o.tpm;
+  if (m !== 'on' && m !== 'auto' && m !== 'off') throw new MlicError('USAGE', `--tpm ${m}: say on, auto or off`);
+  return { tpmMode: m, ...pcrs };
+}
+
+function sayTpm(ctx: Ctx, t: RequestResult['tpm']): void {
+  if (t.attested) ctx.note('the host key is bound to this host\'s TPM; the request carries its attestation (endorsement key certificate, attestation key, quote)');
+  else if (t.fallback) ctx.note(`no TPM attestation (--tpm auto): ${t.fallback}; the request uses the host key file alone`);
 }
 
 export async function run(ctx: Ctx, licenseFile: string | undefined, o: ActivateOpts): Promise<void> {
@@ -25,13 +41,14 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
   if (o.request) {
     if (licenseFile !== undefined) throw new MlicError('USAGE', '--request takes no licence file');
     const hostProbe = await probeWithSpinner(ctx.json);
-    const { request, reused } = await createActivationRequest({ ...base, hostProbe, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    const { request, reused, tpm } = await createActivationRequest({ ...base, hostProbe, ...tpmMode(o), ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    sayTpm(ctx, tpm);
     const text = JSON.stringify(request, null, 2) + '\n';
     const out = o.output ?? 'request.json';
     await writeSmallFileAtomic(out, text, { mode: 0o644, force: o.force ?? false });
     ctx.note(`${reused ? 'reused this host\'s key' : 'created this host\'s key'}; ${request.payload.fingerprint.components.length} hardware components, as salted hashes`);
     ctx.out(`wrote ${out}: send it to your vendor, then run \`mlic activate <licence-file>\``);
-    printResult(ctx, { request: out, requestId: request.payload.requestId, reusedHostKey: reused, components: request.payload.fingerprint.components.length, region: request.payload.region ?? null });
+    printResult(ctx, { request: out, requestId: request.payload.requestId, reusedHostKey: reused, components: request.payload.fingerprint.components.length, region: request.payload.region ?? null, tpm: tpm.attested, ...(tpm.fallback ? { tpmFallback: tpm.fallback } : {}) });
     return;
   }
   let text: string;
@@ -41,7 +58,8 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     if (licenseFile !== undefined) throw new MlicError('USAGE', '--online takes no licence file: the server sends it');
     if (!o.licenseKey) throw new MlicError('USAGE', '--online needs --license-key MLIC-XXXXX-XXXXX-XXXXX-XXXXX');
     hostProbe = await probeWithSpinner(ctx.json);
-    const { request } = await createActivationRequest({ ...base, hostProbe, ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    const { request, tpm } = await createActivationRequest({ ...base, hostProbe, ...tpmMode(o), ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    sayTpm(ctx, tpm);
     const answer = await postActivation(o.online, o.licenseKey, JSON.stringify(request));
     text = answer.license;
     revocations = answer.revocations;

@@ -13,6 +13,9 @@ import { openVerified } from '../../bundle/verify.js';
 import { StateDir } from '../../state/home.js';
 import { writeSmallFileAtomic } from '../../util/atomic.js';
 import { vendorKey } from '../keys.js';
+import { loadTpmCas } from '../../tpm/ekcert.js';
+import { parsePcrPolicy, policyFromValues } from '../../tpm/pcr.js';
+import { verifyTpmRequest, type TpmVerifyOptions } from '../../tpm/attest.js';
 import { printResult, type Ctx } from '../output.js';
 
 /** The terms a licence grants, as the CLI takes them (license issue, admin entitlement create). */
@@ -46,6 +49,22 @@ export interface IssueOpts extends TermsOpts {
   output?: string;
   force?: boolean;
   marked?: boolean;
+  tpmCa?: string;
+  requireTpm?: boolean;
+  pcrPolicy?: string;
+  maxRequestAge?: string;
+}
+
+/** How TPM requests are checked: --tpm-ca (or MLIC_TPM_CA), --require-tpm, --pcr-policy, --max-request-age. */
+async function tpmChecks(o: Pick<IssueOpts, 'tpmCa' | 'requireTpm' | 'pcrPolicy' | 'maxRequestAge'>): Promise<TpmVerifyOptions> {
+  const caDir = o.tpmCa ?? (process.env.MLIC_TPM_CA || undefined);
+  if (o.requireTpm && !caDir) throw new MlicError('USAGE', "--require-tpm needs --tpm-ca DIR (or MLIC_TPM_CA): without the manufacturers' CAs nothing shows the TPM is real");
+  return {
+    ...(caDir ? { cas: await loadTpmCas(caDir) } : {}),
+    ...(o.requireTpm ? { require: true } : {}),
+    ...(o.pcrPolicy ? { pcrPolicy: parsePcrPolicy(await readTextFile(o.pcrPolicy, { maxBytes: 1 << 16, what: 'PCR policy' }), o.pcrPolicy) } : {}),
+    ...(o.maxRequestAge ? { maxAgeSeconds: duration(o.maxRequestAge, '--max-request-age') } : {}),
+  };
 }
 
 export function date(s: string, what: string): Date {
@@ -76,6 +95,7 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
   else versions = { policy: 'range', range: o.versions };
   if (o.bundle !== undefined && versions.policy !== 'pin') throw new MlicError('USAGE', "--bundle is for a pin (--versions '=X.Y.Z')");
   const request = o.request ? parseAndVerifyRequest(await readTextFile(o.request, { maxBytes: MAX_INPUT.request, what: 'activation request' }), o.request) : undefined;
+  const tpm = await tpmChecks(o);
   const key = await vendorKey(ctx, o);
   // The pinned bundle decides which key is granted: trust it only once its signature verifies with this key.
   let pinnedBundle;
@@ -112,13 +132,16 @@ export async function issue(ctx: Ctx, o: IssueOpts): Promise<void> {
     ...(o.customer ? { customer: o.customer } : {}),
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
     ...(o.marked ? { marked: true } : {}),
+    tpm,
     now,
   });
+  const t = payload.host.binding === 'host' ? payload.host.tpm : undefined;
+  if (t) ctx.note(`bound to the host's TPM (endorsement key ${t.ekHash.slice(0, 16)}…)${tpm.cas ? ', its certificate chained to a trusted manufacturer CA' : "; WARNING: its endorsement key certificate was not checked (no --tpm-ca): nothing shows it is a real TPM"}`);
   const out = o.output ?? `${payload.model}-${payload.licenseId.slice(0, 8)}.lic`;
   // 0600 like every secret: a bound licence holds sealed keys, an unbound one its keys in the clear.
   await writeSmallFileAtomic(out, serializeLicense(license), { mode: 0o600, force: o.force ?? false });
   ctx.out(`wrote ${out}: licence ${payload.licenseId} for ${payload.model}, ${describeVersions(payload.versions)}, ${payload.host.binding === 'host' ? `bound to host ${payload.host.hostname ?? payload.host.requestId}` : 'UNBOUND (its keys are in the file: treat it as a secret)'}${payload.marked ? '; for marked bundles only (mlic mark)' : ''}`);
-  printResult(ctx, { license: out, licenseId: payload.licenseId, payload: redactedPayload(payload) });
+  printResult(ctx, { license: out, licenseId: payload.licenseId, tpm: t ? { ekHash: t.ekHash, ekCertificateVerified: tpm.cas !== undefined } : null, payload: redactedPayload(payload) });
 }
 
 export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: string }): Promise<void> {
@@ -155,10 +178,23 @@ export async function inspect(ctx: Ctx, file: string, o: { pub?: string; home?: 
     ['meters', p.meters.map((m) => `${m.metric} ${m.limit}/${m.period}${overageText(m)}${m.scope === 'fleet' ? ' (fleet)' : ''}`).join(', ') || '-'],
     ['regions', p.regions?.join(', ') ?? 'anywhere'],
     ['marked', p.marked ? 'yes: its keys open only the bundles marked for it (mlic mark)' : 'no'],
-    ['keys', `${p.keys.length} (${p.keys.some((k) => k.sealed) ? 'sealed to the host' : 'in the clear: an unbound licence, keep it secret'})`],
+    ['tpm', p.host.binding === 'host' && p.host.tpm ? `bound: endorsement key ${p.host.tpm.ekHash}` : '-'],
+    ['keys', `${p.keys.length} (${p.keys.some((k) => k.sealed) ? (p.host.binding === 'host' && p.host.tpm ? "sealed to the host key and to its TPM" : 'sealed to the host') : 'in the clear: an unbound licence, keep it secret'})`],
   ];
   for (const [k, v] of lines) ctx.out(`${k.padEnd(11)} ${v}`);
   if (!verified && verifyError)
     throw new MlicError(verifyError.code as 'SIGNATURE_INVALID', verifyError.message, { details: { payload: redactedPayload(p) } });
   printResult(ctx, { verified, status: !time.ok ? time.code : time.inGrace ? 'IN_GRACE' : 'VALID', expired: !time.ok && time.code === 'LICENSE_EXPIRED', signature: { alg: l.signature.alg, keyId: l.signature.keyId }, payload: redactedPayload(p) });
+}
+
+/** A PCR policy from a known-good host's TPM request: the PCR values it quoted (the quote is checked first). */
+export async function pcrPolicy(ctx: Ctx, o: { request: string; output?: string; force?: boolean; maxRequestAge?: string }): Promise<void> {
+  const request = parseAndVerifyRequest(await readTextFile(o.request, { maxBytes: MAX_INPUT.request, what: 'activation request' }), o.request);
+  if (!request.payload.tpm) throw new MlicError('TPM_REQUIRED', `${o.request} has no TPM attestation`, { hint: 'on the host: mlic activate --request --tpm' });
+  const v = verifyTpmRequest(request.payload, { ...(o.maxRequestAge ? { maxAgeSeconds: duration(o.maxRequestAge, '--max-request-age') } : { maxAgeSeconds: 365 * 86400 }) });
+  const policy = policyFromValues(request.payload.tpm.pcrs);
+  const out = o.output ?? 'pcr-policy.json';
+  await writeSmallFileAtomic(out, JSON.stringify(policy, null, 2) + '\n', { mode: 0o644, force: o.force ?? false });
+  ctx.out(`wrote ${out}: PCRs ${v!.pcrs.join(', ')} (sha256) as host ${request.payload.hostname} quoted them; add other allowed values to each list as needed`);
+  printResult(ctx, { policy: out, pcrs: v!.pcrs, hostname: request.payload.hostname });
 }
