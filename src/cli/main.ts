@@ -452,6 +452,10 @@ server
   .option('--rate-limit-key <n>', 'activations a minute per licence key (0: no limit)', '300')
   .option('--rate-limit-address <n>', 'activations, deactivations and usage reports a minute per client address (0: no limit)', '600')
   .option('--trust-proxy', 'take client addresses from X-Forwarded-For (only behind a proxy that sets it)')
+  .option('--tpm-ca <dir>', "trusted TPM manufacturers' CA certificates: a TPM-attested request's endorsement key certificate must chain to one (else MLIC_TPM_CA)")
+  .option('--require-tpm', 'refuse activation requests without TPM attestation (needs --tpm-ca)')
+  .option('--pcr-policy <file>', 'PCR values a TPM-attested request must show (mlic license pcr-policy makes one)')
+  .option('--max-request-age <duration>', "how old a TPM request's quote may be (default 7d)")
   .addOption(json())
   .addHelpText('after', '\nPrints the base URL on stdout when listening, then one JSON access-log line per request. SIGTERM stops it\ngracefully (requests in flight finish).\n\nExamples:\n  $ mlic server start --data /var/lib/mlic\n  $ mlic server start --data /var/lib/mlic --listen 0.0.0.0:443 --tls-cert cert.pem --tls-key key.pem')
   .action(async (opts, cmd) => act(() => import('./commands/server.js'), 'start')(opts, cmd));

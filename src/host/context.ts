@@ -23,6 +23,7 @@ export class HostContext {
 
   constructor(private readonly o: HostOptions) {
     this.state = StateDir.fromEnv(process.env, o.stateDir);
+    if (o.tpm) this.state.tpm = o.tpm;
   }
 
   get tpm(): TpmOptions {

@@ -19,7 +19,7 @@ import { checkBundleKey } from '../bundle/decrypt.js';
 import type { EntrySpan } from '../bundle/layout.js';
 import { decide, orThrow, type Allowed, type Decision } from '../license/policy.js';
 import { bundleKeyFromLicense, unwrapLicenseGrant } from '../license/keys.js';
-import { attestRequest, loadTpmKey, recoverTpmSecret } from '../tpm/attest.js';
+import { attestRequest, recoverTpmSecret } from '../tpm/attest.js';
 import { tpmLikely } from '../tpm/tools.js';
 import { signRequest, verifyLicenseText } from '../license/sign.js';
 import type { AuditData } from '../usage/audit.js';
@@ -56,14 +56,33 @@ export interface RequestResult {
 
 export async function createActivationRequest(o: RequestOptions = {}): Promise<RequestResult> {
   const ctx = new HostContext(o);
-  const existed = (await ctx.state.loadHost()) !== undefined;
-  const bound = (await loadTpmKey(ctx.state)) !== undefined;
-  const mode = o.tpmMode ?? (bound ? 'on' : 'off');
-  if (bound && mode === 'off')
-    throw new MlicError('USAGE', `this host's key is bound to its TPM (${ctx.state.path('tpm.json')}); its requests always carry the TPM's attestation`, {
+  const kind = await ctx.state.hostKind();
+  const mode = o.tpmMode ?? (kind === 'tpm' ? 'on' : 'off');
+  if (kind === 'tpm' && mode === 'off')
+    throw new MlicError('USAGE', `this host's keys are in its TPM (${ctx.state.path('tpm.json')}); its requests always carry the TPM's attestation`, {
       hint: 'drop --tpm off; to start over without the TPM, use a new state directory (MLIC_HOME)',
     });
-  const h = await ctx.state.hostIdentity({ create: true, ...(o.region !== undefined ? { region: o.region } : {}), now: ctx.now() });
+  const region = o.region !== undefined ? { region: o.region } : {};
+  let h: HostIdentity;
+  let fallback: string | undefined;
+  if (kind === 'tpm' || mode === 'on') h = await ctx.state.createTpmHost({ ...region, now: ctx.now() });
+  else if (mode === 'auto' && kind === 'file') {
+    fallback = "this host's key was made without the TPM (a new state directory would bind one to it)";
+    h = await ctx.state.hostIdentity({ create: true, ...region, now: ctx.now() });
+  } else if (mode === 'auto') {
+    const noTpm = !(await tpmLikely()) && !ctx.tpm.tcti ? 'no TPM here (no /dev/tpmrm0 and MLIC_TPM is not set)' : undefined;
+    let made: HostIdentity | undefined;
+    if (!noTpm)
+      try {
+        made = await ctx.state.createTpmHost({ ...region, now: ctx.now() });
+      } catch (e) {
+        // only a TPM that is not there or not working falls back, and only while nothing is bound to it
+        if (!(e instanceof MlicError && ['TPM_UNAVAILABLE', 'TPM_BUSY', 'TPM_LOCKOUT', 'TPM_FAILED'].includes(e.code)) || (await ctx.state.hostKind()) !== 'none') throw e;
+        fallback = `${e.code}: ${e.message}`;
+      }
+    fallback ??= noTpm;
+    h = made ?? (await ctx.state.hostIdentity({ create: true, ...region, now: ctx.now() }));
+  } else h = await ctx.state.hostIdentity({ create: true, ...region, now: ctx.now() });
   const probe = await ctx.probe();
   const payload: ActivationRequestPayload = {
     v: 2 as const,
@@ -77,21 +96,8 @@ export async function createActivationRequest(o: RequestOptions = {}): Promise<R
     ...(o.customer ? { customer: o.customer } : {}),
     fingerprint: fingerprintOf(probe, h.salt),
   };
-  let final = payload;
-  let fallback: string | undefined;
-  const attest = () => attestRequest(ctx.state, payload, { ...ctx.tpm, ...(o.pcrs ? { pcrs: o.pcrs } : {}), now: ctx.now() });
-  if (mode === 'on' || bound) final = await attest();
-  else if (mode === 'auto') {
-    if (!(await tpmLikely()) && !ctx.tpm.tcti) fallback = 'no TPM here (no /dev/tpmrm0 and MLIC_TPM is not set)';
-    else
-      try {
-        final = await attest();
-      } catch (e) {
-        if (!(e instanceof MlicError && ['TPM_UNAVAILABLE', 'TPM_BUSY', 'TPM_LOCKOUT', 'TPM_FAILED'].includes(e.code)) || (await loadTpmKey(ctx.state))) throw e;
-        fallback = `${e.code}: ${e.message}`;
-      }
-  }
-  return { request: signRequest(final, h.signSeed), reused: existed, tpm: { attested: final.tpm !== undefined, ...(fallback ? { fallback } : {}) } };
+  const final = h.tpm ? await attestRequest(ctx.state, payload, { ...ctx.tpm, ...(o.pcrs ? { pcrs: o.pcrs } : {}), now: ctx.now() }) : payload;
+  return { request: signRequest(final, h.signSeed), reused: kind !== 'none', tpm: { attested: final.tpm !== undefined, ...(fallback ? { fallback } : {}) } };
 }
 
 /** W for a TPM-bound licence (undefined for others). */

@@ -19,6 +19,7 @@ import { licenseKeyHash, normalizeLicenseKey } from './license-key.js';
 import type { Deactivation } from '../format/revocation.js';
 import { parseLicenseText } from '../format/license.js';
 import { revokeLicenses } from './revocations.js';
+import type { TpmVerifyOptions } from '../tpm/attest.js';
 
 export interface ActivationResult {
   license: string;
@@ -34,7 +35,7 @@ export function parseActivation(licenseKey: string, requestText: string): { norm
   return { normalized, request: parseAndVerifyRequest(requestText) };
 }
 
-export async function activate(q: Queries, key: VendorKey, parsed: { normalized: string; request: ActivationRequest }, now: Date): Promise<ActivationResult> {
+export async function activate(q: Queries, key: VendorKey, parsed: { normalized: string; request: ActivationRequest }, now: Date, tpm?: TpmVerifyOptions): Promise<ActivationResult> {
   const { normalized, request } = parsed;
   const e = await q.get<{ id: string; customer: string; model: string; terms: string; max_hosts: number; revoked_at: number | null; seats: number | null; seat_unit: 'host' | 'gpu' | 'process' | null; lease_seconds: number | null }>(
     'SELECT id, customer, model, terms, max_hosts, revoked_at, seats, seat_unit, lease_seconds FROM entitlements WHERE key_hash = ?',
@@ -75,7 +76,7 @@ export async function activate(q: Queries, key: VendorKey, parsed: { normalized:
       });
   }
   const lease = e.seats !== null && e.seat_unit !== null && e.lease_seconds !== null ? { entitlementId: e.id, unit: e.seat_unit, seats: Number(e.seats), leaseSeconds: Number(e.lease_seconds) } : undefined;
-  const { license, payload } = issueLicense({ ...issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now), ...(lease ? { lease } : {}) });
+  const { license, payload } = issueLicense({ ...issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now), ...(lease ? { lease } : {}), ...(tpm ? { tpm } : {}) });
   const hostId = have?.id ?? `host_${randomBytes(8).toString('hex')}`;
   if (have)
     await q.run(

@@ -3,6 +3,7 @@
  * (`{"error":{"code","message"}}` with mlic's codes), and an access log of one JSON line per
  * request (method, path, status, time; never headers, bodies or tokens).
  */
+import type { TpmVerifyOptions } from '../tpm/attest.js';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, leaseLock, type Database } from './db/index.js';
@@ -36,6 +37,8 @@ export interface AppOptions {
   trustProxy?: boolean;
   /** the server's clock for leases (tests move it; default: the system's) */
   clock?: () => Date;
+  /** how TPM-attested activation requests are checked (--tpm-ca, --require-tpm, --pcr-policy) */
+  tpm?: TpmVerifyOptions;
 }
 
 /** The revocation list rides along with activation and deactivation answers up to this size; a longer one is fetched with `revocations sync`. */
@@ -286,7 +289,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       perKey.take(normalizeLicenseKey(b.licenseKey) ?? b.licenseKey.slice(0, 64));
       // parsed and verified before any database work: junk takes no connection and no lock
       const parsed = parseActivation(b.licenseKey, b.request);
-      const r = await o.db.tx((q) => activate(q, o.issuer!, parsed, new Date()), { lock: activationLock(licenseKeyHash(parsed.normalized)) });
+      const r = await o.db.tx((q) => activate(q, o.issuer!, parsed, new Date(), o.tpm), { lock: activationLock(licenseKeyHash(parsed.normalized)) });
       const revocations = await attachedList();
       return reply.code(r.reissued ? 200 : 201).send({ ...r, ...(revocations !== undefined ? { revocations } : {}) });
     },

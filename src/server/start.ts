@@ -3,6 +3,7 @@
  * initializes it and prints the first admin token once), then HTTP(S) until SIGTERM or SIGINT,
  * which stop accepting, let requests in flight finish, and close the database.
  */
+import type { TpmVerifyOptions } from '../tpm/attest.js';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { MlicError, fromFsError } from '../errors.js';
@@ -31,6 +32,7 @@ export interface StartOptions {
   issuer?: VendorKey;
   rateLimits?: { perKey: number; perAddress: number };
   trustProxy?: boolean;
+  tpm?: TpmVerifyOptions;
 }
 
 /** How long a stop waits for requests in flight before it cuts their connections. */
@@ -82,6 +84,7 @@ export async function startServer(o: StartOptions): Promise<void> {
         ...(https ? { https } : {}),
         ...(o.rateLimits ? { rateLimits: o.rateLimits } : {}),
         ...(o.trustProxy ? { trustProxy: true } : {}),
+        ...(o.tpm ? { tpm: o.tpm } : {}),
       });
     } catch (e) {
       if (!https) throw e;

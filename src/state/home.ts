@@ -16,6 +16,7 @@ import { canonicalJson } from '../format/canonical.js';
 import { keyFingerprint, keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 import { REGION_RE } from '../format/license.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
+import type { TpmOptions } from '../tpm/tools.js';
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
   if (env.MLIC_HOME) return env.MLIC_HOME;
@@ -34,16 +35,14 @@ export interface HostIdentity {
   salt: Buffer;
   region?: string;
   createdAt: string;
+  /** the keys are computed by the host's TPM (src/tpm/store.ts); none is on disk */
+  tpm?: true;
 }
 
-interface HostFile {
-  v: 1;
-  boxSecret: string;
-  signSeed: string;
-  salt: string;
-  region?: string;
-  createdAt: string;
-}
+/** v1: the keys in the file; v2: a TPM host, whose keys its TPM computes (tpm.json). */
+type HostFile =
+  | { v: 1; boxSecret: string; signSeed: string; salt: string; region?: string; createdAt: string }
+  | { v: 2; keys: 'tpm'; salt: string; region?: string; createdAt: string };
 
 async function readJson<T>(path: string): Promise<T | undefined> {
   let text: string;
@@ -61,6 +60,9 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 }
 
 export class StateDir {
+  /** the TPM a TPM-bound host's keys are in (default MLIC_TPM, else /dev/tpmrm0) */
+  tpm: TpmOptions | undefined;
+
   constructor(readonly dir: string) {}
 
   static fromEnv(env: NodeJS.ProcessEnv = process.env, dir?: string): StateDir {
@@ -84,14 +86,28 @@ export class StateDir {
 
   // ---- host identity ----
 
+  /** Whether this state directory has a host key, and where it is: in the file, or in the TPM. */
+  async hostKind(): Promise<'none' | 'file' | 'tpm'> {
+    const f = await readJson<HostFile>(this.path('host.json'));
+    return !f ? 'none' : f.v === 2 ? 'tpm' : 'file';
+  }
+
   async loadHost(): Promise<HostIdentity | undefined> {
     const f = await readJson<HostFile>(this.path('host.json'));
     if (!f) return undefined;
-    if (f.v !== 1 || typeof f.boxSecret !== 'string' || typeof f.signSeed !== 'string' || typeof f.salt !== 'string')
-      throw new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
-    const boxSecret = Buffer.from(f.boxSecret, 'base64');
-    const signSeed = Buffer.from(f.signSeed, 'base64');
-    if (boxSecret.length !== 32 || signSeed.length !== 32) throw new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
+    const corrupt = () => new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
+    if (typeof f !== 'object' || f === null || typeof f.salt !== 'string' || !/^[0-9a-f]{64}$/.test(f.salt)) throw corrupt();
+    let boxSecret: Buffer;
+    let signSeed: Buffer;
+    if (f.v === 2) {
+      if (f.keys !== 'tpm') throw corrupt();
+      ({ boxSecret, signSeed } = await (await import('../tpm/store.js')).tpmHostSecrets(this, this.tpm ?? {}));
+    } else {
+      if (f.v !== 1 || typeof f.boxSecret !== 'string' || typeof f.signSeed !== 'string') throw corrupt();
+      boxSecret = Buffer.from(f.boxSecret, 'base64');
+      signSeed = Buffer.from(f.signSeed, 'base64');
+    }
+    if (boxSecret.length !== 32 || signSeed.length !== 32) throw corrupt();
     return {
       boxSecret,
       boxPublic: x25519FromSecret(boxSecret).publicKey,
@@ -100,7 +116,37 @@ export class StateDir {
       salt: Buffer.from(f.salt, 'hex'),
       ...(f.region ? { region: f.region } : {}),
       createdAt: f.createdAt,
+      ...(f.v === 2 ? { tpm: true as const } : {}),
     };
+  }
+
+  /**
+   * Makes this host a TPM host (its keys in the TPM: src/tpm/store.ts), or returns the TPM host it
+   * already is. Refused for a host whose keys are in the file: its licences are sealed to those.
+   */
+  async createTpmHost(opts: { region?: string; now?: Date } = {}): Promise<HostIdentity> {
+    if (opts.region !== undefined && !REGION_RE.test(opts.region))
+      throw new MlicError('USAGE', `invalid region '${opts.region}'`, { hint: 'use an ISO 3166 country code like DE or US, or a region code like EU' });
+    const kind = await this.hostKind();
+    if (kind === 'file')
+      throw new MlicError('USAGE', `this host's key was made without the TPM (${this.path('host.json')}), and its licences are sealed to it`, {
+        hint: 'to bind a host to its TPM, start from a new state directory (MLIC_HOME or --home) and activate again',
+      });
+    if (kind === 'none') {
+      const now = opts.now ?? new Date();
+      await (await import('../tpm/store.js')).ensureTpmKey(this, this.tpm ?? {}, now);
+      const f: HostFile = { v: 2, keys: 'tpm', salt: randomBytes(32).toString('hex'), ...(opts.region ? { region: opts.region } : {}), createdAt: now.toISOString() };
+      await this.ensure();
+      try {
+        await writeSmallFileAtomic(this.path('host.json'), JSON.stringify(f, null, 2) + '\n', { mode: 0o600, force: false });
+      } catch (e) {
+        if (!(e instanceof MlicError && e.code === 'IO_EXISTS')) throw e;
+      }
+    }
+    let h = (await this.loadHost())!;
+    if (!h.tpm) throw new MlicError('USAGE', `this host's key was made without the TPM (${this.path('host.json')})`);
+    if (opts.region !== undefined && opts.region !== h.region) await this.saveHost((h = { ...h, region: opts.region }));
+    return h;
   }
 
   /** Loads the host identity, creating it on first use. A new region replaces the declared one. */
@@ -139,7 +185,9 @@ export class StateDir {
 
   private async saveHost(h: HostIdentity, replace = true): Promise<void> {
     await this.ensure();
-    const f: HostFile = {
+    const f: HostFile = h.tpm
+      ? { v: 2, keys: 'tpm', salt: h.salt.toString('hex'), ...(h.region ? { region: h.region } : {}), createdAt: h.createdAt }
+      : {
       v: 1,
       boxSecret: Buffer.from(h.boxSecret).toString('base64'),
       signSeed: Buffer.from(h.signSeed).toString('base64'),

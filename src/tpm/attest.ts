@@ -15,106 +15,20 @@
  * The host recovers W with TPM2_ActivateCredential when it first needs it, once per process.
  */
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError } from '../errors.js';
 import { tpmQualifyingData, type ActivationRequestPayload, type TpmAttestation, type TpmBinding } from '../format/license.js';
-import { isB64, isPlainObject, unknownKeys, HEX64_RE } from '../format/fields.js';
-import type { StateDir } from '../state/home.js';
-import { writeSmallFileAtomic } from '../util/atomic.js';
 import { makeCredential } from './credential.js';
 import { verifyEkCertificate } from './ekcert.js';
-import { activateCredential, createAttestationKey, quote, type AttestationKey } from './host.js';
+import { activateCredential, quote } from './host.js';
+import { ekHashOf, ensureTpmKey, loadTpmKey, spkiDer, type StatePlace } from './store.js';
 import { checkPcrPolicy, checkQuotePcrs, DEFAULT_PCRS, readPcrs, type PcrPolicy } from './pcr.js';
 import { verifyQuote } from './quote.js';
 import { tctiOf, type TpmOptions } from './tools.js';
 
-
-// ---- the host's TPM key file (tpm.json in the state directory) ----
-
-interface TpmFile {
-  v: 1;
-  ekHash: string;
-  akPublic: string;
-  akPrivate: string;
-  akName: string;
-  ekPublic: string;
-  ekCertificate?: string;
-  createdAt: string;
-}
-
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
-const spkiDer = (pem: string) => createPublicKey(pem).export({ type: 'spki', format: 'der' });
-const ekHashOf = (der: Uint8Array) => createHash('sha256').update(der).digest('hex');
 
-/** The host's stored AK, or undefined when this host is not TPM-bound. */
-export async function loadTpmKey(state: StateDir): Promise<(AttestationKey & { ekHash: string }) | undefined> {
-  const path = state.path('tpm.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromFsError(e, path);
-  }
-  let f: unknown;
-  try {
-    f = JSON.parse(text);
-  } catch {
-    f = undefined;
-  }
-  const ok =
-    isPlainObject(f) &&
-    unknownKeys(f, ['v', 'ekHash', 'akPublic', 'akPrivate', 'akName', 'ekPublic', 'ekCertificate', 'createdAt']).length === 0 &&
-    f.v === 1 &&
-    typeof f.ekHash === 'string' &&
-    HEX64_RE.test(f.ekHash) &&
-    isB64(f.akPublic) &&
-    isB64(f.akPrivate) &&
-    typeof f.akName === 'string' &&
-    /^000b[0-9a-f]{64}$/.test(f.akName) &&
-    typeof f.ekPublic === 'string' &&
-    f.ekPublic.includes('BEGIN PUBLIC KEY') &&
-    (f.ekCertificate === undefined || isB64(f.ekCertificate));
-  if (!ok) throw new MlicError('FORMAT_INVALID', `${path}: corrupt TPM key file`, { hint: 'make a new activation request (mlic activate --request --tpm) after moving it away' });
-  const t = f as unknown as TpmFile;
-  return {
-    ekHash: t.ekHash,
-    akPublic: Buffer.from(t.akPublic, 'base64'),
-    akPrivate: Buffer.from(t.akPrivate, 'base64'),
-    akName: Buffer.from(t.akName, 'hex'),
-    ekPublic: t.ekPublic,
-    ...(t.ekCertificate ? { ekCertificate: Buffer.from(t.ekCertificate, 'base64') } : {}),
-  };
-}
+export { loadTpmKey };
 
-async function saveTpmKey(state: StateDir, ak: AttestationKey, now: Date): Promise<void> {
-  await state.ensure();
-  const f: TpmFile = {
-    v: 1,
-    ekHash: ekHashOf(spkiDer(ak.ekPublic)),
-    akPublic: b64(ak.akPublic),
-    akPrivate: b64(ak.akPrivate),
-    akName: Buffer.from(ak.akName).toString('hex'),
-    ekPublic: ak.ekPublic,
-    ...(ak.ekCertificate ? { ekCertificate: b64(ak.ekCertificate) } : {}),
-    createdAt: now.toISOString(),
-  };
-  // made once: of processes racing to make it, one wins (IO_EXISTS) and the others use its key
-  await writeSmallFileAtomic(state.path('tpm.json'), JSON.stringify(f, null, 2) + '\n', { mode: 0o600, force: false });
-}
-
-/** The host's AK: the stored one, or a new one made in the TPM and stored. */
-export async function ensureTpmKey(state: StateDir, o: TpmOptions, now: Date): Promise<AttestationKey & { ekHash: string }> {
-  const have = await loadTpmKey(state);
-  if (have) return have;
-  const ak = await createAttestationKey(o);
-  try {
-    await saveTpmKey(state, ak, now);
-  } catch (e) {
-    if (!(e instanceof MlicError && e.code === 'IO_EXISTS')) throw e;
-  }
-  return (await loadTpmKey(state))!;
-}
 
 /** A TPM operation with the stored AK: a TPM that cannot load it is not this host's TPM. */
 async function withAk<T>(fn: () => Promise<T>): Promise<T> {
@@ -133,7 +47,7 @@ async function withAk<T>(fn: () => Promise<T>): Promise<T> {
  * Adds the `tpm` section to a request payload: the AK (made on first use), a fresh nonce, the
  * PCR values, and the AK's quote over everything else in the payload.
  */
-export async function attestRequest(state: StateDir, payload: ActivationRequestPayload, o: TpmOptions & { pcrs?: string; now?: Date } = {}): Promise<ActivationRequestPayload> {
+export async function attestRequest(state: StatePlace, payload: ActivationRequestPayload, o: TpmOptions & { pcrs?: string; now?: Date } = {}): Promise<ActivationRequestPayload> {
   const opts: TpmOptions = { ...o, tcti: o.tcti ?? tctiOf() };
   const ak = await ensureTpmKey(state, opts, o.now ?? new Date());
   const pcrs = await readPcrs(o.pcrs ?? DEFAULT_PCRS, opts);
@@ -238,7 +152,7 @@ export function sealForTpm(v: VerifiedTpm): { secret: Buffer; binding: TpmBindin
 const recovered = new Map<string, Buffer>();
 
 /** W for a TPM-bound licence, from this host's TPM (once per process). TPM_KEY_UNAVAILABLE when this TPM or this state directory cannot. */
-export async function recoverTpmSecret(state: StateDir, b: TpmBinding, o: TpmOptions = {}): Promise<Buffer> {
+export async function recoverTpmSecret(state: StatePlace, b: TpmBinding, o: TpmOptions = {}): Promise<Buffer> {
   const id = createHash('sha256').update(state.dir).update('\0').update(b.akName).update(b.credential.blob).update(b.credential.secret).digest('hex');
   const have = recovered.get(id);
   if (have) return Buffer.from(have);

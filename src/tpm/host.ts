@@ -126,3 +126,61 @@ export async function activateCredential(ak: AttestationKey, credential: Credent
     await flush(opts);
   }
 }
+
+/** A keyed-hash (HMAC) key made in the TPM under its EK, kept as blobs only that TPM can load. */
+export interface SealedHmacKey {
+  /** TPM2B_PUBLIC */
+  public: Buffer;
+  /** TPM2B_PRIVATE, encrypted by the EK's storage seed */
+  private: Buffer;
+}
+
+/** A new HMAC key (SHA-256) in the TPM: fixedTPM, fixedParent, sensitiveDataOrigin; it never leaves the chip in the clear. */
+export async function createHmacKey(o: TpmOptions = {}): Promise<SealedHmacKey> {
+  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
+  await flush(opts);
+  try {
+    return await inTemp(async (f) => {
+      await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
+      await tpm2('flushcontext', ['-t'], opts);
+      const s = await ekSession(f, opts);
+      await tpm2('create', ['-C', f('ek.ctx'), '-P', s, '-G', 'hmac', '-g', 'sha256', '-u', f('h.pub'), '-r', f('h.priv'), '-Q'], opts);
+      return { public: await readFile(f('h.pub')), private: await readFile(f('h.priv')) };
+    });
+  } finally {
+    await flush(opts);
+  }
+}
+
+/** HMAC-SHA-256(key, data) computed by the TPM with a key from createHmacKey; TPM_KEY_UNAVAILABLE when this TPM cannot load it. */
+export async function tpmHmac(k: SealedHmacKey, data: Uint8Array, o: TpmOptions = {}): Promise<Buffer> {
+  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
+  await flush(opts);
+  try {
+    return await inTemp(async (f) => {
+      try {
+        await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
+        await writeFile(f('h.pub'), k.public);
+        await writeFile(f('h.priv'), k.private);
+        await tpm2('flushcontext', ['-t'], opts);
+        const s = await ekSession(f, opts);
+        await tpm2('load', ['-C', f('ek.ctx'), '-u', f('h.pub'), '-r', f('h.priv'), '-c', f('h.ctx'), '-P', s, '-Q'], opts);
+        await tpm2('flushcontext', [f('session.ctx')], opts).catch(() => undefined);
+        await tpm2('flushcontext', ['-t'], opts);
+        await writeFile(f('msg'), data);
+        await tpm2('hmac', ['-c', f('h.ctx'), '-g', 'sha256', '-o', f('mac'), f('msg')], opts);
+      } catch (e) {
+        if (e instanceof MlicError && e.code === 'TPM_FAILED')
+          throw new MlicError('TPM_KEY_UNAVAILABLE', `this TPM cannot use the host's key: ${e.message}`, {
+            hint: 'the state directory comes from another machine, or the TPM was cleared; make a new activation request on this host, in a new state directory',
+          });
+        throw e;
+      }
+      const mac = await readFile(f('mac'));
+      if (mac.length !== 32) throw new MlicError('TPM_FAILED', `tpm2_hmac gave ${mac.length} bytes, not 32`);
+      return mac;
+    });
+  } finally {
+    await flush(opts);
+  }
+}

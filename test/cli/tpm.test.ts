@@ -73,14 +73,17 @@ describe('mlic CLI: a host bound to its TPM', () => {
     expect(u.code, u.stderr).toBe(0);
     expect(await readFile(join(out, 'weights.bin'))).toEqual(model);
 
-    // the whole state directory on a host whose TPM is B: the TPM is part of the fingerprint
+    // the whole state directory on a host whose TPM is B: the host's keys are in TPM A
     const copy = await home('copy');
     await cp(homeA, copy, { recursive: true });
     const onB = await mlic(['unpack', join(v, 'm.mlb'), '-o', join(out, 'b'), '--json'], { env: { MLIC_HOME: copy, MLIC_TPM: b.tcti } });
-    expect([onB.code, onB.json?.error?.code]).toEqual([1, 'HW_MISMATCH']);
+    expect([onB.code, onB.json?.error?.code]).toEqual([1, 'TPM_KEY_UNAVAILABLE']);
+    expect(onB.json.error.hint).toMatch(/another machine/);
+    // no key on disk: host.json names none
+    expect(Object.keys(JSON.parse(await readFile(join(homeA, 'host.json'), 'utf8'))).sort()).toEqual(['createdAt', 'keys', 'salt', 'v']);
   }, 180_000);
 
-  it('with a hardware match that ignores the TPM component, the key itself is still bound: TPM_KEY_UNAVAILABLE on another TPM', async () => {
+  it('a licence that ignores the TPM fingerprint component is still bound to the TPM; the TPM key file lost, or the TPM gone: clear errors, no fallback', async () => {
     const homeA = await home('a2');
     const envA = { MLIC_HOME: homeA, MLIC_TPM: a.tcti };
     const req = join(v, 'req-a2.json');
@@ -94,11 +97,51 @@ describe('mlic CLI: a host bound to its TPM', () => {
     await cp(homeA, copy, { recursive: true });
     const onB = await mlic(['unpack', join(v, 'm.mlb'), '-o', join(await tmp(), 'o'), '--json'], { env: { MLIC_HOME: copy, MLIC_TPM: b.tcti } });
     expect([onB.code, onB.json?.error?.code]).toEqual([1, 'TPM_KEY_UNAVAILABLE']);
-    expect(onB.json.error.hint).toMatch(/another machine|make a new activation request/);
+    // on its own TPM, without tpm.json
+    const { rm } = await import('node:fs/promises');
+    await rm(join(copy, 'tpm.json'));
+    const noFile = await mlic(['unpack', join(v, 'm.mlb'), '-o', join(await tmp(), 'o'), '--json'], { env: { MLIC_HOME: copy, MLIC_TPM: a.tcti } });
+    expect([noFile.code, noFile.json?.error?.code]).toEqual([1, 'TPM_KEY_UNAVAILABLE']);
+    expect(noFile.json.error.message).toMatch(/tpm\.json/);
+    const back = await mlic(['unpack', join(v, 'm.mlb'), '-o', join(await tmp(), 'o'), '--json'], { env: envA });
+    expect(back.code, back.stderr).toBe(0);
     // the bound host with its TPM gone: a clear error, no silent fallback
     const gone = await mlic(['activate', '--request', '--tpm', 'auto', '-o', join(v, 'r.json'), '--json'], { env: { MLIC_HOME: homeA, MLIC_TPM: dead } });
     expect([gone.code, gone.json?.error?.code]).toEqual([2, 'TPM_UNAVAILABLE']);
     expect(gone.json.error.hint).toMatch(/MLIC_TPM/);
+  }, 180_000);
+
+  it("the usage ledger's and audit log's MAC keys and the report signing key come from the TPM: reports verify with the licence; on another TPM nothing can be signed or checked", async () => {
+    const homeA = await home('meter');
+    const envA = { MLIC_HOME: homeA, MLIC_TPM: a.tcti };
+    const req = join(v, 'req-meter.json');
+    expect((await mlic(['activate', '--request', '--tpm', '-o', req], { env: envA })).code).toBe(0);
+    const lic = join(v, 'meter.lic');
+    expect((await issue(req, lic, '--tpm-ca', a.caDir, '--meter', 'inferences=100/month')).code).toBe(0);
+    expect((await mlic(['trust', 'add', join(v, 'acme.pub')], { env: envA })).code).toBe(0);
+    expect((await mlic(['activate', lic], { env: envA })).code).toBe(0);
+    const c = await mlic(['meter', 'consume', '--model', 'm', '--metric', 'inferences', '--quantity', '7', '--json'], { env: envA });
+    expect(c.code, c.stderr).toBe(0);
+    const period = new Date().toISOString().slice(0, 7);
+    const rep = join(v, 'meter-report.json');
+    const r = await mlic(['usage', 'report', '--model', 'm', '--period', period, '-o', rep, '--json'], { env: envA });
+    expect(r.code, r.stderr).toBe(0);
+    const ver = await mlic(['usage', 'verify', rep, '--license', lic, '--pub', join(v, 'acme.pub'), '--json']);
+    expect(ver.code, ver.stderr).toBe(0);
+    expect(ver.json.result.totals.reduce((n: number, t: { quantity: number }) => n + t.quantity, 0)).toBe(7);
+    expect((await mlic(['audit', 'verify'], { env: envA })).code).toBe(0);
+    // the state directory on TPM B: no key to MAC the ledger or the audit log with, none to sign a report with
+    const copy = await home('meter-copy');
+    await cp(homeA, copy, { recursive: true });
+    const envB = { MLIC_HOME: copy, MLIC_TPM: b.tcti };
+    for (const args of [
+      ['usage', 'report', '--model', 'm', '--period', period, '-o', join(v, 'forged.json'), '--json'],
+      ['audit', 'verify', '--json'],
+      ['meter', 'consume', '--model', 'm', '--metric', 'inferences', '--quantity', '1', '--json'],
+    ]) {
+      const x = await mlic(args, { env: envB });
+      expect([args.slice(0, 2).join(' '), x.code, x.json?.error?.code]).toEqual([args.slice(0, 2).join(' '), 1, 'TPM_KEY_UNAVAILABLE']);
+    }
   }, 180_000);
 
   it('--tpm auto without a working TPM says so and writes a plain request; a plain request is refused by --require-tpm', async () => {
@@ -109,7 +152,9 @@ describe('mlic CLI: a host bound to its TPM', () => {
     expect(r.json.result).toMatchObject({ tpm: false, tpmFallback: expect.stringMatching(/TPM_UNAVAILABLE/) });
     expect(JSON.parse(await readFile(req, 'utf8')).payload.tpm).toBeUndefined();
     const said = await mlic(['activate', '--request', '--tpm', 'auto', '-o', req, '--force'], { env: { MLIC_HOME: h, MLIC_TPM: dead } });
-    expect(said.stderr).toMatch(/no TPM attestation \(--tpm auto\): TPM_UNAVAILABLE/);
+    expect(said.stderr).toMatch(/no TPM attestation \(--tpm auto\): this host's key was made without the TPM/);
+    const onTpm = await mlic(['activate', '--request', '--tpm', '-o', req, '--force', '--json'], { env: { MLIC_HOME: h, MLIC_TPM: a.tcti } });
+    expect([onTpm.code, onTpm.json?.error?.code]).toEqual([2, 'USAGE']);
     const bound = await mlic(['activate', '--request', '--tpm', '-o', join(v, 'req-a3.json')], { env: { MLIC_HOME: await home('a3'), MLIC_TPM: a.tcti } });
     expect(bound.stderr).toMatch(/bound to this host's TPM/);
     const refused = await issue(req, join(v, 'z.lic'), '--require-tpm', '--tpm-ca', a.caDir);

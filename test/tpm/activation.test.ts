@@ -45,6 +45,7 @@ describe('TPM-attested activation', () => {
     await pack({ input: join(dir, 'model'), name: 'm', version: '2.0.0', key: vendor, out: bundle });
     manifest = (await inspectBundle(bundle)).manifest;
     HA = await fakeHost('tpmhosta');
+    HA.state.tpm = { tcti: a.tcti };
     await HA.state.trustAdd(publicKeyFileText(vendor));
     const r = await createActivationRequest({ stateDir: HA.stateDir, hostProbe: HA.probe(), tpmMode: 'on', tpm: { tcti: a.tcti } });
     expect(r.tpm).toEqual({ attested: true });

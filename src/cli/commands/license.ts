@@ -56,7 +56,7 @@ export interface IssueOpts extends TermsOpts {
 }
 
 /** How TPM requests are checked: --tpm-ca (or MLIC_TPM_CA), --require-tpm, --pcr-policy, --max-request-age. */
-async function tpmChecks(o: Pick<IssueOpts, 'tpmCa' | 'requireTpm' | 'pcrPolicy' | 'maxRequestAge'>): Promise<TpmVerifyOptions> {
+export async function tpmChecks(o: Pick<IssueOpts, 'tpmCa' | 'requireTpm' | 'pcrPolicy' | 'maxRequestAge'>): Promise<TpmVerifyOptions> {
   const caDir = o.tpmCa ?? (process.env.MLIC_TPM_CA || undefined);
   if (o.requireTpm && !caDir) throw new MlicError('USAGE', "--require-tpm needs --tpm-ca DIR (or MLIC_TPM_CA): without the manufacturers' CAs nothing shows the TPM is real");
   return {

@@ -1,3 +1,4 @@
+import { tpmChecks } from './license.js';
 import { MlicError } from '../../errors.js';
 import { initServer } from '../../server/init.js';
 import { startServer } from '../../server/start.js';
@@ -13,13 +14,14 @@ export async function init(ctx: Ctx, o: { data: string; database?: string }): Pr
   printResult(ctx, r);
 }
 
-export async function start(ctx: Ctx, o: { data: string; database?: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean; key?: string; passphraseFile?: string; rateLimitKey?: string; rateLimitAddress?: string; trustProxy?: boolean }): Promise<void> {
+export async function start(ctx: Ctx, o: { data: string; database?: string; listen: string; tlsCert?: string; tlsKey?: string; insecureHttp?: boolean; key?: string; passphraseFile?: string; rateLimitKey?: string; rateLimitAddress?: string; trustProxy?: boolean; tpmCa?: string; requireTpm?: boolean; pcrPolicy?: string; maxRequestAge?: string }): Promise<void> {
   const perMinute = (v: string | undefined, flag: string, dflt: number) => {
     if (v === undefined) return dflt;
     if (!/^\d{1,9}$/.test(v)) throw new MlicError('USAGE', `${flag} must be a whole number a minute (0: no limit), got '${v}'`);
     return Number(v);
   };
   const rateLimits = { perKey: perMinute(o.rateLimitKey, '--rate-limit-key', 300), perAddress: perMinute(o.rateLimitAddress, '--rate-limit-address', 600) };
+  const tpm = await tpmChecks(o);
   // the vendor key, as for license issue: --key FILE or MLIC_SECRET_KEY (never logged); none: no activation
   const issuer = o.key !== undefined || process.env.MLIC_SECRET_KEY ? await vendorKey(ctx, o) : undefined;
   if (!issuer) ctx.note('no vendor key (--key or MLIC_SECRET_KEY): online activation will answer 503');
@@ -39,6 +41,7 @@ export async function start(ctx: Ctx, o: { data: string; database?: string; list
       insecureHttp: o.insecureHttp ?? false,
       rateLimits,
       trustProxy: o.trustProxy ?? false,
+      tpm,
       signal: ac.signal,
       ...(issuer ? { issuer } : {}),
       onFirstToken: (token) => {
