@@ -45,6 +45,8 @@ export interface RequestOptions extends HostOptions {
   tpmMode?: TpmMode;
   /** the PCRs to quote (tpm2-tools syntax); default sha256:0,1,2,3,7 */
   pcrs?: string;
+  /** the nonce to quote: a licence server's challenge (default: a random one) */
+  tpmNonce?: string;
 }
 
 export interface RequestResult {
@@ -96,7 +98,7 @@ export async function createActivationRequest(o: RequestOptions = {}): Promise<R
     ...(o.customer ? { customer: o.customer } : {}),
     fingerprint: fingerprintOf(probe, h.salt),
   };
-  const final = h.tpm ? await attestRequest(ctx.state, payload, { ...ctx.tpm, ...(o.pcrs ? { pcrs: o.pcrs } : {}), now: ctx.now() }) : payload;
+  const final = h.tpm ? await attestRequest(ctx.state, payload, { ...ctx.tpm, ...(o.pcrs ? { pcrs: o.pcrs } : {}), ...(o.tpmNonce ? { nonce: o.tpmNonce } : {}), now: ctx.now() }) : payload;
   return { request: signRequest(final, h.signSeed), reused: kind !== 'none', tpm: { attested: final.tpm !== undefined, ...(fallback ? { fallback } : {}) } };
 }
 

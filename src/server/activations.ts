@@ -35,6 +35,29 @@ export function parseActivation(licenseKey: string, requestText: string): { norm
   return { normalized, request: parseAndVerifyRequest(requestText) };
 }
 
+/** How long a TPM challenge may be answered. */
+export const CHALLENGE_SECONDS = 600;
+
+/** A nonce for a TPM host to quote (POST /v1/activations/challenge); expired ones are cleared on the way. */
+export async function newChallenge(q: Queries, now: Date): Promise<{ nonce: string; expiresAt: string }> {
+  const t = Math.floor(now.getTime() / 1000);
+  await q.run('DELETE FROM tpm_challenges WHERE expires_at < ?', [t - CHALLENGE_SECONDS]);
+  const nonce = randomBytes(16).toString('hex');
+  await q.run('INSERT INTO tpm_challenges (nonce, issued_at, expires_at) VALUES (?, ?, ?)', [nonce, t, t + CHALLENGE_SECONDS]);
+  return { nonce, expiresAt: new Date((t + CHALLENGE_SECONDS) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z') };
+}
+
+/** A TPM request's nonce must be a challenge of this server, unexpired and unused: it is used up here (in the activation's transaction). */
+async function useChallenge(q: Queries, nonce: string, now: Date): Promise<void> {
+  const t = Math.floor(now.getTime() / 1000);
+  const c = await q.get<{ expires_at: number; used_at: number | null }>('SELECT expires_at, used_at FROM tpm_challenges WHERE nonce = ?', [nonce]);
+  const hint = 'mlic activate --online --tpm asks the server for a fresh challenge each time: run it again';
+  if (!c) throw new MlicError('TPM_QUOTE_INVALID', "the TPM quote's nonce is not a challenge this server issued", { hint });
+  if (c.used_at !== null) throw new MlicError('TPM_QUOTE_INVALID', "the TPM quote's nonce was already used: a replayed request", { hint });
+  if (Number(c.expires_at) < t) throw new MlicError('TPM_QUOTE_INVALID', `the TPM quote's challenge expired (it is good for ${CHALLENGE_SECONDS / 60} minutes)`, { hint });
+  await q.run('UPDATE tpm_challenges SET used_at = ? WHERE nonce = ?', [t, nonce]);
+}
+
 export async function activate(q: Queries, key: VendorKey, parsed: { normalized: string; request: ActivationRequest }, now: Date, tpm?: TpmVerifyOptions): Promise<ActivationResult> {
   const { normalized, request } = parsed;
   const e = await q.get<{ id: string; customer: string; model: string; terms: string; max_hosts: number; revoked_at: number | null; seats: number | null; seat_unit: 'host' | 'gpu' | 'process' | null; lease_seconds: number | null }>(
@@ -75,6 +98,8 @@ export async function activate(q: Queries, key: VendorKey, parsed: { normalized:
         details: { maxHosts: Number(e.max_hosts), inUse: used },
       });
   }
+  // a TPM request is fresh only if it quotes a challenge of ours (a replayed one would vouch for an old state)
+  if (request.payload.tpm) await useChallenge(q, request.payload.tpm.nonce, now);
   const lease = e.seats !== null && e.seat_unit !== null && e.lease_seconds !== null ? { entitlementId: e.id, unit: e.seat_unit, seats: Number(e.seats), leaseSeconds: Number(e.lease_seconds) } : undefined;
   const { license, payload } = issueLicense({ ...issueOptionsFor({ customer: e.customer, model: e.model, maxHosts: Number(e.max_hosts), terms }, key, request, now), ...(lease ? { lease } : {}), ...(tpm ? { tpm } : {}) });
   const hostId = have?.id ?? `host_${randomBytes(8).toString('hex')}`;

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { MlicError, exitStatusFor } from '../errors.js';
 import { REVOCATION_LOCK, SCHEMA_VERSION, activationLock, leaseLock, type Database } from './db/index.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { activate, deactivate, parseActivation } from './activations.js';
+import { activate, newChallenge, deactivate, parseActivation } from './activations.js';
 import { parseDeactivation } from '../format/revocation.js';
 import { listHosts } from './hosts.js';
 import { receiveReport, usageSummary } from './usage.js';
@@ -294,6 +294,12 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       return reply.code(r.reissued ? 200 : 201).send({ ...r, ...(revocations !== undefined ? { revocations } : {}) });
     },
   );
+
+  // A fresh nonce for a TPM host to quote in its activation request (used once, within 10 minutes).
+  app.post('/v1/activations/challenge', { onRequest: limitAddress, schema: { body: { type: 'object', additionalProperties: false, properties: {} } } }, async (_req, reply) => {
+    if (!o.issuer) throw noIssuer();
+    return reply.code(201).send(await o.db.tx((q) => newChallenge(q, new Date())));
+  });
 
   // A host frees its slot (no admin token: the host's signature is the credential; the admin may post a host's file too).
   app.post(

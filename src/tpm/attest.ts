@@ -47,7 +47,7 @@ async function withAk<T>(fn: () => Promise<T>): Promise<T> {
  * Adds the `tpm` section to a request payload: the AK (made on first use), a fresh nonce, the
  * PCR values, and the AK's quote over everything else in the payload.
  */
-export async function attestRequest(state: StatePlace, payload: ActivationRequestPayload, o: TpmOptions & { pcrs?: string; now?: Date } = {}): Promise<ActivationRequestPayload> {
+export async function attestRequest(state: StatePlace, payload: ActivationRequestPayload, o: TpmOptions & { pcrs?: string; now?: Date; nonce?: string } = {}): Promise<ActivationRequestPayload> {
   const opts: TpmOptions = { ...o, tcti: o.tcti ?? tctiOf() };
   const ak = await ensureTpmKey(state, opts, o.now ?? new Date());
   const pcrs = await readPcrs(o.pcrs ?? DEFAULT_PCRS, opts);
@@ -55,7 +55,7 @@ export async function attestRequest(state: StatePlace, payload: ActivationReques
     ekPublic: b64(spkiDer(ak.ekPublic)),
     ...(ak.ekCertificate ? { ekCertificate: b64(ak.ekCertificate) } : {}),
     akPublic: b64(ak.akPublic),
-    nonce: randomBytes(16).toString('hex'),
+    nonce: o.nonce ?? randomBytes(16).toString('hex'),
     pcrs,
   };
   const unquoted = { ...payload, tpm: tpm as TpmAttestation };

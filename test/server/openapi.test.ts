@@ -20,6 +20,7 @@ describe('OpenAPI', () => {
       expect(Object.keys(doc.paths).sort()).toEqual([
         '/healthz',
         '/v1/activations',
+        '/v1/activations/challenge',
         '/v1/admin-tokens',
         '/v1/admin-tokens/{id}/revoke',
         '/v1/deactivations',
@@ -37,6 +38,7 @@ describe('OpenAPI', () => {
       expect(doc.paths['/v1/entitlements']!.post!.security).toEqual([{ adminToken: [] }]);
       expect(doc.paths['/healthz']!.get!.security).toBeUndefined();
       expect(doc.paths['/v1/activations']!.post!.security).toBeUndefined();
+      expect(doc.paths['/v1/activations/challenge']!.post!.security).toBeUndefined();
       expect(doc.paths['/v1/revocations']!.get!.security).toBeUndefined();
       expect(doc.paths['/v1/revocations']!.post!.security).toEqual([{ adminToken: [] }]);
       expect(doc.paths['/v1/usage']!.get!.security).toEqual([{ adminToken: [] }]);

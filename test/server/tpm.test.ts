@@ -11,6 +11,9 @@ import { tmp, writeRandom } from '../helpers.js';
 import { startSwtpm, type Swtpm } from '../tpm/swtpm.js';
 import { vendorServer, type VendorServer } from './online.js';
 import { dbRows } from './databases.js';
+import BetterSqlite3 from 'better-sqlite3';
+import { createActivationRequest } from '../../src/host/licences.js';
+import { fakeHost } from '../license/hosts.js';
 
 describe('licence server: TPM-attested online activation', () => {
   let a: Swtpm;
@@ -66,4 +69,40 @@ describe('licence server: TPM-attested online activation', () => {
     const licences = await dbRows<{ n: number }>('sqlite', vs.dataDir, undefined, 'SELECT COUNT(*) AS n FROM licenses WHERE entitlement_id = ?', [e.id]);
     expect([Number(hosts[0]!.n), Number(licences[0]!.n)]).toEqual([1, 1]);
   }, 180_000);
+
+  it("a TPM request must quote a challenge of this server, once, in time: a replayed, foreign or expired nonce is TPM_QUOTE_INVALID", async () => {
+    const e = await vs.entitle({ maxHosts: 5, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } });
+    const h = await fakeHost('replay');
+    const post = (request: string) =>
+      fetch(`${vs.s.url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey: e.licenseKey, request }) }).then(async (r) => ({
+        status: r.status,
+        json: (await r.json()) as { error?: { code: string; message: string } },
+      }));
+    const challenge = async () => {
+      const r = await fetch(`${vs.s.url}/v1/activations/challenge`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      expect(r.status).toBe(201);
+      return ((await r.json()) as { nonce: string }).nonce;
+    };
+    const request = async (tpmNonce?: string) =>
+      JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe(), tpmMode: 'on', tpm: { tcti: a.tcti }, ...(tpmNonce ? { tpmNonce } : {}) })).request);
+
+    const first = await request(await challenge());
+    expect((await post(first)).status).toBe(201);
+    const again = await post(first);
+    expect([again.status, again.json.error?.code]).toEqual([403, 'TPM_QUOTE_INVALID']);
+    expect(again.json.error?.message).toMatch(/already used/);
+    const foreign = await post(await request());
+    expect([foreign.status, foreign.json.error?.code]).toEqual([403, 'TPM_QUOTE_INVALID']);
+    expect(foreign.json.error?.message).toMatch(/not a challenge this server issued/);
+    // a challenge past its time (the server's row aged)
+    const old = await challenge();
+    const db = new BetterSqlite3(join(vs.dataDir, 'mlic.db'));
+    db.prepare('UPDATE tpm_challenges SET expires_at = 1 WHERE nonce = ?').run(old);
+    db.close();
+    const late = await post(await request(old));
+    expect([late.status, late.json.error?.code]).toEqual([403, 'TPM_QUOTE_INVALID']);
+    expect(late.json.error?.message).toMatch(/expired/);
+    // a fresh one, answered in time: the same host is re-issued its licence (its slot kept)
+    expect((await post(await request(await challenge()))).status).toBe(200);
+  }, 120_000);
 });

@@ -58,7 +58,10 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
     if (licenseFile !== undefined) throw new MlicError('USAGE', '--online takes no licence file: the server sends it');
     if (!o.licenseKey) throw new MlicError('USAGE', '--online needs --license-key MLIC-XXXXX-XXXXX-XXXXX-XXXXX');
     hostProbe = await probeWithSpinner(ctx.json);
-    const { request, tpm } = await createActivationRequest({ ...base, hostProbe, ...tpmMode(o), ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
+    // a TPM host quotes the server's challenge, so the server knows the quote is fresh
+    const mode = tpmMode(o);
+    const tpmNonce = (mode.tpmMode !== undefined && mode.tpmMode !== 'off') || (await StateDir.fromEnv(process.env, o.home).hostKind()) === 'tpm' ? await challenge(o.online) : undefined;
+    const { request, tpm } = await createActivationRequest({ ...base, hostProbe, ...mode, ...(tpmNonce ? { tpmNonce } : {}), ...(o.region ? { region: o.region } : {}), ...(o.customer ? { customer: o.customer } : {}) });
     sayTpm(ctx, tpm);
     const answer = await postActivation(o.online, o.licenseKey, JSON.stringify(request));
     text = answer.license;
@@ -85,6 +88,15 @@ export async function run(ctx: Ctx, licenseFile: string | undefined, o: Activate
   ctx.out(`activated licence ${l.licenseId} for ${l.model} (${describeVersions(l.versions)})${l.expires ? `, valid until ${l.expires}` : ''}`);
   if (r.inGrace) ctx.note('warning: the licence has expired and is in its grace period');
   printResult(ctx, { licenseId: l.licenseId, model: l.model, versions: l.versions, expires: l.expires ?? null, installedAt: r.path, inGrace: r.inGrace });
+}
+
+/** A nonce from the server for the TPM to quote. */
+async function challenge(server: string): Promise<string> {
+  const a = await callServer(server, 'v1/activations/challenge', { body: {} });
+  expectField(a, 'nonce', 'TPM challenge');
+  const nonce = a.json!.nonce;
+  if (typeof nonce !== 'string' || !/^[0-9a-f]{32}$/.test(nonce)) throw new MlicError('FORMAT_INVALID', "the licence server's TPM challenge is not a 16-byte hex nonce");
+  return nonce;
 }
 
 /** Posts the request; the licence text and the server's revocation list on success, the server's mlic code otherwise. */

@@ -104,6 +104,15 @@ export const MIGRATIONS: readonly Migration[] = [
       'CREATE TABLE quota_requests (request_id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES quota_accounts (id), action TEXT NOT NULL, amount BIGINT NOT NULL, overage BIGINT NOT NULL, at BIGINT NOT NULL)',
     ],
   },
+  {
+    version: 9,
+    name: 'TPM activation challenges',
+    sql: [
+      // a nonce the server gave a TPM host to quote: used once, within its time
+      'CREATE TABLE tpm_challenges (nonce TEXT PRIMARY KEY, issued_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, used_at BIGINT)',
+      'CREATE INDEX tpm_challenges_expiry ON tpm_challenges (expires_at)',
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
