@@ -127,7 +127,17 @@ export async function activateCredential(ak: AttestationKey, credential: Credent
   }
 }
 
-/** A keyed-hash (HMAC) key made in the TPM under its EK, kept as blobs only that TPM can load. */
+/**
+ * The storage root key (SRK): the owner hierarchy's primary key from the TCG template (ECC P-256,
+ * AES-128-CFB, restricted decryption), the same key each time it is made from the TPM's storage
+ * seed. Clearing the TPM (tpm2_clear) changes that seed, and with it every key under the SRK.
+ */
+async function srk(f: (n: string) => string, o: TpmOptions): Promise<void> {
+  await tpm2('createprimary', ['-C', 'o', '-G', 'ecc', '-g', 'sha256', '-c', f('srk.ctx'), '-Q'], o);
+  await tpm2('flushcontext', ['-t'], o);
+}
+
+/** A keyed-hash (HMAC) key made in the TPM under its storage root key, kept as blobs only that TPM can load. */
 export interface SealedHmacKey {
   /** TPM2B_PUBLIC */
   public: Buffer;
@@ -141,10 +151,8 @@ export async function createHmacKey(o: TpmOptions = {}): Promise<SealedHmacKey> 
   await flush(opts);
   try {
     return await inTemp(async (f) => {
-      await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
-      await tpm2('flushcontext', ['-t'], opts);
-      const s = await ekSession(f, opts);
-      await tpm2('create', ['-C', f('ek.ctx'), '-P', s, '-G', 'hmac', '-g', 'sha256', '-u', f('h.pub'), '-r', f('h.priv'), '-Q'], opts);
+      await srk(f, opts);
+      await tpm2('create', ['-C', f('srk.ctx'), '-G', 'hmac', '-g', 'sha256', '-u', f('h.pub'), '-r', f('h.priv'), '-Q'], opts);
       return { public: await readFile(f('h.pub')), private: await readFile(f('h.priv')) };
     });
   } finally {
@@ -159,13 +167,10 @@ export async function tpmHmac(k: SealedHmacKey, data: Uint8Array, o: TpmOptions 
   try {
     return await inTemp(async (f) => {
       try {
-        await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
+        await srk(f, opts);
         await writeFile(f('h.pub'), k.public);
         await writeFile(f('h.priv'), k.private);
-        await tpm2('flushcontext', ['-t'], opts);
-        const s = await ekSession(f, opts);
-        await tpm2('load', ['-C', f('ek.ctx'), '-u', f('h.pub'), '-r', f('h.priv'), '-c', f('h.ctx'), '-P', s, '-Q'], opts);
-        await tpm2('flushcontext', [f('session.ctx')], opts).catch(() => undefined);
+        await tpm2('load', ['-C', f('srk.ctx'), '-u', f('h.pub'), '-r', f('h.priv'), '-c', f('h.ctx'), '-Q'], opts);
         await tpm2('flushcontext', ['-t'], opts);
         await writeFile(f('msg'), data);
         await tpm2('hmac', ['-c', f('h.ctx'), '-g', 'sha256', '-o', f('mac'), f('msg')], opts);

@@ -1,9 +1,10 @@
 /**
  * A TPM-bound host's key file, tpm.json in the state directory (docs/FORMAT.md §7.1), and the host
  * keys it stands for. It holds only blobs that the host's TPM alone can load (their private parts
- * are encrypted under the TPM's endorsement key, which never leaves the chip): the attestation key
- * (AK) that quotes activation requests and activates the licences' credentials, and an HMAC key
- * from which the host's own keys are computed by the TPM, once per process:
+ * are encrypted under keys that never leave the chip): the attestation key (AK), a child of the
+ * endorsement key (EK), that quotes activation requests and activates the licences' credentials;
+ * and the host key, an HMAC key under the storage hierarchy's root key (SRK), from which the
+ * host's own keys are computed by the TPM, once per process:
  *
  *   material  = HMAC-SHA-256 in the TPM (host HMAC key, "mlic/v1/host-keys")
  *   boxSecret = HKDF-SHA-256(material, "mlic/v1/tpm-host", "box")    (X25519: licences seal to it)

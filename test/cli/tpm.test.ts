@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { mlic } from './run.js';
 import { tmp, writeRandom } from '../helpers.js';
 import { startSwtpm, type Swtpm } from '../tpm/swtpm.js';
+import { tpm2 } from '../../src/tpm/tools.js';
 
 describe('mlic CLI: a host bound to its TPM', () => {
   let a: Swtpm;
@@ -161,5 +162,22 @@ describe('mlic CLI: a host bound to its TPM', () => {
     expect([refused.code, refused.json?.error?.code]).toEqual([1, 'TPM_REQUIRED']);
     const bad = await mlic(['activate', '--request', '--tpm', 'sometimes', '-o', join(v, 'q.json'), '--json'], { env: { MLIC_HOME: h } });
     expect([bad.code, bad.json?.error?.code]).toEqual([2, 'USAGE']);
+  }, 120_000);
+
+  it('a cleared TPM has lost the host key: TPM_KEY_UNAVAILABLE with a hint, no fallback (last: it clears TPM B)', async () => {
+    const h = await home('cleared');
+    const env = { MLIC_HOME: h, MLIC_TPM: b.tcti };
+    const req = join(v, 'req-cleared.json');
+    expect((await mlic(['activate', '--request', '--tpm', '-o', req], { env })).code).toBe(0);
+    const lic = join(v, 'cleared.lic');
+    expect((await issue(req, lic, '--tpm-ca', b.caDir)).code).toBe(0);
+    expect((await mlic(['trust', 'add', join(v, 'acme.pub')], { env })).code).toBe(0);
+    expect((await mlic(['activate', lic], { env })).code).toBe(0);
+    await tpm2('clear', ['-c', 'p'], { tcti: b.tcti });
+    const u = await mlic(['unpack', join(v, 'm.mlb'), '-o', join(await tmp(), 'o'), '--json'], { env });
+    expect([u.code, u.json?.error?.code]).toEqual([1, 'TPM_KEY_UNAVAILABLE']);
+    expect(u.json.error.hint).toMatch(/cleared/);
+    const again = await mlic(['activate', '--request', '--tpm', 'auto', '-o', join(v, 'req-cleared2.json'), '--json'], { env });
+    expect([again.code, again.json?.error?.code]).toEqual([1, 'TPM_KEY_UNAVAILABLE']);
   }, 120_000);
 });
