@@ -21,7 +21,15 @@ export async function listLicenses(o: HostOptions = {}): Promise<InstalledLicens
   const ctx = new HostContext(o);
   const now = ctx.now();
   const out: InstalledLicense[] = [];
-  const h = await ctx.state.loadHost();
+  // a TPM host's keys need its TPM: without it, its licences are listed with the TPM's error as their status
+  let tpmError: MlicError | undefined;
+  const h = await ctx.state.loadHost().catch((e: unknown) => {
+    if (e instanceof MlicError && e.code.startsWith('TPM_')) {
+      tpmError = e;
+      return undefined;
+    }
+    throw e;
+  });
   const hostKey = h ? b64(h.boxPublic) : undefined;
   const revoked = await loadRevoked(ctx.state);
   for (const { path, text } of await ctx.state.licenseTexts()) {
@@ -30,7 +38,8 @@ export async function listLicenses(o: HostOptions = {}): Promise<InstalledLicens
       const time = checkTime(l.payload, now);
       const host = l.payload.host.binding === 'host' && hostKey !== l.payload.host.publicKey ? checkHost(l.payload, hostKey, undefined) : undefined;
       const isRevoked = revoked.get(l.payload.vendor.keyId)?.licenses.has(l.payload.licenseId) ?? false;
-      out.push({ path, license: l, status: isRevoked ? 'LICENSE_REVOKED' : !time.ok ? time.code : host ? host.code : 'ok' });
+      const bound = l.payload.host.binding === 'host';
+      out.push({ path, license: l, status: isRevoked ? 'LICENSE_REVOKED' : !time.ok ? time.code : bound && tpmError ? tpmError.code : host ? host.code : 'ok' });
     } catch (e) {
       const err = e as MlicError;
       if (!(e instanceof MlicError)) throw e;

@@ -92,6 +92,14 @@ export class StateDir {
     return !f ? 'none' : f.v === 2 ? 'tpm' : 'file';
   }
 
+  /** The host's fingerprint salt, without its keys (a TPM host's keys need the TPM; the salt does not). */
+  async hostSalt(): Promise<Buffer | undefined> {
+    const f = await readJson<HostFile>(this.path('host.json'));
+    if (!f) return undefined;
+    if (typeof f !== 'object' || f === null || typeof f.salt !== 'string' || !/^[0-9a-f]{64}$/.test(f.salt)) throw new MlicError('FORMAT_INVALID', `${this.path('host.json')}: corrupt host key file`);
+    return Buffer.from(f.salt, 'hex');
+  }
+
   async loadHost(): Promise<HostIdentity | undefined> {
     const f = await readJson<HostFile>(this.path('host.json'));
     if (!f) return undefined;

@@ -110,6 +110,12 @@ describe('mlic CLI: a host bound to its TPM', () => {
     const gone = await mlic(['activate', '--request', '--tpm', 'auto', '-o', join(v, 'r.json'), '--json'], { env: { MLIC_HOME: homeA, MLIC_TPM: dead } });
     expect([gone.code, gone.json?.error?.code]).toEqual([2, 'TPM_UNAVAILABLE']);
     expect(gone.json.error.hint).toMatch(/MLIC_TPM/);
+    // what needs no key still works: the list of licences (each with the TPM's error) and the fingerprint
+    const listed = await mlic(['licenses', '--json'], { env: { MLIC_HOME: homeA, MLIC_TPM: dead } });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.json.result.licenses.map((l: { status: string }) => l.status)).toEqual(['TPM_UNAVAILABLE']);
+    const fp = await mlic(['fingerprint', '--json'], { env: { MLIC_HOME: homeA, MLIC_TPM: dead } });
+    expect([fp.code, fp.json?.result?.salted]).toEqual([0, true]);
   }, 180_000);
 
   it("the usage ledger's and audit log's MAC keys and the report signing key come from the TPM: reports verify with the licence; on another TPM nothing can be signed or checked", async () => {

@@ -45,8 +45,8 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
     return;
   }
   const state = StateDir.fromEnv(process.env, o.home);
-  const host = await state.loadHost();
-  const salt = host?.salt ?? Buffer.alloc(32);
+  const hostSalt = await state.hostSalt();
+  const salt = hostSalt ?? Buffer.alloc(32);
   const fp = fingerprintOf(probe, salt);
   ctx.out(`GPUs          ${probe.gpus.length ? '' : 'none found'}`);
   for (const g of probe.gpus) ctx.out(`  ${g.index}: ${g.name}  ${g.uuid}${g.pciBusId ? `  ${g.pciBusId}` : ''}${g.serial ? `  serial ${g.serial}` : ''}  (${g.source})`);
@@ -63,7 +63,7 @@ export async function run(ctx: Ctx, o: FingerprintOpts): Promise<void> {
     container: probe.container,
     vm: probe.vm,
     tpm: probe.tpm ?? null,
-    salted: host !== undefined,
+    salted: hostSalt !== undefined,
     components: fp.components,
     missing: probe.missing,
   });
