@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // npm run bench: mlic against age (and cp, and a bare `node -e 0`) on the same page-cached random
 // files, in one run, alternating the tools: pack / `age -r`, unpack, openBundle (in memory, through
-// the library) and verify / `age -d`. Then peak RSS on a 4 GiB sparse file, then metering.
+// the library) and verify / `age -d`. Then peak RSS on a 4 GiB sparse file, then metering, leak
+// tracing, and what binding a host to its TPM costs (on swtpm; skipped without swtpm/tpm2-tools).
 //
-//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter] [--no-trace]
+//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter] [--no-trace] [--no-tpm]
 //
 // Before each timed command (untimed): the previous output is removed, `sync` flushes dirty pages
 // (so that one tool's writeback does not land on the next one's time), and the input is read
@@ -27,6 +28,7 @@ const runs = Number(opt('--runs', 3));
 const sparse = !args.includes('--no-sparse');
 const meter = !args.includes('--no-meter');
 const traceBench = !args.includes('--no-trace');
+const tpmBench = !args.includes('--no-tpm');
 const root = process.cwd();
 const dir = join(root, '.bench');
 rmSync(dir, { recursive: true, force: true });
@@ -241,3 +243,7 @@ if (meter) execFileSync(process.execPath, ['scripts/bench-meter.mjs'], { stdio: 
 
 // Leak tracing (issue: trace on a 1 GiB model in under a minute; mark streams like pack).
 if (traceBench) execFileSync(process.execPath, ['scripts/bench-trace.mjs'], { stdio: 'inherit' });
+
+// TPM binding: activate --request, unpack and meter consume with the host key in a file and in a
+// software TPM (swtpm), and single tpm2-tools commands to explain the difference.
+if (tpmBench) execFileSync(process.execPath, ['scripts/bench-tpm.mjs'], { stdio: 'inherit' });

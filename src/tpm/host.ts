@@ -1,14 +1,16 @@
 /**
- * The host's side of TPM binding, through tpm2-tools: an attestation key (AK) made under the
+ * The host's side of TPM binding: an attestation key (AK) made under the
  * TPM's endorsement key (EK) and kept as blobs that only this TPM can load (its private part is
  * encrypted by the EK, which never leaves the chip); quotes signed by it; and credential
  * activation, which recovers a secret the vendor sealed with makeCredential (credential.ts) for
  * this EK and this AK. A copy of the blobs in another machine's state directory, a cloned VM with
  * a fresh TPM, or another TPM recover nothing.
  *
- * Each operation recreates the EK from its standard template (deterministic: the same key every
- * time), works in a private temporary directory, and flushes the TPM's transient objects and
- * sessions afterwards (a TPM without a resource manager, such as swtpm's socket, has only a few
+ * Keys are made with tpm2-tools (tpm2_createak, tpm2_create); the quote and credential activation,
+ * which need the EK's policy session from one command to the next, are sent as TPM commands over
+ * one connection (wire.ts). Each operation recreates the EK from its standard template
+ * (deterministic: the same key every time) and flushes the TPM's transient objects and sessions
+ * before and after (a TPM without a resource manager, such as swtpm's socket, has only a few
  * slots).
  */
 import { createPublicKey } from 'node:crypto';
@@ -16,7 +18,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tpm2, tctiOf, type TpmOptions } from './tools.js';
-import { credentialFile, type Credential } from './credential.js';
+import type { Credential } from './credential.js';
+import { parsePcrSelection } from './pcr.js';
+import { activateWith, quoteWith, withAkUnderEk, type TpmConnection } from './wire.js';
 import { EK_CERT_INDEX } from './info.js';
 import { MlicError } from '../errors.js';
 
@@ -43,26 +47,7 @@ async function inTemp<T>(fn: (f: (n: string) => string) => Promise<T>): Promise<
 }
 
 async function flush(o: TpmOptions): Promise<void> {
-  await tpm2('flushcontext', ['-t'], o).catch(() => undefined);
-  await tpm2('flushcontext', ['-s'], o).catch(() => undefined);
-}
-
-/** A policy session satisfying the EK's policy (PolicySecret with the endorsement hierarchy), at f('session.ctx'). */
-async function ekSession(f: (n: string) => string, o: TpmOptions): Promise<string> {
-  await tpm2('startauthsession', ['--policy-session', '-S', f('session.ctx')], o);
-  await tpm2('policysecret', ['-S', f('session.ctx'), '-c', 'e', '-Q'], o);
-  return `session:${f('session.ctx')}`;
-}
-
-/** Loads the AK under a freshly made EK, into f('ak.ctx'). */
-async function loadAk(ak: AttestationKey, f: (n: string) => string, o: TpmOptions): Promise<void> {
-  await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], o);
-  await writeFile(f('ak.pub'), ak.akPublic);
-  await writeFile(f('ak.priv'), ak.akPrivate);
-  await tpm2('flushcontext', ['-t'], o);
-  const s = await ekSession(f, o);
-  await tpm2('load', ['-C', f('ek.ctx'), '-u', f('ak.pub'), '-r', f('ak.priv'), '-c', f('ak.ctx'), '-P', s, '-Q'], o);
-  await tpm2('flushcontext', [f('session.ctx')], o).catch(() => undefined);
+  for (const what of ['-t', '-l', '-s']) await tpm2('flushcontext', [what], o).catch(() => undefined);
 }
 
 /** Makes a new attestation key in the TPM (a restricted RSA 2048 signing key under the EK). */
@@ -86,45 +71,42 @@ export async function createAttestationKey(o: TpmOptions = {}): Promise<Attestat
   }
 }
 
-/** A quote by the AK over `qualifyingData` and the given PCRs (tpm2-tools' syntax, e.g. sha256:0,1,2,3,7). */
-export async function quote(ak: AttestationKey, qualifyingData: Buffer, pcrs = 'sha256:0,1,2,3,7', o: TpmOptions = {}): Promise<{ attest: Buffer; signature: Buffer }> {
+/** The EK's RSA modulus, from its PEM. */
+function modulusOf(pem: string): Buffer {
+  return Buffer.from(createPublicKey(pem).export({ format: 'jwk' }).n!, 'base64url');
+}
+
+/**
+ * Loads the AK under the EK and runs `fn`, over one connection (wire.ts: the EK's policy session
+ * must live from one command to the next, which the kernel's resource manager allows only within
+ * a connection). A TPM that cannot load the AK, or whose EK is not the one recorded, is
+ * TPM_KEY_UNAVAILABLE.
+ */
+async function withAk<T>(ak: AttestationKey, o: TpmOptions, fn: (c: TpmConnection, h: { ek: number; ak: number }) => Promise<T>): Promise<T> {
   const opts = { ...o, tcti: o.tcti ?? tctiOf() };
   await flush(opts);
   try {
-    return await inTemp(async (f) => {
-      await loadAk(ak, f, opts);
-      await tpm2('quote', ['-c', f('ak.ctx'), '-l', pcrs, '-q', qualifyingData.toString('hex'), '-m', f('q.msg'), '-s', f('q.sig'), '-g', 'sha256', '-Q'], opts);
-      return { attest: await readFile(f('q.msg')), signature: await readFile(f('q.sig')) };
-    });
+    return await withAkUnderEk(opts.tcti, ak, modulusOf(ak.ekPublic), fn);
+  } catch (e) {
+    if (e instanceof MlicError && e.code === 'TPM_FAILED')
+      throw new MlicError('TPM_KEY_UNAVAILABLE', `this TPM cannot use the host's attestation key: ${e.message}`, {
+        hint: 'the licence is bound to another TPM (or the host key was copied from another machine); make an activation request on this host',
+      });
+    throw e;
   } finally {
     await flush(opts);
   }
 }
 
+/** A quote by the AK over `qualifyingData` and the given PCRs (tpm2-tools' syntax, e.g. sha256:0,1,2,3,7). */
+export async function quote(ak: AttestationKey, qualifyingData: Buffer, pcrs = 'sha256:0,1,2,3,7', o: TpmOptions = {}): Promise<{ attest: Buffer; signature: Buffer }> {
+  const selection = parsePcrSelection(pcrs);
+  return withAk(ak, o, (c, h) => quoteWith(c, h.ak, qualifyingData, selection));
+}
+
 /** Recovers a credential's secret (TPM2_ActivateCredential). TPM_KEY_UNAVAILABLE when this TPM cannot: another EK, another AK, or a changed credential. */
 export async function activateCredential(ak: AttestationKey, credential: Credential, o: TpmOptions = {}): Promise<Buffer> {
-  const opts = { ...o, tcti: o.tcti ?? tctiOf() };
-  await flush(opts);
-  try {
-    return await inTemp(async (f) => {
-      try {
-        await loadAk(ak, f, opts);
-        await writeFile(f('cred'), credentialFile(credential));
-        await tpm2('flushcontext', ['-t'], opts);
-        const s = await ekSession(f, opts);
-        await tpm2('activatecredential', ['-c', f('ak.ctx'), '-C', f('ek.ctx'), '-i', f('cred'), '-o', f('secret'), '-P', s, '-Q'], opts);
-      } catch (e) {
-        if (e instanceof MlicError && e.code === 'TPM_FAILED')
-          throw new MlicError('TPM_KEY_UNAVAILABLE', `this TPM cannot recover the key: ${e.message}`, {
-            hint: 'the licence is bound to another TPM (or the host key was copied from another machine); make an activation request on this host',
-          });
-        throw e;
-      }
-      return readFile(f('secret'));
-    });
-  } finally {
-    await flush(opts);
-  }
+  return withAk(ak, o, (c, h) => activateWith(c, h, credential.credentialBlob, credential.encryptedSecret));
 }
 
 /**

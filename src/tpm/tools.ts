@@ -4,7 +4,10 @@
  * TCTI that MLIC_TPM names in tpm2-tools' syntax (default `device:/dev/tpmrm0`, the kernel's
  * resource manager; `swtpm:host=127.0.0.1,port=2321` for a software TPM). Why the tools and not
  * TPM commands sent by hand: they are the well-kept, widely audited path, they speak every TCTI
- * (the kernel device, swtpm's socket, the tabrmd broker), and nothing has to compile.
+ * (the kernel device, swtpm's socket, the tabrmd broker), and nothing has to compile. The two
+ * operations that need a policy session across commands (a quote, credential activation) are the
+ * exception: the kernel's resource manager flushes a tool's session when it exits, so wire.ts
+ * sends those as TPM commands over one connection.
  *
  * Failures have their own codes, with a hint: TPM_UNAVAILABLE (no TPM, no tools, or the TCTI
  * cannot be opened), TPM_BUSY (the TPM kept answering "retry"), TPM_LOCKOUT (dictionary-attack
