@@ -46,8 +46,25 @@ async function inTemp<T>(fn: (f: (n: string) => string) => Promise<T>): Promise<
   }
 }
 
+/**
+ * A resource manager (the kernel's /dev/tpmrm*, tpm2-abrmd) gives each connection its own objects
+ * and sessions and flushes them when it closes; without one (swtpm's socket, a raw /dev/tpm0)
+ * what a command loaded stays in the TPM's few slots until flushed.
+ */
+export function hasResourceManager(tcti: string): boolean {
+  return /^device:\/dev\/tpmrm\d+$/.test(tcti) || tcti.startsWith('tabrmd');
+}
+
+/** Flushes everything loaded (transient objects, loaded and saved sessions), where nothing else will. */
 async function flush(o: TpmOptions): Promise<void> {
+  if (hasResourceManager(o.tcti ?? tctiOf())) return;
   for (const what of ['-t', '-l', '-s']) await tpm2('flushcontext', [what], o).catch(() => undefined);
+}
+
+/** Flushes the transient objects a step left loaded, to make room for the next (a TPM without a resource manager has about three slots). */
+async function flushObjects(o: TpmOptions): Promise<void> {
+  if (hasResourceManager(o.tcti ?? tctiOf())) return;
+  await tpm2('flushcontext', ['-t'], o);
 }
 
 /** Makes a new attestation key in the TPM (a restricted RSA 2048 signing key under the EK). */
@@ -58,7 +75,7 @@ export async function createAttestationKey(o: TpmOptions = {}): Promise<Attestat
     return await inTemp(async (f) => {
       await tpm2('createek', ['-c', f('ek.ctx'), '-G', 'rsa', '-u', f('ek.pub'), '-Q'], opts);
       await tpm2('readpublic', ['-c', f('ek.ctx'), '-o', f('ek.pem'), '-f', 'pem', '-Q'], opts);
-      await tpm2('flushcontext', ['-t'], opts);
+      await flushObjects(opts);
       await tpm2('createak', ['-C', f('ek.ctx'), '-c', f('ak.ctx'), '-G', 'rsa', '-g', 'sha256', '-s', 'rsassa', '-u', f('ak.pub'), '-r', f('ak.priv'), '-n', f('ak.name'), '-Q'], opts);
       let ekCertificate: Buffer | undefined;
       for (const index of [EK_CERT_INDEX.rsa]) ekCertificate ??= await tpm2('nvread', ['-C', 'o', `0x${index.toString(16)}`], opts).catch(() => undefined);
@@ -116,7 +133,7 @@ export async function activateCredential(ak: AttestationKey, credential: Credent
  */
 async function srk(f: (n: string) => string, o: TpmOptions): Promise<void> {
   await tpm2('createprimary', ['-C', 'o', '-G', 'ecc', '-g', 'sha256', '-c', f('srk.ctx'), '-Q'], o);
-  await tpm2('flushcontext', ['-t'], o);
+  await flushObjects(o);
 }
 
 /** A keyed-hash (HMAC) key made in the TPM under its storage root key, kept as blobs only that TPM can load. */
@@ -153,7 +170,7 @@ export async function tpmHmac(k: SealedHmacKey, data: Uint8Array, o: TpmOptions 
         await writeFile(f('h.pub'), k.public);
         await writeFile(f('h.priv'), k.private);
         await tpm2('load', ['-C', f('srk.ctx'), '-u', f('h.pub'), '-r', f('h.priv'), '-c', f('h.ctx'), '-Q'], opts);
-        await tpm2('flushcontext', ['-t'], opts);
+        await flushObjects(opts);
         await writeFile(f('msg'), data);
         await tpm2('hmac', ['-c', f('h.ctx'), '-g', 'sha256', '-o', f('mac'), f('msg')], opts);
       } catch (e) {

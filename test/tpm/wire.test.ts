@@ -9,7 +9,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../../src/errors.js';
-import { createAttestationKey, type AttestationKey } from '../../src/tpm/host.js';
+import { createAttestationKey, hasResourceManager, type AttestationKey } from '../../src/tpm/host.js';
 import { quoteWith, withAkUnderEk } from '../../src/tpm/wire.js';
 import { tpm2 } from '../../src/tpm/tools.js';
 import { startSwtpm, type Swtpm } from './swtpm.js';
@@ -125,4 +125,9 @@ describe('TPM commands sent directly, against hostile responses', () => {
     // each command's lockout answer is seen as such (those before the quote's end: CreatePrimary, StartAuthSession, PolicySecret, Load, Quote)
     expect(outcomes.get('TPM_LOCKOUT')).toBe(5);
   }, 240_000);
+
+  it('explicit flushes only where no resource manager does them', () => {
+    expect(['device:/dev/tpmrm0', 'device:/dev/tpmrm1', 'tabrmd', 'tabrmd:bus_type=session'].map(hasResourceManager)).toEqual([true, true, true, true]);
+    expect(['device:/dev/tpm0', 'swtpm:host=127.0.0.1,port=2321', 'mssim', 'device:/dev/tpmrm0x'].map(hasResourceManager)).toEqual([false, false, false, false]);
+  });
 });
