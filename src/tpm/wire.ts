@@ -136,7 +136,9 @@ export async function connectTpm(tcti: string, o: { answerMs?: number } = {}): P
 
 const TPM_ST_NO_SESSIONS = 0x8001;
 const TPM_ST_SESSIONS = 0x8002;
-const CC = { CreatePrimary: 0x131, PolicySecret: 0x151, Load: 0x157, Quote: 0x158, ActivateCredential: 0x147, FlushContext: 0x165, StartAuthSession: 0x176 } as const;
+const CC = { CreatePrimary: 0x131, PolicySecret: 0x151, Load: 0x157, Quote: 0x158, ActivateCredential: 0x147, FlushContext: 0x165, StartAuthSession: 0x176, ReadPublic: 0x173 } as const;
+/** where platforms keep the RSA EK persistent (TCG EK Credential Profile) */
+const PERSISTENT_EK = 0x81010001;
 const TPM_RH_ENDORSEMENT = 0x4000000b;
 const TPM_RH_NULL = 0x40000007;
 const TPM_RS_PW = 0x40000009;
@@ -254,16 +256,35 @@ async function flush(c: TpmConnection, handle: number): Promise<void> {
   await run(c, 'FlushContext', [], [], u32(handle)).catch(() => undefined);
 }
 
-/** The EK, made again from its template (deterministic): its handle and RSA modulus. */
-async function createEk(c: TpmConnection): Promise<{ handle: number; modulus: Buffer }> {
+/** The RSA modulus of a TPM2B_PUBLIC made from the EK template (undefined for any other kind of key). */
+function ekModulus(pubArea: Buffer, what: string): Buffer | undefined {
+  const pub = new Reader(pubArea, what);
+  const head = pub.take(2 + 2 + 4); // type, nameAlg, attributes
+  if (head.readUInt16BE(0) !== ALG.RSA || head.readUInt32BE(4) !== 0x000300b2) return undefined;
+  pub.tpm2b(); // authPolicy
+  pub.take(2 + 2 + 2 + 2 + 2 + 4); // symmetric (alg, bits, mode), scheme, keyBits, exponent
+  return pub.tpm2b();
+}
+
+/**
+ * The EK: the platform's persistent one (0x81010001) when it is the key this host recorded (no
+ * key generation: an RSA primary can take seconds on a hardware TPM), else made again from its
+ * template (deterministic: the same key). `persistent`: not to be flushed.
+ */
+async function theEk(c: TpmConnection, expect: Buffer | undefined): Promise<{ handle: number; modulus: Buffer; persistent: boolean }> {
+  if (expect) {
+    const have = await run(c, 'ReadPublic', [PERSISTENT_EK], [], Buffer.alloc(0)).then(
+      (x) => ekModulus(x.params.tpm2b(), 'ReadPublic'),
+      () => undefined,
+    );
+    if (have?.equals(expect)) return { handle: PERSISTENT_EK, modulus: have, persistent: true };
+  }
   const sensitive = tpm2b(Buffer.concat([tpm2b(Buffer.alloc(0)), tpm2b(Buffer.alloc(0))]));
   const params = Buffer.concat([sensitive, tpm2b(EK_TEMPLATE), tpm2b(Buffer.alloc(0)), u32(0)]);
   const { handles, params: r } = await run(c, 'CreatePrimary', [TPM_RH_ENDORSEMENT], [PW], params, 1);
-  const pub = new Reader(r.tpm2b(), 'CreatePrimary');
-  pub.take(2 + 2 + 4); // type, nameAlg, attributes
-  pub.tpm2b(); // authPolicy
-  pub.take(2 + 2 + 2 + 2 + 2 + 4); // symmetric (alg, bits, mode), scheme, keyBits, exponent
-  return { handle: handles[0]!, modulus: pub.tpm2b() };
+  const modulus = ekModulus(r.tpm2b(), 'CreatePrimary');
+  if (!modulus) throw new MlicError('TPM_FAILED', 'TPM2_CreatePrimary: the endorsement key made is not the RSA key of the template');
+  return { handle: handles[0]!, modulus, persistent: false };
 }
 
 /** Sessions started on a connection: flushed when it is done (a command that fails leaves its session loaded). */
@@ -304,8 +325,8 @@ export async function withAkUnderEk<T>(
   const loaded: number[] = [];
   started.set(c, loaded);
   try {
-    const ek = await createEk(c);
-    loaded.push(ek.handle);
+    const ek = await theEk(c, expectModulus);
+    if (!ek.persistent) loaded.push(ek.handle);
     if (expectModulus && !ek.modulus.equals(expectModulus)) throw new MlicError('TPM_FAILED', "this TPM's endorsement key is not the one the host's attestation key was made under");
     const s = await ekPolicySession(c);
     const { handles } = await run(c, 'Load', [ek.handle], [s], Buffer.concat([Buffer.from(ak.akPrivate), Buffer.from(ak.akPublic)]), 1);

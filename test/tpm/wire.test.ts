@@ -17,14 +17,24 @@ import { startSwtpm, type Swtpm } from './swtpm.js';
 type Mangle = (resp: Buffer, n: number) => Buffer | 'silent' | 'close';
 
 /** A proxy to the real swtpm that passes commands through and lets `mangle` change the n-th response. */
-async function proxy(real: { host: string; port: number }, mangle: Mangle): Promise<{ tcti: string; close: () => Promise<void> }> {
+async function proxy(real: { host: string; port: number }, mangle: Mangle, commands: number[] = []): Promise<{ tcti: string; close: () => Promise<void> }> {
   let n = 0;
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     sockets.add(client);
     const upstream = connect(real);
     sockets.add(upstream);
-    client.on('data', (d) => upstream.write(d));
+    let cbuf = Buffer.alloc(0);
+    client.on('data', (d: Buffer) => {
+      upstream.write(d);
+      // note each command's code (framing: u32 8, u8 locality, u32 length, the command)
+      cbuf = Buffer.concat([cbuf, d]);
+      while (cbuf.length >= 9 && cbuf.length >= 9 + cbuf.readUInt32BE(5)) {
+        const len = cbuf.readUInt32BE(5);
+        if (len >= 10) commands.push(cbuf.readUInt32BE(9 + 6));
+        cbuf = cbuf.subarray(9 + len);
+      }
+    });
     let buf = Buffer.alloc(0);
     upstream.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
@@ -130,4 +140,41 @@ describe('TPM commands sent directly, against hostile responses', () => {
     expect(['device:/dev/tpmrm0', 'device:/dev/tpmrm1', 'tabrmd', 'tabrmd:bus_type=session'].map(hasResourceManager)).toEqual([true, true, true, true]);
     expect(['device:/dev/tpm0', 'swtpm:host=127.0.0.1,port=2321', 'mssim', 'device:/dev/tpmrm0x'].map(hasResourceManager)).toEqual([false, false, false, false]);
   });
+
+  it("uses the platform's persistent EK (0x81010001) when it is the recorded one, instead of generating it again", async () => {
+    const { createPublicKey } = await import('node:crypto');
+    const recorded = Buffer.from(createPublicKey(ak.ekPublic).export({ format: 'jwk' }).n!, 'base64url');
+    const through = async (expect: Buffer | undefined) => {
+      await tpm2('flushcontext', ['-t'], { tcti: t.tcti });
+      const commands: number[] = [];
+      const p = await proxy(real, (r) => r, commands);
+      try {
+        const q = await withAkUnderEk(p.tcti, ak, expect, (c, h) => quoteWith(c, h.ak, Buffer.alloc(32, 1), [7]), { answerMs: 5000 });
+        return { q, commands };
+      } finally {
+        await p.close();
+      }
+    };
+    const CREATE_PRIMARY = 0x131;
+    const READ_PUBLIC = 0x173;
+    // swtpm_setup keeps the EK persistent, as platforms do: used as it is
+    const persisted = await through(recorded);
+    expect(persisted.commands).toContain(READ_PUBLIC);
+    expect(persisted.commands).not.toContain(CREATE_PRIMARY);
+    // none persistent: generated
+    await tpm2('evictcontrol', ['-C', 'o', '-c', '0x81010001'], { tcti: t.tcti });
+    const before = await through(recorded);
+    expect(before.commands).toContain(CREATE_PRIMARY);
+    // made persistent where platforms keep it: read, not generated
+    const { join } = await import('node:path');
+    const { tmp } = await import('../helpers.js');
+    await tpm2('createek', ['-c', '0x81010001', '-G', 'rsa', '-u', join(await tmp(), 'ek.pub'), '-Q'], { tcti: t.tcti });
+    const after = await through(recorded);
+    expect(after.commands).toContain(READ_PUBLIC);
+    expect(after.commands).not.toContain(CREATE_PRIMARY);
+    expect(after.q.attest.length).toBeGreaterThan(50);
+    // a persistent key that is not the recorded EK is not used: generated, and then found to differ
+    const other = randomBytes(256);
+    await expect(through(other)).rejects.toMatchObject({ code: 'TPM_FAILED' });
+  }, 120_000);
 });
