@@ -237,8 +237,8 @@ async function run(c: TpmConnection, what: keyof typeof CC, handles: number[], a
     const rc = r.u32();
     if (size !== resp.length) throw new MlicError('TPM_FAILED', `TPM2_${what}: the response's size field says ${size} bytes, ${resp.length} arrived`);
     if (rc === 0) break;
-    if ((rc === 0x922 || rc === 0x908 || rc === 0x90a) && attempt < 20) {
-      await new Promise((res) => setTimeout(res, Math.min(10 * 2 ** attempt, 500)));
+    if ((rc === 0x922 || rc === 0x908 || rc === 0x90a) && attempt < 12) {
+      await new Promise((res) => setTimeout(res, Math.min(10 * 2 ** attempt, 300)));
       continue;
     }
     throw rcError(rc, what);

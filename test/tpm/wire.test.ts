@@ -113,6 +113,8 @@ describe('TPM commands sent directly, against hostile responses', () => {
       kinds.push([`connection closed at ${at}`, (r, n) => (n === at ? 'close' : r)]);
     }
     kinds.push(['a 100 KiB response', () => randomBytes(100 << 10)]);
+    // a TPM that keeps answering "retry" (another program keeps it busy): retried a while, then TPM_BUSY
+    kinds.push(['the quote answered "retry" again and again', (r, n) => (n >= 4 && r.length >= 10 ? (r.writeUInt32BE(0x922, 6), r) : r)]);
     // the flushes after the quote are best effort: garbage there does not undo a good quote
     const afterwards = await quoteThrough((r, n) => (n >= 5 ? randomBytes(r.length) : r));
     expect(afterwards.attest.length).toBeGreaterThan(50);
@@ -134,6 +136,7 @@ describe('TPM commands sent directly, against hostile responses', () => {
     expect([...outcomes.keys()].every((k) => ['OK', 'TPM_FAILED', 'TPM_LOCKOUT', 'TPM_BUSY'].includes(k))).toBe(true);
     // each command's lockout answer is seen as such (those before the quote's end: CreatePrimary, StartAuthSession, PolicySecret, Load, Quote)
     expect(outcomes.get('TPM_LOCKOUT')).toBe(5);
+    expect(outcomes.get('TPM_BUSY')).toBe(1);
   }, 240_000);
 
   it('explicit flushes only where no resource manager does them', () => {
