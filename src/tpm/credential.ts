@@ -19,17 +19,19 @@
  */
 import { constants, createCipheriv, createHmac, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
 
-const u16 = (n: number) => {
+/** Big-endian TPM marshalling of integers and sized buffers (TPM2B). */
+export const u8 = (n: number): Buffer => Buffer.from([n]);
+export const u16 = (n: number): Buffer => {
   const b = Buffer.alloc(2);
   b.writeUInt16BE(n);
   return b;
 };
-const u32 = (n: number) => {
+export const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
+  b.writeUInt32BE(n >>> 0);
   return b;
 };
-const tpm2b = (b: Uint8Array) => Buffer.concat([u16(b.length), b]);
+export const tpm2b = (b: Uint8Array): Buffer => Buffer.concat([u16(b.length), b]);
 
 /** KDFa (Part 1, §11.4.10.2) with HMAC-SHA-256: label is a NUL-terminated string. */
 export function kdfa(key: Uint8Array, label: string, contextU: Uint8Array, contextV: Uint8Array, bits: number): Buffer {

@@ -17,6 +17,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { MlicError } from '../errors.js';
 import { DEFAULT_TCTI } from './tools.js';
+import { tpm2b, u16, u32, u8 } from './credential.js';
 
 const MAX_RESPONSE = 8192;
 /** how long a software TPM's socket may take to answer one command (default) */
@@ -143,19 +144,6 @@ const TPM_RH_ENDORSEMENT = 0x4000000b;
 const TPM_RH_NULL = 0x40000007;
 const TPM_RS_PW = 0x40000009;
 const ALG = { RSA: 0x0001, SHA256: 0x000b, AES: 0x0006, CFB: 0x0043, NULL: 0x0010 } as const;
-
-const u8 = (n: number) => Buffer.from([n]);
-const u16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(n);
-  return b;
-};
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-const tpm2b = (b: Uint8Array) => Buffer.concat([u16(b.length), b]);
 
 /** The TCG default RSA 2048 EK template (EK Credential Profile, template L-1): the key the EK certificate certifies. */
 const EK_TEMPLATE = Buffer.concat([
