@@ -66,6 +66,7 @@ export const INPUT_CODES = [
   'TPM_BUSY',
   'TPM_LOCKOUT',
   'TPM_FAILED',
+  'TEXT_TOO_SHORT',
 ] as const;
 
 export type DenialCode = (typeof DENIAL_CODES)[number];
