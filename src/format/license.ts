@@ -83,12 +83,12 @@ export interface HostBinding {
   region?: string;
   fingerprint: Fingerprint;
   match: MatchPolicy;
-  /** a TPM-bound host (§5.3): the keys need this TPM as well as the host key */
+  /** a TPM-bound host (§5.1): the keys need this TPM as well as the host key */
   tpm?: TpmBinding;
 }
 
 /**
- * The TPM half of a host binding (docs/FORMAT.md §5.3): a credential (TPM2_MakeCredential) that
+ * The TPM half of a host binding (docs/FORMAT.md §5.1): a credential (TPM2_MakeCredential) that
  * only the TPM holding the endorsement key `ekHash` names can activate, and only for the
  * attestation key `akName`. It releases the 32-byte secret that unmasks every grant.
  */
@@ -146,6 +146,8 @@ export interface LicensePayload {
   keys: GrantedKey[];
   /** outputs must be watermarked (e.g. a free tier) */
   requireWatermark?: boolean;
+  /** the key that watermarks this licence's outputs (§5.2): sealed to the host like the grants, or clear in an unbound licence */
+  watermark?: Sealed;
   /** keys for the bundles marked for this licence alone (mlic mark; docs/TRACING.md): they open no common bundle */
   marked?: true;
   /** floating seats: every use needs a live lease from the vendor's licence server (§12) */
@@ -289,7 +291,7 @@ function checkGrant(k: unknown, i: number, bound: boolean, p: Problems): void {
   if (hasSealed && !bound) p.add(`${at}.sealed (an unbound licence has no host key to seal to)`);
 }
 
-const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark', 'lease', 'marked'];
+const PAYLOAD_FIELDS = ['v', 'kind', 'licenseId', 'issuedAt', 'vendor', 'customer', 'model', 'versions', 'notBefore', 'expires', 'graceSeconds', 'clockToleranceSeconds', 'tier', 'features', 'components', 'host', 'meters', 'regions', 'keys', 'requireWatermark', 'watermark', 'lease', 'marked'];
 
 /** Validates a licence payload, collecting every bad field: what a host accepts, and all a vendor may sign. */
 export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
@@ -370,6 +372,19 @@ export function assertLicensePayload(v: unknown): asserts v is LicensePayload {
   if (!Array.isArray(v.keys) || v.keys.length === 0 || v.keys.length > MAX_GRANTS) p.add('keys');
   else v.keys.forEach((k: unknown, i: number) => checkGrant(k, i, bound, p));
   p.check(v.requireWatermark === undefined || v.requireWatermark === true, 'requireWatermark');
+  if (v.watermark !== undefined) {
+    p.check(v.requireWatermark === true, 'watermark (only with requireWatermark)');
+    const w = v.watermark;
+    if (!isPlainObject(w) || (w.sealed === undefined) === (w.clear === undefined)) p.add('watermark (exactly one of sealed, clear)');
+    else if (w.sealed !== undefined) {
+      if (p.obj(w, 'watermark', ['sealed']) && p.obj(w.sealed, 'watermark.sealed', ['epk', 'nonce', 'box']))
+        p.check(isB64(w.sealed.epk, 32) && isB64(w.sealed.nonce, 24) && isB64(w.sealed.box, 48), 'watermark.sealed');
+      p.check(bound, 'watermark.sealed (an unbound licence has no host key to seal to)');
+    } else {
+      if (p.obj(w, 'watermark', ['clear'])) p.check(isB64(w.clear, 32), 'watermark.clear');
+      p.check(!bound, 'watermark.clear (a host-bound licence must seal its keys)');
+    }
+  }
   p.check(v.marked === undefined || v.marked === true, 'marked');
   p.fail('licence');
 }
@@ -485,9 +500,11 @@ export function tpmQualifyingData(p: ActivationRequestPayload): Buffer {
 }
 
 /** The payload with key material replaced by a description: safe to print. */
-export function redactedPayload(p: LicensePayload): Omit<LicensePayload, 'keys'> & { keys: { scope: string; tree?: string; depth?: number; prefix?: number; bundleId?: string; protection: 'sealed to host' | 'clear (unbound)' }[] } {
+export function redactedPayload(p: LicensePayload): Omit<LicensePayload, 'keys' | 'watermark'> & { watermark?: 'sealed to host' | 'clear (unbound)' } & { keys: { scope: string; tree?: string; depth?: number; prefix?: number; bundleId?: string; protection: 'sealed to host' | 'clear (unbound)' }[] } {
+  const { watermark, ...rest } = p;
   return {
-    ...p,
+    ...rest,
+    ...(watermark ? { watermark: watermark.sealed ? ('sealed to host' as const) : ('clear (unbound)' as const) } : {}),
     keys: p.keys.map((k) => ({
       scope: k.scope,
       ...(k.scope === 'lines' ? { tree: k.tree, depth: k.depth, prefix: k.prefix } : { bundleId: k.bundleId }),

@@ -37,6 +37,9 @@ import type { RevokedLicense } from '../format/revocation.js';
 import { stat } from 'node:fs/promises';
 import { authorizeBundle, choose, withDecision, type Candidate } from './licences.js';
 import { MAX_LICENSE_BYTES } from '../format/license.js';
+import { unwrapWatermarkKey } from '../license/keys.js';
+import { recoverTpmSecret } from '../tpm/attest.js';
+import { textWatermarkProcessor, type LogitsProcessor, type TextWatermarkParams } from '../watermark/text.js';
 
 export type { ValidateError } from '../license/policy.js';
 
@@ -82,7 +85,16 @@ export interface ValidateResult {
   inGrace?: boolean;
   /** outputs must be watermarked (e.g. a free tier): the caller's contract, see docs/USAGE.md */
   watermarkRequired: boolean;
+  /** the watermark to mark outputs with, when the licence carries its key (licences issued with --require-watermark) */
+  watermark?: LicenceWatermark;
   tier?: string;
+}
+
+/** What marks a licence's outputs: made from the licence's watermark key, which the vendor can derive again to detect them. */
+export interface LicenceWatermark {
+  licenseId: string;
+  /** a logits processor for a token-by-token sampling loop (src/watermark/text.ts) */
+  text(params?: Partial<TextWatermarkParams>): LogitsProcessor;
 }
 
 export interface MeterStatus extends Figures {
@@ -150,9 +162,27 @@ export class LoadedLicense {
     };
   }
 
-  private extras: Pick<ValidateResult, 'watermarkRequired' | 'tier'> | undefined;
-  private extra(): Pick<ValidateResult, 'watermarkRequired' | 'tier'> {
-    return (this.extras ??= { watermarkRequired: this.license.requireWatermark === true, ...(this.license.tier ? { tier: this.license.tier } : {}) });
+  private watermarkKey: Buffer | undefined;
+  /** the licence's watermark key, opened on this host (loadLicense) */
+  setWatermarkKey(k: Uint8Array): void {
+    this.watermarkKey = Buffer.from(k);
+  }
+
+  private extras: Pick<ValidateResult, 'watermarkRequired' | 'watermark' | 'tier'> | undefined;
+  private extra(): Pick<ValidateResult, 'watermarkRequired' | 'watermark' | 'tier'> {
+    if (this.extras) return this.extras;
+    const key = this.watermarkKey;
+    const licenseId = this.license.licenseId;
+    const watermark: LicenceWatermark | undefined = key
+      ? {
+          licenseId,
+          text: (params) => {
+            if (this.closed) throw new MlicError('USAGE', 'the licence handle is closed');
+            return textWatermarkProcessor(key, params);
+          },
+        }
+      : undefined;
+    return (this.extras = { watermarkRequired: this.license.requireWatermark === true, ...(watermark ? { watermark } : {}), ...(this.license.tier ? { tier: this.license.tier } : {}) });
   }
 
   private deny(now: Date, error: ValidateError, message: string, req: ValidateRequest, figures?: Partial<ValidateResult>): ValidateResult {
@@ -319,6 +349,7 @@ export class LoadedLicense {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.watermarkKey?.fill(0);
     live.delete(this);
     if (live.size === 0) process.off('beforeExit', closeAllBeforeExit);
     if (this.giveBackTimer) clearInterval(this.giveBackTimer);
@@ -381,6 +412,15 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
       throw e;
     }
     const handle = new LoadedLicense(license, manifest, ledger, journal, clock);
+    if (license.watermark) {
+      const w = license.host.binding === 'host' && license.host.tpm ? await recoverTpmSecret(ctx.state, license.host.tpm, ctx.tpm) : undefined;
+      const k = unwrapWatermarkKey(license, host.boxSecret, w);
+      w?.fill(0);
+      if (k) {
+        handle.setWatermarkKey(k);
+        wipe(k);
+      }
+    }
     const server = license.lease || fleet ? await ctx.state.serverUrl() : undefined;
     if (server && !o.forReport) handle.enableReports(server, host);
     // the decision checked out (or found) the lease; the handle keeps it renewed

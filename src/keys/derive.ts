@@ -44,6 +44,11 @@ export function markedModelKey(master: Uint8Array, modelName: string, licenseId:
   return hkdfSha256(master, enc('mlic/v2/marked-model'), enc(`${modelName}\n${licenseId}`));
 }
 
+/** A licence's watermark key (docs/FORMAT.md §5.2): what marks its outputs, and what the vendor detects them with. */
+export function watermarkKey(master: Uint8Array, licenseId: string): Buffer {
+  return hkdfSha256(master, enc('mlic/v1/watermark'), enc(licenseId));
+}
+
 /** The model key of the common bundles, or of those marked for `markedFor` (a licence id). */
 export function modelKeyFor(master: Uint8Array, modelName: string, markedFor?: string): Buffer {
   return markedFor === undefined ? modelKey(master, modelName) : markedModelKey(master, modelName, markedFor);

@@ -12,10 +12,10 @@ import type { Manifest } from '../format/manifest.js';
 import { assertLicensePayload, MAX_GRANTS, METRIC_RE, type ActivationRequest, type GrantedKey, type HostBinding, type LeaseTerms, type LicensePayload, type MatchPolicy, type Meter, type SignedLicense, type VersionPolicy } from '../format/license.js';
 import { parseRange } from '../format/semver-range.js';
 import { parseSemver, versionLine } from '../format/semver.js';
-import { bundleKeyFromMaster, modelKeyFor, nodeKey, type Tree } from '../keys/derive.js';
+import { bundleKeyFromMaster, modelKeyFor, nodeKey, watermarkKey, type Tree } from '../keys/derive.js';
 import { sha256Hex } from '../crypto/hash.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { sealGrant, tpmGrantMask } from './keys.js';
+import { sealGrant, sealWatermark, tpmGrantMask } from './keys.js';
 import { sealForTpm, verifyTpmRequest, type TpmVerifyOptions } from '../tpm/attest.js';
 import { ALL_LINES, grantNodes, lineIntervals } from './lines.js';
 import { signLicense } from './sign.js';
@@ -178,6 +178,14 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
       break;
   }
   mk.fill(0);
+  let watermark: LicensePayload['watermark'];
+  if (o.requireWatermark) {
+    const wk = watermarkKey(o.key.master, licenseId);
+    const mask = sealedTpm ? tpmGrantMask(sealedTpm.secret, licenseId, 'watermark') : undefined;
+    watermark = sealWatermark(wk, hostPub, mask);
+    wk.fill(0);
+    mask?.fill(0);
+  }
   sealedTpm?.secret.fill(0);
   const customer = o.customer ?? host?.customer;
   const binding: LicensePayload['host'] = host
@@ -219,6 +227,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
     ...(o.regions?.length ? { regions: [...new Set(o.regions)].sort() } : {}),
     keys: grants,
     ...(o.requireWatermark ? { requireWatermark: true } : {}),
+    ...(watermark ? { watermark } : {}),
     ...(o.lease ? { lease: o.lease } : {}),
     ...(o.marked ? { marked: true as const } : {}),
   };

@@ -10,12 +10,12 @@ import { bundleKey, covers, descend, lineKeyFromLeaf, linePos, TREE_DEPTH } from
 type GrantScope = { scope: 'bundle'; bundleId: string } | { scope: 'lines'; tree: 'major' | 'zero'; depth: number; prefix: number };
 
 /**
- * A TPM-bound licence's grants (docs/FORMAT.md §5.3) are masked before they are sealed to the
+ * A TPM-bound licence's grants (docs/FORMAT.md §5.1) are masked before they are sealed to the
  * host key: key XOR HKDF-SHA-256(W, "mlic/v2/tpm-grant", licenceId "\n" index), where W is the
  * secret only the host's TPM can recover (credential activation). The host key alone, copied
  * anywhere, opens the masked key and nothing more.
  */
-export function tpmGrantMask(w: Uint8Array, licenseId: string, index: number): Buffer {
+export function tpmGrantMask(w: Uint8Array, licenseId: string, index: number | 'watermark'): Buffer {
   return hkdfSha256(w, Buffer.from('mlic/v2/tpm-grant'), `${licenseId}\n${index}`, 32);
 }
 
@@ -60,6 +60,29 @@ export function unwrapLicenseGrant(l: LicensePayload, index: number, hostBoxSecr
         hint: 'use mlic on the host whose TPM the licence was issued for',
       });
     const mask = tpmGrantMask(tpmSecret, l.licenseId, index);
+    try {
+      return unwrapGrant(g, hostBoxSecret, mask);
+    } finally {
+      wipe(mask);
+    }
+  }
+  return unwrapGrant(g, hostBoxSecret);
+}
+
+/** Seals a licence's watermark key as its grants are sealed (to the host key, masked for a TPM host; clear when unbound). */
+export function sealWatermark(key: Uint8Array, hostBoxPublic: Uint8Array | undefined, mask?: Uint8Array): Sealed {
+  const g = sealGrant({ scope: 'bundle', bundleId: '0'.repeat(32) }, key, hostBoxPublic, mask);
+  return g.sealed ? { sealed: g.sealed } : { clear: g.clear! };
+}
+
+/** The licence's watermark key, opened on this host (undefined when the licence carries none). */
+export function unwrapWatermarkKey(l: LicensePayload, hostBoxSecret: Uint8Array | undefined, tpmSecret?: Uint8Array): Uint8Array | undefined {
+  const w = l.watermark;
+  if (!w) return undefined;
+  const g = { scope: 'bundle' as const, bundleId: '0'.repeat(32), ...w } as GrantedKey;
+  if (l.host.binding === 'host' && l.host.tpm) {
+    if (!tpmSecret) throw new MlicError('TPM_KEY_UNAVAILABLE', `licence ${l.licenseId.slice(0, 8)} is bound to a TPM, and its key was not recovered from one`, { hint: 'use mlic on the host whose TPM the licence was issued for' });
+    const mask = tpmGrantMask(tpmSecret, l.licenseId, 'watermark');
     try {
       return unwrapGrant(g, hostBoxSecret, mask);
     } finally {

@@ -1,5 +1,5 @@
 /**
- * TPM-attested activation (docs/FORMAT.md §5.3, §6.1; docs/SECURITY.md "The TPM").
+ * TPM-attested activation (docs/FORMAT.md §5.1, §6.1; docs/SECURITY.md "The TPM").
  *
  * The host's side: an attestation key (AK) under the TPM's endorsement key (EK), kept in the state
  * directory as blobs that only that TPM can load (tpm.json), and a request whose `tpm` section

@@ -59,6 +59,12 @@ describe('TPM-attested activation', () => {
 
   const issue = async (r: ActivationRequest, o: Partial<IssueOptions> = {}) =>
     serializeLicense(issueLicense({ key: vendor, request: r, model: 'm', versions: { policy: 'range', range: '^2' }, perpetual: true, tpm: { cas: await loadTpmCas(a.caDir), require: true }, ...o }).license);
+  const writeLicence = async (text: string) => {
+    const { writeFile } = await import('node:fs/promises');
+    const f = join(await tmp(), 'l.lic');
+    await writeFile(f, text);
+    return f;
+  };
   /** the request with its payload changed and signed again by the host's own key (so only the TPM parts can be wrong) */
   const edited = (fn: (p: ActivationRequestPayload) => void): ActivationRequest => {
     const p = structuredClone(req.payload);
@@ -106,6 +112,23 @@ describe('TPM-attested activation', () => {
     const { randomBytes } = await import('node:crypto');
     expect(await codeOf(Promise.resolve().then(() => checkBundleKey(manifest, bundleKeyFromLicense(lic, manifest, boxSecret, randomBytes(32)))))).toBe('KEY_MISMATCH');
   }, 120_000);
+
+  it("a TPM-bound licence's watermark key is masked like its grants: validate() gives a watermark that the vendor's key detects", async () => {
+    const text = await issue(req, { requireWatermark: true });
+    await activateLicense(text, { stateDir: HA.stateDir, hostProbe: HA.probe(), tpm: { tcti: a.tcti } });
+    const { loadLicense } = await import('../../src/host/handle.js');
+    const { watermarkKey } = await import('../../src/keys/derive.js');
+    const { scoreText } = await import('../../src/watermark/text.js');
+    const { lm } = await import('../watermark/lm.js');
+    const h = await loadLicense({ stateDir: HA.stateDir, hostProbe: HA.probe(), tpm: { tcti: a.tcti }, licenseFile: await writeLicence(text) });
+    try {
+      const r = await h.validate();
+      const id = r.watermark!.licenseId;
+      expect(scoreText(lm(3).generate(r.watermark!.text()), watermarkKey(vendor.master, id)).pValue).toBeLessThan(1e-12);
+    } finally {
+      await h.close();
+    }
+  }, 60_000);
 
   it('the vendor refuses each bad attestation with its code', async () => {
     const casA = await loadTpmCas(a.caDir);
