@@ -35,10 +35,9 @@ import { buildReport } from '../usage/report.js';
 import type { HostIdentity } from '../state/home.js';
 import type { RevokedLicense } from '../format/revocation.js';
 import { stat } from 'node:fs/promises';
-import { authorizeBundle, choose, withDecision, type Candidate } from './licences.js';
+import { authorizeBundle, choose, tpmSecretFor, withDecision, type Candidate } from './licences.js';
 import { MAX_LICENSE_BYTES } from '../format/license.js';
 import { unwrapWatermarkKey } from '../license/keys.js';
-import { recoverTpmSecret } from '../tpm/attest.js';
 import { textWatermarkProcessor, type LogitsProcessor, type TextWatermarkParams } from '../watermark/text.js';
 
 export type { ValidateError } from '../license/policy.js';
@@ -413,7 +412,7 @@ export async function loadLicense(o: LoadLicenseOptions = {}): Promise<LoadedLic
     }
     const handle = new LoadedLicense(license, manifest, ledger, journal, clock);
     if (license.watermark) {
-      const w = license.host.binding === 'host' && license.host.tpm ? await recoverTpmSecret(ctx.state, license.host.tpm, ctx.tpm) : undefined;
+      const w = await tpmSecretFor(ctx, license);
       const k = unwrapWatermarkKey(license, host.boxSecret, w);
       w?.fill(0);
       if (k) {

@@ -103,7 +103,7 @@ export async function createActivationRequest(o: RequestOptions = {}): Promise<R
 }
 
 /** W for a TPM-bound licence (undefined for others). */
-async function tpmSecretFor(ctx: HostContext, l: LicensePayload): Promise<Buffer | undefined> {
+export async function tpmSecretFor(ctx: HostContext, l: LicensePayload): Promise<Buffer | undefined> {
   return l.host.binding === 'host' && l.host.tpm ? recoverTpmSecret(ctx.state, l.host.tpm, ctx.tpm) : undefined;
 }
 

@@ -15,7 +15,7 @@ import { parseSemver, versionLine } from '../format/semver.js';
 import { bundleKeyFromMaster, modelKeyFor, nodeKey, watermarkKey, type Tree } from '../keys/derive.js';
 import { sha256Hex } from '../crypto/hash.js';
 import type { VendorKey } from '../keys/vendor.js';
-import { sealGrant, sealWatermark, tpmGrantMask } from './keys.js';
+import { sealGrant, sealKey, tpmGrantMask } from './keys.js';
 import { sealForTpm, verifyTpmRequest, type TpmVerifyOptions } from '../tpm/attest.js';
 import { ALL_LINES, grantNodes, lineIntervals } from './lines.js';
 import { signLicense } from './sign.js';
@@ -182,7 +182,7 @@ export function issueLicense(o: IssueOptions): { license: SignedLicense; payload
   if (o.requireWatermark) {
     const wk = watermarkKey(o.key.master, licenseId);
     const mask = sealedTpm ? tpmGrantMask(sealedTpm.secret, licenseId, 'watermark') : undefined;
-    watermark = sealWatermark(wk, hostPub, mask);
+    watermark = sealKey(wk, hostPub, mask);
     wk.fill(0);
     mask?.fill(0);
   }

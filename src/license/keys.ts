@@ -25,21 +25,22 @@ function xorInto(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-export function sealGrant(scope: GrantScope, key: Uint8Array, hostBoxPublic: Uint8Array | undefined, mask?: Uint8Array): GrantedKey {
+/** Seals one 32-byte key to the host key (masked first for a TPM host), or leaves it clear in an unbound licence. */
+export function sealKey(key: Uint8Array, hostBoxPublic: Uint8Array | undefined, mask?: Uint8Array): Sealed {
   const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
-  let sealed: Sealed;
-  if (!hostBoxPublic) sealed = { clear: b64(key) };
-  else {
-    const masked = mask ? xorInto(key, mask) : key;
-    const s = sealTo(hostBoxPublic, masked);
-    if (mask) wipe(masked);
-    sealed = { sealed: { epk: b64(s.epk), nonce: b64(s.nonce), box: b64(s.box) } };
-  }
-  return { ...scope, ...sealed } as GrantedKey;
+  if (!hostBoxPublic) return { clear: b64(key) };
+  const masked = mask ? xorInto(key, mask) : key;
+  const s = sealTo(hostBoxPublic, masked);
+  if (mask) wipe(masked);
+  return { sealed: { epk: b64(s.epk), nonce: b64(s.nonce), box: b64(s.box) } };
 }
 
-/** Opens one grant's key (sealed to this host, or clear); HOST_KEY_MISMATCH when it is sealed to another host's key. */
-export function unwrapGrant(g: GrantedKey, hostBoxSecret: Uint8Array | undefined, mask?: Uint8Array): Uint8Array {
+export function sealGrant(scope: GrantScope, key: Uint8Array, hostBoxPublic: Uint8Array | undefined, mask?: Uint8Array): GrantedKey {
+  return { ...scope, ...sealKey(key, hostBoxPublic, mask) } as GrantedKey;
+}
+
+/** Opens one sealed key (sealed to this host, or clear); HOST_KEY_MISMATCH when it is sealed to another host's key. */
+export function unwrapGrant(g: Sealed, hostBoxSecret: Uint8Array | undefined, mask?: Uint8Array): Uint8Array {
   if (g.clear !== undefined) return Buffer.from(g.clear, 'base64');
   const hint = 'a licence works only with the host key of the activation request it was issued for';
   if (!hostBoxSecret) throw new MlicError('HOST_KEY_MISMATCH', 'the licence key is sealed to a host key and this state directory has none', { hint });
@@ -51,45 +52,29 @@ export function unwrapGrant(g: GrantedKey, hostBoxSecret: Uint8Array | undefined
   return out;
 }
 
-/** Opens grant `index` of licence `l`: with the TPM's secret when the licence is TPM-bound (TPM_KEY_UNAVAILABLE without it). */
-export function unwrapLicenseGrant(l: LicensePayload, index: number, hostBoxSecret: Uint8Array | undefined, tpmSecret?: Uint8Array): Uint8Array {
-  const g = l.keys[index]!;
-  if (l.host.binding === 'host' && l.host.tpm) {
-    if (!tpmSecret)
-      throw new MlicError('TPM_KEY_UNAVAILABLE', `licence ${l.licenseId.slice(0, 8)} is bound to a TPM, and its key was not recovered from one`, {
-        hint: 'use mlic on the host whose TPM the licence was issued for',
-      });
-    const mask = tpmGrantMask(tpmSecret, l.licenseId, index);
-    try {
-      return unwrapGrant(g, hostBoxSecret, mask);
-    } finally {
-      wipe(mask);
-    }
+/** Opens a key licence `l` carries (a grant by its index, or its watermark key): with the TPM's secret when the licence is TPM-bound (TPM_KEY_UNAVAILABLE without it). */
+function openLicenseKey(l: LicensePayload, sealed: Sealed, index: number | 'watermark', hostBoxSecret: Uint8Array | undefined, tpmSecret: Uint8Array | undefined): Uint8Array {
+  if (!(l.host.binding === 'host' && l.host.tpm)) return unwrapGrant(sealed, hostBoxSecret);
+  if (!tpmSecret)
+    throw new MlicError('TPM_KEY_UNAVAILABLE', `licence ${l.licenseId.slice(0, 8)} is bound to a TPM, and its key was not recovered from one`, {
+      hint: 'use mlic on the host whose TPM the licence was issued for',
+    });
+  const mask = tpmGrantMask(tpmSecret, l.licenseId, index);
+  try {
+    return unwrapGrant(sealed, hostBoxSecret, mask);
+  } finally {
+    wipe(mask);
   }
-  return unwrapGrant(g, hostBoxSecret);
 }
 
-/** Seals a licence's watermark key as its grants are sealed (to the host key, masked for a TPM host; clear when unbound). */
-export function sealWatermark(key: Uint8Array, hostBoxPublic: Uint8Array | undefined, mask?: Uint8Array): Sealed {
-  const g = sealGrant({ scope: 'bundle', bundleId: '0'.repeat(32) }, key, hostBoxPublic, mask);
-  return g.sealed ? { sealed: g.sealed } : { clear: g.clear! };
+/** Opens grant `index` of licence `l`. */
+export function unwrapLicenseGrant(l: LicensePayload, index: number, hostBoxSecret: Uint8Array | undefined, tpmSecret?: Uint8Array): Uint8Array {
+  return openLicenseKey(l, l.keys[index]!, index, hostBoxSecret, tpmSecret);
 }
 
 /** The licence's watermark key, opened on this host (undefined when the licence carries none). */
 export function unwrapWatermarkKey(l: LicensePayload, hostBoxSecret: Uint8Array | undefined, tpmSecret?: Uint8Array): Uint8Array | undefined {
-  const w = l.watermark;
-  if (!w) return undefined;
-  const g = { scope: 'bundle' as const, bundleId: '0'.repeat(32), ...w } as GrantedKey;
-  if (l.host.binding === 'host' && l.host.tpm) {
-    if (!tpmSecret) throw new MlicError('TPM_KEY_UNAVAILABLE', `licence ${l.licenseId.slice(0, 8)} is bound to a TPM, and its key was not recovered from one`, { hint: 'use mlic on the host whose TPM the licence was issued for' });
-    const mask = tpmGrantMask(tpmSecret, l.licenseId, 'watermark');
-    try {
-      return unwrapGrant(g, hostBoxSecret, mask);
-    } finally {
-      wipe(mask);
-    }
-  }
-  return unwrapGrant(g, hostBoxSecret);
+  return l.watermark ? openLicenseKey(l, l.watermark, 'watermark', hostBoxSecret, tpmSecret) : undefined;
 }
 
 /**

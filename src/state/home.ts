@@ -16,6 +16,7 @@ import { canonicalJson } from '../format/canonical.js';
 import { keyFingerprint, keyIdHex, parsePublicKey, serializePublicKey, type MinisignPublicKey } from '../format/minisign.js';
 import { REGION_RE } from '../format/license.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
+import { readJsonIfPresent } from '../util/files.js';
 import type { TpmOptions } from '../tpm/tools.js';
 
 export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -44,20 +45,7 @@ type HostFile =
   | { v: 1; boxSecret: string; signSeed: string; salt: string; region?: string; createdAt: string }
   | { v: 2; keys: 'tpm'; salt: string; region?: string; createdAt: string };
 
-async function readJson<T>(path: string): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromFsError(e, path);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new MlicError('FORMAT_INVALID', `${path}: corrupt state file (not JSON)`);
-  }
-}
+const readJson = async <T>(path: string): Promise<T | undefined> => (await readJsonIfPresent(path)) as T | undefined;
 
 export class StateDir {
   /** the TPM a TPM-bound host's keys are in (default MLIC_TPM, else /dev/tpmrm0) */

@@ -27,7 +27,6 @@ import { tctiOf, type TpmOptions } from './tools.js';
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 
-export { loadTpmKey };
 
 
 /** A TPM operation with the stored AK: a TPM that cannot load it is not this host's TPM. */

@@ -16,8 +16,8 @@
  * nothing but blobs that no other TPM can load (TPM_KEY_UNAVAILABLE).
  */
 import { createHash, createPublicKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { MlicError, fromFsError } from '../errors.js';
+import { MlicError } from '../errors.js';
+import { readJsonIfPresent } from '../util/files.js';
 import { hkdfSha256 } from '../crypto/kdf.js';
 import { HEX64_RE, isB64, isPlainObject, unknownKeys } from '../format/fields.js';
 import { writeSmallFileAtomic } from '../util/atomic.js';
@@ -57,19 +57,9 @@ export const ekHashOf = (der: Uint8Array): string => createHash('sha256').update
 /** The host's TPM key file, or undefined when there is none. */
 export async function loadTpmKey(state: StatePlace): Promise<TpmKeys | undefined> {
   const path = state.path('tpm.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw fromFsError(e, path);
-  }
-  let f: unknown;
-  try {
-    f = JSON.parse(text);
-  } catch {
-    f = undefined;
-  }
+  const hint = 'restore it from a backup of this host, or activate again in a new state directory';
+  const f = await readJsonIfPresent(path, hint);
+  if (f === undefined) return undefined;
   const ok =
     isPlainObject(f) &&
     unknownKeys(f, FIELDS).length === 0 &&
@@ -85,7 +75,7 @@ export async function loadTpmKey(state: StatePlace): Promise<TpmKeys | undefined
     /^000b[0-9a-f]{64}$/.test(f.akName) &&
     isB64(f.hostKeyPublic) &&
     isB64(f.hostKeyPrivate);
-  if (!ok) throw new MlicError('FORMAT_INVALID', `${path}: corrupt TPM key file`, { hint: 'restore it from a backup of this host, or activate again in a new state directory' });
+  if (!ok) throw new MlicError('FORMAT_INVALID', `${path}: corrupt TPM key file`, { hint });
   const t = f as unknown as TpmFile;
   return {
     ekHash: t.ekHash,

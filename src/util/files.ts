@@ -1,5 +1,5 @@
 /** Reading the small text inputs mlic takes from users (keys, licences, requests, reports): bounded, with clear errors. */
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { MlicError, fromFsError } from '../errors.js';
 
 /** Size bounds of mlic's text inputs; anything larger is refused before it is parsed. */
@@ -54,5 +54,21 @@ export async function readTextFile(path: string, o: ReadTextOptions = {}): Promi
     throw fromFsError(e, path);
   } finally {
     await fh.close();
+  }
+}
+
+/** A small JSON state file: its value, or undefined when there is no file; FORMAT_INVALID (with `hint`) when it is not JSON. */
+export async function readJsonIfPresent(path: string, hint?: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fromFsError(e, path);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new MlicError('FORMAT_INVALID', `${path}: corrupt state file (not JSON)`, hint ? { hint } : {});
   }
 }
