@@ -59,5 +59,5 @@ await build({
   plugins: [lazyChildProcessForCommander, builtinsThroughRequire],
   // Loaded from node_modules at run time: a native addon (found through its own path) and the
   // server's libraries (only the server commands load them).
-  external: ['better-sqlite3', 'pg', 'fastify'],
+  external: ['better-sqlite3', 'pg', 'fastify', 'sharp'],
 });

@@ -45,6 +45,8 @@ export const DENIAL_CODES = [
   'TPM_KEY_UNAVAILABLE',
   'TPM_PCR_MISMATCH',
   'TPM_REQUIRED',
+  // mlic watermark detect: no candidate licence's mark is in the output (or too little of it to name one)
+  'WATERMARK_NOT_FOUND',
 ] as const;
 
 /** Codes for usage, I/O or malformed input: exit status 2. */
@@ -67,6 +69,14 @@ export const INPUT_CODES = [
   'TPM_LOCKOUT',
   'TPM_FAILED',
   'TEXT_TOO_SHORT',
+  // an image mlic cannot decode (corrupt, or a format other than PNG, JPEG, WebP, TIFF), or raw pixels of the wrong size
+  'IMAGE_INVALID',
+  // an image with a side too short to carry (128 px) or hold (64 px) the watermark
+  'IMAGE_TOO_SMALL',
+  // a tokenizer.json mlic cannot read (only WordLevel with a Whitespace / WhitespaceSplit pre-tokenizer); hint: pass the model's own tokenizer.json, or token ids
+  'TOKENIZER_UNSUPPORTED',
+  // token ids or text that the tokenizer given cannot have produced (ids past its vocabulary; mostly unknown words); hint: pass the tokenizer of the model that wrote the text
+  'TOKENIZER_MISMATCH',
 ] as const;
 
 export type DenialCode = (typeof DENIAL_CODES)[number];

@@ -11,3 +11,7 @@ export { markModel, type MarkOptions, type MarkReport } from './mark/mark.js';
 export { trace, type Candidate, type CandidateScore, type TraceResult } from './mark/trace.js';
 export { indexModel } from './mark/model.js';
 export { licenceMarkKey } from './mark/pattern.js';
+export { watermarkCandidates, imagePayload } from './watermark/licence.js';
+export { detectImageWatermark, analyzeImage, scoreImage, type ImageCandidate, type ImageDetection, type ImageScore, type RawImage } from './watermark/image.js';
+export { detectTextWatermark, scoreText, type TextCandidate, type TextDetection, type TextScore } from './watermark/text.js';
+export { decodeImage } from './watermark/codec.js';

@@ -39,6 +39,10 @@ import { authorizeBundle, choose, tpmSecretFor, withDecision, type Candidate } f
 import { MAX_LICENSE_BYTES } from '../format/license.js';
 import { unwrapWatermarkKey } from '../license/keys.js';
 import { textWatermarkProcessor, type LogitsProcessor, type TextWatermarkParams } from '../watermark/text.js';
+import { markImage } from '../watermark/licence.js';
+import type { EmbedOptions, RawImage } from '../watermark/image.js';
+import type { EncodeOptions } from '../watermark/codec.js';
+import { createHash } from 'node:crypto';
 
 export type { ValidateError } from '../license/policy.js';
 
@@ -92,8 +96,26 @@ export interface ValidateResult {
 /** What marks a licence's outputs: made from the licence's watermark key, which the vendor can derive again to detect them. */
 export interface LicenceWatermark {
   licenseId: string;
-  /** a logits processor for a token-by-token sampling loop (src/watermark/text.ts) */
+  /** a logits processor for a token-by-token sampling loop (src/watermark/text.ts); record each output with recordText() */
   text(params?: Partial<TextWatermarkParams>): LogitsProcessor;
+  /** records a text output written through text() in the audit log (the SHA-256 of its token ids) */
+  recordText(ids: readonly number[]): Promise<{ outputHash: string }>;
+  /**
+   * Marks an image (raw pixels, or an encoded PNG, JPEG, WebP or TIFF, returned in the same
+   * format) with this licence's payload, and records the marked output's SHA-256 and the payload
+   * in the audit log.
+   */
+  image<T extends RawImage | Uint8Array>(input: T, opts?: EmbedOptions & EncodeOptions): Promise<MarkedImage<T>>;
+}
+
+export interface MarkedImage<T> {
+  image: T extends RawImage ? RawImage : Buffer;
+  /** the 16 hex digits carried: the licence id's first 8 bytes */
+  payload: string;
+  /** sha256:<hex> of the marked output (its pixels for raw input, its bytes for an encoded one) */
+  outputHash: string;
+  /** the marked image's PSNR against the input, dB */
+  psnr: number;
 }
 
 export interface MeterStatus extends Figures {
@@ -178,6 +200,18 @@ export class LoadedLicense {
           text: (params) => {
             if (this.closed) throw new MlicError('USAGE', 'the licence handle is closed');
             return textWatermarkProcessor(key, params);
+          },
+          recordText: async (ids) => {
+            if (this.closed) throw new MlicError('USAGE', 'the licence handle is closed');
+            const outputHash = `sha256:${createHash('sha256').update(JSON.stringify(ids)).digest('hex')}`;
+            await this.recordMark(outputHash, 'text');
+            return { outputHash };
+          },
+          image: async (input, opts) => {
+            if (this.closed) throw new MlicError('USAGE', 'the licence handle is closed');
+            const r = await markImage(input, key, licenseId, opts);
+            await this.recordMark(r.outputHash, `image:${r.payload}`);
+            return r as never;
           },
         }
       : undefined;
@@ -270,6 +304,11 @@ export class LoadedLicense {
         this.revocation.checking = false;
       }
     })();
+  }
+
+  private async recordMark(outputHash: string, watermark: string): Promise<void> {
+    const now = this.clock();
+    await this.journal.record({ ...this.base(now), action: 'audit', decision: 'allow', outputHash, watermark }, now);
   }
 
   /** Records the hashes of one inference's input and output in the audit log. */

@@ -22,6 +22,8 @@ export interface AuditData {
   quantity?: number;
   inputHash?: string;
   outputHash?: string;
+  /** the watermark a marked output carries: `text`, or `image:<payload hex>` */
+  watermark?: string;
   /** batched mode: identical decisions without hashes within one flush window are one record: how many, and the last one's time */
   count?: number;
   tEnd?: string;

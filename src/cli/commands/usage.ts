@@ -89,7 +89,7 @@ export async function auditVerify(ctx: Ctx, o: { home?: string }): Promise<void>
   }
 }
 
-const CSV_COLUMNS = ['seq', 't', 'action', 'decision', 'code', 'licenseId', 'bundleId', 'model', 'version', 'feature', 'metric', 'quantity', 'count', 'tEnd', 'hw', 'inputHash', 'outputHash', 'hash'] as const;
+const CSV_COLUMNS = ['seq', 't', 'action', 'decision', 'code', 'licenseId', 'bundleId', 'model', 'version', 'feature', 'metric', 'quantity', 'count', 'tEnd', 'hw', 'inputHash', 'outputHash', 'watermark', 'hash'] as const;
 
 /** One CSV field (RFC 4180), with control and bidi characters escaped for terminals and spreadsheets. */
 function csvField(v: unknown): string {
