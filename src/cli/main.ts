@@ -307,14 +307,14 @@ program
   .addOption(json())
   .addHelpText(
     'after',
-    '\nThe fingerprint goes into the float matrices and convolution kernels (F32, F16, BF16) of safetensors and ONNX\nfiles; biases, norms, embeddings, small and quantized tensors are left as they are. See docs/TRACING.md.\n\nExamples:\n  $ mlic license issue --key vendor.key --request acme.json --model resnet --versions \'^2\' --days 365 --marked -o acme.lic\n  $ mlic mark resnet-2.1.0.mlb --license acme.lic --key vendor.key -o resnet-2.1.0-acme.mlb',
+    '\nThe fingerprint goes into the float matrices and convolution kernels (F32, F16, BF16) of safetensors, ONNX\nand GGUF files; biases, norms, embeddings, small and quantized tensors are left as they are. See docs/TRACING.md.\n\nExamples:\n  $ mlic license issue --key vendor.key --request acme.json --model resnet --versions \'^2\' --days 365 --marked -o acme.lic\n  $ mlic mark resnet-2.1.0.mlb --license acme.lic --key vendor.key -o resnet-2.1.0-acme.mlb',
   )
   .action(async (bundle, opts, cmd) => act(() => import('./commands/mark.js'), 'mark')(bundle, opts, cmd));
 
 program
   .command('trace')
   .description('name the licence whose fingerprint a leaked model carries, or say that none is implicated')
-  .argument('<suspect>', 'the suspect model: a file, a directory or a tar archive (safetensors, ONNX)')
+  .argument('<suspect>', 'the suspect model: a file, a directory or a tar archive (safetensors, ONNX, GGUF)')
   .requiredOption('--original <bundle>', 'the common bundle it may come from (or the original model files)')
   .option('--licenses <dir>', 'a directory of the licences you issued (those for marked bundles are the candidates)')
   .option('--server <url>', "also the licences this licence server issued for marked bundles of the original's model (its admin API)")

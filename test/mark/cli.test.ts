@@ -1,11 +1,13 @@
 /**
  * Leak tracing through the built binary, as a vendor and a customer run it: pack, issue licences
- * for marked bundles, mark, activate and unpack on a host (the leak), trace. And the keys: a
- * licence for marked bundles opens its own marked bundle only, whatever the manifest claims.
+ * for marked bundles, mark, activate and unpack on a host (the leak), trace; for a single
+ * safetensors file, components, a sharded checkpoint with its index, and a GGUF file. And the
+ * keys: a licence for marked bundles opens its own marked bundle only, whatever the manifest
+ * claims. And trace's plaintext of the original: in TMPDIR, removed on success and on error.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { join } from 'node:path';
-import { readFile, readdir, copyFile, mkdir } from 'node:fs/promises';
+import { readFile, readdir, copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { mlic } from '../cli/run.js';
 import { tmp } from '../helpers.js';
 import { attacks, readModel, synthModel, writeSafetensors } from './synth.js';
@@ -14,6 +16,10 @@ import { bundleKeyFromLicense } from '../../src/license/keys.js';
 import { checkBundleKey } from '../../src/bundle/decrypt.js';
 import { BundleFile } from '../../src/bundle/reader.js';
 import { parseManifest } from '../../src/format/manifest.js';
+import { indexModel } from '../../src/mark/model.js';
+import { markable } from '../../src/mark/tensors.js';
+import { ggufModel } from './gguf-file.js';
+import { expectSameLayout } from './layout.js';
 
 let dir: string;
 let env: Record<string, string>;
@@ -143,5 +149,79 @@ describe('mlic mark and mlic trace', () => {
     expect(t.code, t.stderr).toBe(0);
     expect(t.json.result.implicated).toEqual([{ licenseId: lic.json.result.licenseId, customer: 'acme' }]);
     expect(t.json.result.matched).toHaveLength(18);
+  }, 120_000);
+
+  it('marks bundles of a sharded checkpoint (shards, index, config) and of a GGUF file: the unpacked copies keep their files and layout, and are traced', async () => {
+    await writeSafetensors(join(dir, 'sharded'), synthModel(13, 128, 3), { shards: 3, index: true });
+    await writeFile(join(dir, 'sharded', 'config.json'), JSON.stringify({ architectures: ['SyntheticForCausalLM'] }));
+    await mkdir(join(dir, 'gg'));
+    await writeFile(join(dir, 'gg', 'model.gguf'), ggufModel(synthModel(14, 128, 2), { quantized: true }).bytes);
+    for (const [name, src, marked, other] of [
+      ['shard', 'sharded', 18, {}],
+      ['gg', 'gg', 12, { Q8_0: 1 }],
+    ] as const) {
+      expect((await run(['pack', src, '--name', name, '--version', '1.0.0', '--key', 'vendor.key'])).code).toBe(0);
+      const lic = await run(['license', 'issue', '--key', 'vendor.key', '--unbound', '--model', name, '--versions', '^1', '--days', '30', '--marked', '--customer', 'acme', '-o', `issued/${name}-acme.lic`, '--json']);
+      expect(lic.code).toBe(0);
+      const innocent = await run(['license', 'issue', '--key', 'vendor.key', '--unbound', '--model', name, '--versions', '^1', '--days', '30', '--marked', '--customer', 'initech', '-o', `issued/${name}-initech.lic`]);
+      expect(innocent.code).toBe(0);
+      const m = await run(['mark', `${name}-1.0.0.mlb`, '--license', `issued/${name}-acme.lic`, '--key', 'vendor.key', '-o', `${name}-acme.mlb`, '--json']);
+      expect(m.code, m.stderr).toBe(0);
+      expect(m.json.result.tensors.marked, name).toBe(marked);
+      expect(m.json.result.otherTypes, name).toEqual(other);
+      const before = await manifestOf(join(dir, `${name}-1.0.0.mlb`));
+      const after = await manifestOf(join(dir, `${name}-acme.mlb`));
+      expect(after.files.map((f) => [f.path, f.size])).toEqual(before.files.map((f) => [f.path, f.size]));
+      expect((await run(['activate', `issued/${name}-acme.lic`])).code).toBe(0);
+      const u = await run(['unpack', `${name}-acme.mlb`, '-o', `${name}-leak`]);
+      expect(u.code, u.stderr).toBe(0);
+      // the same files, each a valid file of its format with the same tensors at the same offsets; only marked tensors' bytes differ
+      const changed = await expectSameLayout(join(dir, src), join(dir, `${name}-leak`));
+      const expected = (await indexModel(join(dir, src))).tensors.filter(markable).map((t) => t.name);
+      expect(expected).toHaveLength(marked);
+      expect([...changed].sort(), name).toEqual(expected.sort());
+      const t = await run(['trace', `${name}-leak`, '--original', `${name}-1.0.0.mlb`, '--key', 'vendor.key', '--licenses', 'issued', '--json']);
+      expect(t.code, t.stderr).toBe(0);
+      expect(t.json.result.implicated).toEqual([{ licenseId: lic.json.result.licenseId, customer: 'acme' }]);
+      expect(t.json.result.candidates).toHaveLength(2);
+      expect(t.json.result.matched).toHaveLength(marked);
+      if (name === 'shard') expect(new Set(t.json.result.matched.map((x: { file: string }) => x.file)).size).toBe(3);
+    }
+  }, 120_000);
+
+  it('trace decrypts a bundle original into TMPDIR and leaves nothing there, when it names a licence, when it fails after decrypting, and when decrypting fails', async () => {
+    const tmpd = join(dir, 'private-tmp');
+    await mkdir(tmpd);
+    const withTmp = (args: string[], t = tmpd) => mlic(args, { cwd: dir, env: { ...env, TMPDIR: t } });
+    const ok = await withTmp(['trace', 'leaked.safetensors', '--original', 'llm-1.2.0.mlb', '--key', 'vendor.key', '--licenses', 'issued', '--top', '1']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await readdir(tmpd)).toEqual([]);
+    // --top 1: one row of the table (of 2 candidates), and the IMPLICATED line
+    const rows = ok.stdout.split('\n').filter((l) => /^[0-9a-f]{32} {2}/.test(l));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toContain(`${ids.acme}  acme`);
+    expect(ok.stdout).toContain(`IMPLICATED: licence ${ids.acme} (customer acme)`);
+    const badTop = await withTmp(['trace', 'leaked.safetensors', '--original', 'llm-1.2.0.mlb', '--key', 'vendor.key', '--licenses', 'issued', '--top', '0']);
+    expect(badTop.code).toBe(2);
+    expect(badTop.stderr).toContain('--top must be a positive whole number');
+    // an error after the original was decrypted: the suspect is not a model
+    const notModel = await withTmp(['trace', 'vendor.pub', '--original', 'llm-1.2.0.mlb', '--key', 'vendor.key', '--licenses', 'issued']);
+    expect(notModel.code).toBe(1);
+    expect(notModel.stderr).toContain('TRACE_NO_MATCH');
+    expect(await readdir(tmpd)).toEqual([]);
+    // an error while decrypting: a damaged chunk (the manifest's signature still verifies)
+    const bytes = await readFile(join(dir, 'llm-1.2.0.mlb'));
+    const bad = Buffer.from(bytes);
+    const mid = Math.floor(bad.length / 2);
+    bad[mid] = bad[mid]! ^ 0x40;
+    await writeFile(join(dir, 'damaged.mlb'), bad);
+    const damaged = await withTmp(['trace', 'leaked.safetensors', '--original', 'damaged.mlb', '--key', 'vendor.key', '--licenses', 'issued']);
+    expect(damaged.code, damaged.stderr).toBe(1);
+    expect(damaged.stderr).toContain('CHUNK_AUTH_FAILED');
+    expect(await readdir(tmpd)).toEqual([]);
+    // TMPDIR is where it goes: one that does not exist is an error naming it
+    const missing = await withTmp(['trace', 'leaked.safetensors', '--original', 'llm-1.2.0.mlb', '--key', 'vendor.key', '--licenses', 'issued'], join(dir, 'no-such-tmp'));
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('no-such-tmp');
   }, 120_000);
 });

@@ -1,7 +1,8 @@
 /**
  * GGUF in the weight fingerprint: listing the tensors of a GGUF file (the fixture, and a v3 file
  * written here with 64-byte alignment and a quantized tensor), marking it (only the float tensors
- * change), tracing the marked copy, and refusing a truncated file.
+ * change), tracing the marked copy (the licence named, nobody else), a transformer-shaped GGUF
+ * model against 1,000 candidates, and refusing a truncated file.
  */
 import { describe, it, expect } from 'vitest';
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -12,9 +13,9 @@ import { markModel } from '../../src/mark/mark.js';
 import { indexModel } from '../../src/mark/model.js';
 import { licenceMarkKey } from '../../src/mark/pattern.js';
 import { trace } from '../../src/mark/trace.js';
-import { floatToHalf } from '../../src/mark/dtype.js';
 import { prng, tmp } from '../helpers.js';
-import { rng } from './synth.js';
+import { rng, synthModel } from './synth.js';
+import { GGML, V, f16s, f32s, ggufModel, gstr, kv, u32, u64, writeGguf, type GTensor } from './gguf-file.js';
 
 const FIX = fileURLToPath(new URL('../../fixtures/models/', import.meta.url));
 
@@ -27,63 +28,6 @@ async function list(path: string, rel: string): Promise<TensorRef[]> {
   }
 }
 
-// --- a small GGUF writer (ggml docs/gguf.md) -------------------------------------------------
-
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-};
-const u64 = (n: number) => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt(n));
-  return b;
-};
-const gstr = (s: string) => Buffer.concat([u64(Buffer.byteLength(s)), Buffer.from(s, 'utf8')]);
-const V = { U32: 4, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9 };
-const kv = (key: string, type: number, value: Buffer) => Buffer.concat([gstr(key), u32(type), value]);
-const GGML = { F32: 0, F16: 1, Q8_0: 8 };
-
-interface GTensor {
-  name: string;
-  /** ne, innermost first */
-  ne: number[];
-  type: number;
-  data: Buffer;
-}
-
-/** A GGUF v3 file; returns its bytes, where the tensor infos start, and each tensor's data offset in the file. */
-function writeGguf(kvs: Buffer[], tensors: GTensor[], align: number): { bytes: Buffer; infosStart: number; offsets: number[] } {
-  const infos: Buffer[] = [];
-  const data: Buffer[] = [];
-  const rel: number[] = [];
-  let off = 0;
-  for (const t of tensors) {
-    const aligned = Math.ceil(off / align) * align;
-    if (aligned > off) data.push(Buffer.alloc(aligned - off));
-    off = aligned;
-    rel.push(off);
-    infos.push(Buffer.concat([gstr(t.name), u32(t.ne.length), ...t.ne.map(u64), u32(t.type), u64(off)]));
-    data.push(t.data);
-    off += t.data.length;
-  }
-  const pre = Buffer.concat([Buffer.from('GGUF', 'latin1'), u32(3), u64(tensors.length), u64(kvs.length), ...kvs]);
-  const head = Buffer.concat([pre, ...infos]);
-  const pad = Buffer.alloc((align - (head.length % align)) % align);
-  const dataStart = head.length + pad.length;
-  return { bytes: Buffer.concat([head, pad, ...data]), infosStart: pre.length, offsets: rel.map((o) => dataStart + o) };
-}
-
-function f32s(a: Float32Array): Buffer {
-  const b = Buffer.alloc(a.length * 4);
-  a.forEach((v, i) => b.writeFloatLE(v, i * 4));
-  return b;
-}
-function f16s(a: Float32Array): Buffer {
-  const b = Buffer.alloc(a.length * 2);
-  a.forEach((v, i) => b.writeUInt16LE(floatToHalf(v), i * 2));
-  return b;
-}
 function normals(n: number, seed: number, scale: number): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: n }, () => r.normal() * scale);
@@ -177,6 +121,33 @@ describe('GGUF tensors', () => {
     expect(r.candidates[0]!.licenseId).toBe('lic');
     const score = (id: string) => r.candidates.find((c) => c.licenseId === id)!.score;
     expect(score('lic')).toBeGreaterThan(score('other'));
+    // named, not only ranked first: past the threshold for its candidates, and nobody else
+    expect(r.implicated).toEqual(['lic']);
+    expect(r.candidates.find((c) => c.licenseId === 'other')!.implicated).toBe(false);
+    console.log(`[gguf] marked: lic z=${score('lic').toFixed(1)}, other z=${score('other').toFixed(1)}`);
+  }, 60_000);
+
+  it('a transformer-shaped GGUF model (F32 and F16 copies, a Q8_0 tensor beside) marked for one of 1,000 candidates: that licence is named, nobody else; the unmarked file names nobody', async () => {
+    const dir = await tmp();
+    const master = Buffer.alloc(32, 3);
+    const ids = Array.from({ length: 1000 }, (_, i) => `lic_${i}`);
+    const candidates = ids.map((licenseId) => ({ licenseId, markKey: licenceMarkKey(master, licenseId) }));
+    for (const dtype of ['F32', 'F16'] as const) {
+      const src = join(dir, `model-${dtype}.gguf`);
+      await writeFile(src, ggufModel(synthModel(5, 128, 3), { dtype, quantized: true }).bytes);
+      const out = join(dir, `marked-${dtype}.gguf`);
+      const rep = await markModel(src, out, { markKey: licenceMarkKey(master, 'lic_321') });
+      expect(rep.tensors.marked).toBe(18);
+      expect(rep.otherTypes).toEqual({ Q8_0: 1 });
+      const r = await trace(await indexModel(src), await indexModel(out), candidates);
+      const top = r.candidates.slice(0, 2).map((c) => `${c.licenseId} z=${c.score.toFixed(1)}`).join(', ');
+      console.log(`[gguf] ${dtype}, 1,000 candidates: ${top}`);
+      expect(r.matched).toHaveLength(18);
+      expect(r.implicated, top).toEqual(['lic_321']);
+      const plain = await trace(await indexModel(src), await indexModel(src), candidates);
+      expect(plain.implicated).toEqual([]);
+      expect(plain.differing).toBe(0);
+    }
   }, 60_000);
 
   it('refuses a GGUF cut in its tensor infos (MODEL_INVALID)', async () => {

@@ -87,8 +87,12 @@ export function safetensorsBytes(entries: [string, T][], dtype: FloatDtype = 'F3
   return Buffer.concat([len, json, ...datas]);
 }
 
-/** Writes the model as safetensors: one file, or `shards` files named model-0000k-of-0000n.safetensors in `path` (a directory). */
-export async function writeSafetensors(path: string, m: Model, o: { dtype?: FloatDtype; shards?: number } = {}): Promise<string> {
+/**
+ * Writes the model as safetensors: one file, or `shards` files named model-0000k-of-0000n.safetensors
+ * in `path` (a directory); with `index`, also model.safetensors.index.json (weight_map: tensor ->
+ * shard, metadata.total_size), as Hugging Face writes a sharded checkpoint.
+ */
+export async function writeSafetensors(path: string, m: Model, o: { dtype?: FloatDtype; shards?: number; index?: boolean } = {}): Promise<string> {
   const entries = [...m.entries()];
   if (!o.shards) {
     await mkdir(dirname(path), { recursive: true });
@@ -97,10 +101,18 @@ export async function writeSafetensors(path: string, m: Model, o: { dtype?: Floa
   }
   await mkdir(path, { recursive: true });
   const per = Math.ceil(entries.length / o.shards);
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
   for (let k = 0; k < o.shards; k++) {
     const name = `model-${String(k + 1).padStart(5, '0')}-of-${String(o.shards).padStart(5, '0')}.safetensors`;
-    await writeFile(join(path, name), safetensorsBytes(entries.slice(k * per, (k + 1) * per), o.dtype));
+    const part = entries.slice(k * per, (k + 1) * per);
+    for (const [n, t] of part) {
+      weightMap[n] = name;
+      totalSize += t.data.length * (o.dtype === undefined || o.dtype === 'F32' ? 4 : 2);
+    }
+    await writeFile(join(path, name), safetensorsBytes(part, o.dtype));
   }
+  if (o.index) await writeFile(join(path, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
   return path;
 }
 

@@ -1,18 +1,21 @@
 /**
- * `mark` and `trace` on real files: a synthetic transformer-shaped model (1.4 million marked
- * weights) marked for three licences, each copy changed as a leaker would, traced against 1,000
- * candidate licences. Checked: the right licence is named, and nobody is named for an unmarked
- * model or one marked for a licence outside the candidates.
+ * `mark` and `trace` on real files: a synthetic transformer-shaped model (1,769,472 marked
+ * weights in 24 matrices) marked for three licences, each copy changed as a leaker would, traced
+ * against 1,000 candidate licences. Checked: the right licence is named, and nobody is named for
+ * an unmarked model, one marked for a licence outside the candidates, or a model of the same
+ * architecture with weights of its own. Also: a sharded checkpoint (shards and index) marked as
+ * a directory stays a valid checkpoint of the same layout.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { markModel } from '../../src/mark/mark.js';
 import { indexModel } from '../../src/mark/model.js';
 import { licenceMarkKey } from '../../src/mark/pattern.js';
 import { trace, type Candidate, type TraceResult } from '../../src/mark/trace.js';
 import { tmp } from '../helpers.js';
 import { attacks, onnxBytes, readModel, synthModel, writeSafetensors, type Model } from './synth.js';
+import { expectSameLayout } from './layout.js';
 
 const master = Buffer.alloc(32, 0x5a);
 const ids = Array.from({ length: 1000 }, (_, i) => `lic_${String(i).padStart(4, '0')}`);
@@ -37,6 +40,8 @@ beforeAll(async () => {
     const out = join(dir, `${id}.safetensors`);
     const rep = await markModel(originalPath, out, { markKey: licenceMarkKey(master, id) });
     expect(rep.tensors.marked).toBe(24);
+    // 4 layers of 4 attention matrices of 192 × 192 and two MLP matrices of 768 × 192
+    expect(rep.elements.marked).toBe(1_769_472);
     marked.set(id, await readModel(out));
   }
 }, 120_000);
@@ -63,6 +68,7 @@ describe('trace', () => {
 
   it('names the licence: resharded into 3 files stored as float16', async () => {
     const r = await traceModel(attacks.rename(marked.get('lic_0007')!), candidates, { shards: 3, dtype: 'F16' });
+    console.log(`[trace] resharded into 3 float16 files: ${top(r)}`);
     expect(r.implicated, top(r)).toEqual(['lic_0007']);
     expect(new Set(r.matched.map((m) => m.file)).size).toBe(3);
   }, 60_000);
@@ -71,14 +77,16 @@ describe('trace', () => {
     const p = join(dir, 'converted.onnx');
     await writeFile(p, onnxBytes(marked.get('lic_0007')!));
     const r = await traceModel(p);
+    console.log(`[trace] converted to ONNX: ${top(r)}`);
     expect(r.implicated, top(r)).toEqual(['lic_0007']);
   }, 60_000);
 
   it('two customers’ copies averaged: both named; three averaged: at least one named, and only those three', async () => {
     const two = await traceModel(attacks.average(marked.get('lic_0007')!, marked.get('lic_0042')!));
+    console.log(`[trace] two averaged: ${top(two)}`);
     expect([...two.implicated].sort(), top(two)).toEqual(['lic_0007', 'lic_0042']);
     const three = await traceModel(attacks.average(marked.get('lic_0007')!, marked.get('lic_0042')!, marked.get('lic_0099')!));
-    console.log(`[trace] three averaged: ${top(three)}`);
+    console.log(`[trace] three averaged: ${top(three)}, best innocent ${three.candidates[3]!.licenseId} z=${three.candidates[3]!.score.toFixed(1)}`);
     expect(three.implicated.length, top(three)).toBeGreaterThan(0);
     for (const id of three.implicated) expect(['lic_0007', 'lic_0042', 'lic_0099']).toContain(id);
   }, 60_000);
@@ -94,6 +102,21 @@ describe('trace', () => {
     // and the attacked outsider too
     const attacked = await traceModel(attacks.lowRank(attacks.int8(marked.get(OUTSIDE)!)));
     expect(attacked.implicated, top(attacked)).toEqual([]);
+  }, 60_000);
+
+  it('a model of the same architecture with weights of its own (same names and shapes) is TRACE_NO_MATCH, never an accusation, even marked for a candidate licence', async () => {
+    const own = synthModel(5, 192, 4);
+    const orig = await readModel(originalPath);
+    expect([...own].map(([n, t]) => [n, t.shape])).toEqual([...orig].map(([n, t]) => [n, t.shape]));
+    // no tensor of it pairs with the original's (pairing is by content), so nothing can be said
+    await expect(traceModel(own)).rejects.toMatchObject({ code: 'TRACE_NO_MATCH' });
+    // the same, carrying a candidate's mark (the vendor's other model of this architecture, marked for lic_0007)
+    const p = await writeSafetensors(join(dir, 'own.safetensors'), own);
+    const out = join(dir, 'own-lic_0007.safetensors');
+    await markModel(p, out, { markKey: licenceMarkKey(master, 'lic_0007') });
+    await expect(traceModel(out)).rejects.toMatchObject({ code: 'TRACE_NO_MATCH' });
+    // and as float16 with its tensors renamed
+    await expect(traceModel(attacks.rename(attacks.castF16(await readModel(out))), candidates, { dtype: 'F16' })).rejects.toMatchObject({ code: 'TRACE_NO_MATCH' });
   }, 60_000);
 
   it('a suspect that matches nothing (another architecture) is TRACE_NO_MATCH, never an accusation', async () => {
@@ -150,6 +173,37 @@ describe('mark', () => {
     const { readdir } = await import('node:fs/promises');
     expect((await readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
+});
+
+describe('sharded safetensors', () => {
+  it('marks a sharded checkpoint (3 shards, model.safetensors.index.json, config.json) as a directory: the same files and layout, the index still right, and traced', async () => {
+    const orig = join(dir, 'sharded');
+    await writeSafetensors(orig, synthModel(1, 192, 4), { shards: 3, index: true });
+    await writeFile(join(orig, 'config.json'), JSON.stringify({ architectures: ['SyntheticForCausalLM'], hidden_size: 192 }));
+    const out = join(dir, 'sharded-lic_0007');
+    const rep = await markModel(orig, out, { markKey: licenceMarkKey(master, 'lic_0007') });
+    expect(rep.files).toBe(5);
+    expect(rep.tensors.marked).toBe(24);
+    expect(rep.elements.marked).toBe(1_769_472);
+    const changed = await expectSameLayout(orig, out);
+    expect([...changed].sort()).toEqual(rep.marked.map((t) => t.name).sort());
+    expect(await readFile(join(out, 'model.safetensors.index.json'))).toEqual(await readFile(join(orig, 'model.safetensors.index.json')));
+    // every shard holds marked tensors
+    const idx = await indexModel(out);
+    expect(new Set(idx.tensors.filter((t) => changed.has(t.name)).map((t) => t.file)).size).toBe(3);
+    // the mark depends on the licence and the tensor's name only: the same weights as the single-file copy marked for lic_0007
+    const a = await readModel(out);
+    const b = marked.get('lic_0007')!;
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [n, t] of a) expect(Buffer.from(t.data.buffer).equals(Buffer.from(b.get(n)!.data.buffer)), n).toBe(true);
+    // traced from the marked shards, against the sharded original and against the single-file one
+    const r1 = await trace(await indexModel(orig), idx, candidates);
+    console.log(`[trace] sharded, marked as a directory: ${top(r1)}`);
+    expect(r1.implicated, top(r1)).toEqual(['lic_0007']);
+    expect(new Set(r1.matched.map((m) => m.file)).size).toBe(3);
+    const r2 = await traceModel(out);
+    expect(r2.implicated, top(r2)).toEqual(['lic_0007']);
+  }, 60_000);
 });
 
 describe('ONNX', () => {
