@@ -4,7 +4,7 @@
 // the library) and verify / `age -d`. Then peak RSS on a 4 GiB sparse file, then metering, leak
 // tracing, and what binding a host to its TPM costs (on swtpm; skipped without swtpm/tpm2-tools).
 //
-//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter] [--no-trace] [--no-tpm]
+//   node scripts/bench.mjs [--sizes 256,1024] [--runs 3] [--no-sparse] [--no-meter] [--no-trace] [--no-tpm] [--no-watermark]
 //
 // Before each timed command (untimed): the previous output is removed, `sync` flushes dirty pages
 // (so that one tool's writeback does not land on the next one's time), and the input is read
@@ -247,3 +247,4 @@ if (traceBench) execFileSync(process.execPath, ['scripts/bench-trace.mjs'], { st
 // TPM binding: activate --request, unpack and meter consume with the host key in a file and in a
 // software TPM (swtpm), and single tpm2-tools commands to explain the difference.
 if (tpmBench) execFileSync(process.execPath, ['scripts/bench-tpm.mjs'], { stdio: 'inherit' });
+if (!args.includes('--no-watermark')) execFileSync(process.execPath, ['scripts/bench-watermark.mjs'], { stdio: 'inherit' });

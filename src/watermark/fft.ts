@@ -67,8 +67,11 @@ export function fft1(re: Float64Array, im: Float64Array, n: number, offset: numb
   }
 }
 
-/** In place, an n×n array in row-major order (index y·n + x); the inverse is unscaled. */
-export function fft2(re: Float64Array, im: Float64Array, n: number, inverse: boolean): void {
-  for (let y = 0; y < n; y++) fft1(re, im, n, y * n, 1, inverse);
+/**
+ * In place, an n×n array in row-major order (index y·n + x); the inverse is unscaled. `rows`, if
+ * given, is how many leading rows may hold anything but zeros (the others are left as zeros).
+ */
+export function fft2(re: Float64Array, im: Float64Array, n: number, inverse: boolean, rows = n): void {
+  for (let y = 0; y < rows; y++) fft1(re, im, n, y * n, 1, inverse);
   for (let x = 0; x < n; x++) fft1(re, im, n, x, n, inverse);
 }

@@ -177,15 +177,38 @@ export function embedImageWatermark(img: RawImage, key: Uint8Array, payload: Uin
   const { width: w, height: h, channels: c } = img;
   const colour = c >= 3 ? 3 : 1;
   const out = new Uint8Array(img.data);
+  const src = img.data;
+  const W = [0.299, 0.587, 0.114];
+  const v = [0, 0, 0];
   for (let y = 0; y < h; y++) {
     const row = (y % TILE) * TILE;
     for (let x = 0; x < w; x++) {
       const d = strength * tile[row + (x % TILE)]!;
       const p = (y * w + x) * c;
-      for (let k = 0; k < colour; k++) {
-        const v = Math.round(out[p + k]! + d);
-        out[p + k] = v < 0 ? 0 : v > 255 ? 255 : v;
+      if (colour === 1) {
+        const g = Math.round(src[p]! + d);
+        out[p] = g < 0 ? 0 : g > 255 ? 255 : g;
+        continue;
       }
+      // the same change to R, G and B moves luma by d and leaves chroma alone; where a channel
+      // clips (saturated colours, black, white), the luma it could not take goes to the others,
+      // each channel moving at most 2|d| (so such pixels cost PSNR at most 4× as much)
+      const cap = 2 * Math.abs(d);
+      for (let k = 0; k < 3; k++) v[k] = Math.min(255, Math.max(0, src[p + k]! + d));
+      for (let pass = 0; pass < 2; pass++) {
+        const got = W[0]! * (v[0]! - src[p]!) + W[1]! * (v[1]! - src[p + 1]!) + W[2]! * (v[2]! - src[p + 2]!);
+        const rest = d - got;
+        if (Math.abs(rest) < 0.05) break;
+        const room = (k: number) => (rest > 0 ? Math.min(255, src[p + k]! + cap) - v[k]! : v[k]! - Math.max(0, src[p + k]! - cap));
+        let free = 0;
+        for (let k = 0; k < 3; k++) if (room(k) > 1e-9) free += W[k]!;
+        if (free === 0) break;
+        for (let k = 0; k < 3; k++) {
+          const r = room(k);
+          if (r > 1e-9) v[k] = v[k]! + Math.sign(rest) * Math.min(r, Math.abs(rest) / free);
+        }
+      }
+      for (let k = 0; k < 3; k++) out[p + k] = Math.round(v[k]!);
     }
   }
   return { data: out, width: w, height: h, channels: c };
@@ -334,7 +357,8 @@ function shiftFor(a: ImageAnalysis, s: Schedule, b: Int8Array): { x: number; y: 
     re[bin.at] = b[f]! * xr;
     im[bin.at] = b[f]! * xi;
   });
-  fft2(re, im, TILE, true);
+  // the carriers lie in rows 0..R_MAX (the half plane ky ≥ 0): the other rows' transforms are zeros
+  fft2(re, im, TILE, true, R_MAX + 1);
   return argmax(re);
 }
 
