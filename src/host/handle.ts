@@ -395,11 +395,12 @@ export class LoadedLicense {
     try {
       // after the lease and the units are given back: the usage report, then the ledger closes
       if (this.reporting) {
-        await this.ledger.settle().catch(() => undefined);
+        await this.ledger.settle(this.clock()).catch(() => undefined);
         await this.postReports().catch(() => undefined);
       }
       this.closedLedger = true;
-      await this.ledger.close();
+      // the handle's clock (tests inject one): the server checks give-backs against its own
+      await this.ledger.close(this.clock());
     } finally {
       await this.journal.close();
     }

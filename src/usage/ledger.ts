@@ -444,7 +444,7 @@ export class UsageLedger {
       const r = await this.fleet.giveBack(h.metric, h.period, h.amount, h.used, now).catch(() => undefined);
       const back = r?.ok ? r.answer.amount : 0;
       total += back;
-      const t = new Date().toISOString();
+      const t = now.toISOString();
       if (back > 0) done.push({ kind: 'give-back', metric: h.metric, period: h.period, amount: back, account: r!.ok ? r!.answer.accountId : h.account, t });
       done.push({ kind: 'release', metric: h.metric, period: h.period, amount: h.amount, lease: h.lease, t });
     }
@@ -471,9 +471,9 @@ export class UsageLedger {
    * Flushes, releases this process's unused reservations and gives unused fleet units back to the
    * server, leaving the ledger open (for a last report); close() does it too.
    */
-  async settle(): Promise<void> {
+  async settle(now: Date = new Date()): Promise<void> {
     await this.flusher.stop();
-    const t = new Date().toISOString();
+    const t = now.toISOString();
     const releases: UsageData[] = [...this.leases.values()].filter((l) => l.remaining > 0).map((l) => ({ kind: 'release' as const, metric: l.metric, period: l.period, amount: l.remaining, lease: l.id, t }));
     const batch = [...this.takePending(), ...releases];
     this.leases.clear();
@@ -484,7 +484,7 @@ export class UsageLedger {
           return { append: this.commit(batch), result: undefined };
         });
       // fleet units this host no longer uses go back to the server (other processes keep their blocks)
-      await this.giveBack(new Date()).catch(() => undefined);
+      await this.giveBack(now).catch(() => undefined);
     } catch (e) {
       await this.log.close();
       throw e;
@@ -492,9 +492,9 @@ export class UsageLedger {
   }
 
   /** Flushes, releases this process's unused reservations (and fleet units), and closes the log. */
-  async close(): Promise<void> {
+  async close(now: Date = new Date()): Promise<void> {
     try {
-      if (!this.log.isClosed) await this.settle();
+      if (!this.log.isClosed) await this.settle(now);
     } finally {
       await this.log.close();
     }

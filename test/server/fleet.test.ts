@@ -14,7 +14,7 @@ import { key } from '../helpers.js';
 import { fakeHost, type FakeHost } from '../license/hosts.js';
 import { startServer, stop } from './process.js';
 import { vendorServer } from './online.js';
-import { dbRows, freshDatabase } from './databases.js';
+import { KINDS, dbRows, freshDatabase, freshPostgres, type Kind } from './databases.js';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/server/app.js';
 import { fleetUsage } from '../../src/server/quotas.js';
@@ -41,16 +41,31 @@ function work(h: FakeHost, quantity: number, deadlineMs: number): Promise<Worker
   });
 }
 
-/** A vendor key on disk, a server on SQLite (no rate limits), and an entitlement with one fleet meter. */
-async function fleetServer(limit: number) {
-  const vs = await vendorServer(['--rate-limit-key', '0', '--rate-limit-address', '0']);
+/**
+ * A vendor key on disk, a server (no rate limits), and an entitlement with one fleet meter. On
+ * PostgreSQL, a second server process on the same database: hosts alternate between the two.
+ */
+async function fleetServer(limit: number, kind: Kind = 'sqlite') {
+  const url = kind === 'postgres' ? await freshPostgres() : undefined;
+  const vs = await vendorServer([...(url ? ['--database', url] : []), '--rate-limit-key', '0', '--rate-limit-address', '0']);
+  const servers = [vs.s];
+  if (kind === 'postgres') servers.push(await startServer(vs.args));
   const e = await vs.entitle({ terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', meters: [{ metric: 'inferences', limit, period: 'month', scope: 'fleet' }] } });
-  return { s: vs.s, dataDir: vs.dataDir, args: vs.args, host: (name: string) => vs.host(e.licenseKey, name), entitlementId: e.id };
+  let n = 0;
+  return {
+    s: vs.s,
+    servers,
+    dataDir: vs.dataDir,
+    url,
+    args: vs.args,
+    host: (name: string) => vs.host(e.licenseKey, name, { url: servers[n++ % servers.length]!.url }),
+    entitlementId: e.id,
+  };
 }
 
-describe('fleet quotas with real processes', () => {
-  it('8 hosts × 4 processes against a fleet quota of 100,000: exactly 100,000 allowed in all, the server and the ledgers agree, and every further call is quota_exceeded', async () => {
-    const { s, dataDir, host, entitlementId } = await fleetServer(100_000);
+describe.each(KINDS)('fleet quotas with real processes on %s', (kind) => {
+  it(`8 hosts × 4 processes against a fleet quota of 100,000${kind === 'postgres' ? ' (two server processes)' : ''}: exactly 100,000 allowed in all, the server and the ledgers agree, and every further call is quota_exceeded`, async () => {
+    const { s, servers, dataDir, url, host, entitlementId } = await fleetServer(100_000, kind);
     try {
       const hosts: FakeHost[] = [];
       for (let i = 0; i < 8; i++) hosts.push(await host(`f${i}`));
@@ -59,13 +74,13 @@ describe('fleet quotas with real processes', () => {
       for (const { w } of results) expect(w.last, JSON.stringify(w)).toMatchObject({ error: 'quota_exceeded', fleet: { unusedElsewhere: 0 } });
       expect(total).toBe(100_000);
       // the server's own rows: the fleet's net units, and per host what it holds
-      const [net] = await dbRows<{ net: number }>('sqlite', dataDir, undefined, 'SELECT net FROM quota_totals WHERE entitlement_id = $1', [entitlementId]);
+      const [net] = await dbRows<{ net: number }>(kind, dataDir, url, 'SELECT net FROM quota_totals WHERE entitlement_id = $1', [entitlementId]);
       expect(Number(net!.net)).toBe(100_000);
       // each host's ledger: what its processes consumed is what the server granted it, less what it gave back
       const accounts = await dbRows<{ host_id: string; license_id: string; n: number }>(
-        'sqlite',
+        kind,
         dataDir,
-        undefined,
+        url,
         'SELECT host_id, license_id, SUM(granted - returned) AS n FROM quota_accounts WHERE entitlement_id = $1 GROUP BY host_id, license_id',
         [entitlementId],
       );
@@ -88,12 +103,26 @@ describe('fleet quotas with real processes', () => {
       expect(summary.totals).toMatchObject([{ metric: 'inferences', quantity: 100_000, reports: 8 }]);
       expect(summary.fleet).toMatchObject([{ metric: 'inferences', net: 100_000, limit: 100_000, reported: 100_000, difference: 0 }]);
       // the server was asked for blocks, not for every unit
-      const [reqs] = await dbRows<{ n: number }>('sqlite', dataDir, undefined, "SELECT COUNT(*) AS n FROM quota_requests WHERE action = 'reserve'", []);
+      const [reqs] = await dbRows<{ n: number }>(kind, dataDir, url, "SELECT COUNT(*) AS n FROM quota_requests WHERE action = 'reserve'", []);
       expect(Number(reqs!.n)).toBeLessThan(2_000);
+      // the requests the server logged add up to the net: no grant or give-back unaccounted for
+      const [logged] = await dbRows<{ n: number }>(
+        kind,
+        dataDir,
+        url,
+        "SELECT SUM(CASE WHEN q.action = 'reserve' THEN q.amount ELSE -q.amount END) AS n FROM quota_requests q JOIN quota_accounts a ON a.id = q.account_id WHERE a.entitlement_id = $1",
+        [entitlementId],
+      );
+      expect(Number(logged!.n)).toBe(100_000);
+      // every server process granted reservations (their access logs)
+      for (const x of servers) expect(x.stdout().match(/"path":"\/v1\/reservations","status":201/g)?.length ?? 0).toBeGreaterThan(0);
     } finally {
-      expect(await stop(s)).toBe(0);
+      for (const x of servers) expect(await stop(x)).toBe(0);
     }
   }, 240_000);
+});
+
+describe('fleet quotas with real processes (host side)', () => {
 
   it('a host process killed with units reserved: the server counts its block as consumed once the account expires; the host keeps what it was granted and is never billed less than it used', async () => {
     const { db, token } = await freshDatabase('sqlite');

@@ -42,8 +42,8 @@ describe.each(KINDS)('floating seats on %s', (kind) => {
   const post = (url: string, body: unknown, auth = false) =>
     app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${token}` } : {}) }, payload: JSON.stringify(body) });
 
-  async function entitle(seats?: { count: number; unit: string; leaseSeconds?: number }): Promise<{ id: string; licenseKey: string }> {
-    const r = await post('/v1/entitlements', { customer: 'globex', model: 'resnet', maxHosts: 50, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' }, ...(seats ? { seats } : {}) }, true);
+  async function entitle(seats?: { count: number; unit: string; leaseSeconds?: number }, terms: Record<string, unknown> = {}): Promise<{ id: string; licenseKey: string }> {
+    const r = await post('/v1/entitlements', { customer: 'globex', model: 'resnet', maxHosts: 50, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', ...terms }, ...(seats ? { seats } : {}) }, true);
     expect(r.statusCode, r.body).toBe(201);
     return { id: r.json().entitlement.id, licenseKey: r.json().licenseKey };
   }
@@ -132,6 +132,37 @@ describe.each(KINDS)('floating seats on %s', (kind) => {
     const late = await ask(a, { action: 'renew', leaseId });
     expect([late.statusCode, late.json().error.code]).toEqual([403, 'LEASE_EXPIRED']);
     expect((await ask(a)).json().error.code).toBe('SEAT_UNAVAILABLE');
+  });
+
+  it("clock skew: a request signed within the licence's clock tolerance of the server's time is taken, either way; a second past it is CLOCK_TAMPERED (checkout and renewal)", async () => {
+    // a tolerance of 5 minutes, and one of 0 (the server allows at least a minute)
+    for (const [tolerance, skew] of [
+      [300, 300],
+      [0, 60],
+    ] as const) {
+      const e = await entitle({ count: 10, unit: 'process', leaseSeconds: 600 }, { clockToleranceSeconds: tolerance });
+      const h = await activateHost(e.licenseKey, `skew${tolerance}`, 1);
+      const at = (s: number) => new Date(now.getTime() + s * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+      const ids: string[] = [];
+      for (const s of [skew, -skew]) {
+        const r = await ask(h, { clientId: `in${s}`, createdAt: at(s) });
+        expect(r.statusCode, r.body).toBe(201);
+        ids.push(parseLease(r.json().lease).payload.leaseId);
+      }
+      for (const s of [skew + 1, -(skew + 1)]) {
+        const r = await ask(h, { clientId: `out${s}`, createdAt: at(s) });
+        expect([r.statusCode, r.json().error.code], r.body).toEqual([403, 'CLOCK_TAMPERED']);
+        expect(r.json().error.message).toContain(`more than ${skew} s`);
+        // a renewal of a held lease, signed as far off: refused the same way, and the lease stays as it was
+        const renew = await ask(h, { clientId: `in${skew}`, action: 'renew', leaseId: ids[0]!, createdAt: at(s) });
+        expect([renew.statusCode, renew.json().error.code]).toEqual([403, 'CLOCK_TAMPERED']);
+      }
+      expect((await ask(h, { clientId: `in${skew}`, action: 'renew', leaseId: ids[0]!, createdAt: at(-skew) })).statusCode).toBe(200);
+      // the server's rows: the two leases taken, none for the refused requests
+      const rows = await db.all<{ client_id: string }>('SELECT client_id FROM leases WHERE entitlement_id = ? ORDER BY client_id', [e.id]);
+      expect(rows.map((r) => r.client_id)).toEqual([`in${-skew}`, `in${skew}`].sort());
+      expect(await held(e.id)).toBe(2);
+    }
   });
 
   it('the lease is signed by the vendor key over what it grants; refusals carry their codes', async () => {
@@ -310,6 +341,111 @@ describe('floating seats through a server outage (loadLicense), against a real s
     } finally {
       vi.useRealTimers();
       if (s.child.exitCode === null) await stop(s);
+    }
+  }, 60_000);
+});
+
+describe('floating seats and a host clock turned back (loadLicense), against a real server', () => {
+  it("a clock turned back during a lease is caught by the host's high-water mark: validate() answers clock_tampered, a new handle is refused CLOCK_TAMPERED; within the tolerance it runs on", async () => {
+    const { stop } = await import('./process.js');
+    const { loadLicense } = await import('../../src/host/handle.js');
+    const { vendorServer } = await import('./online.js');
+    const { dbRows } = await import('./databases.js');
+    const vs = await vendorServer();
+    try {
+      // a clock tolerance of a minute, and an hour's lease (no renewal asked during the test)
+      const { licenseKey, id } = await vs.entitle({
+        maxHosts: 5,
+        seats: { count: 1, unit: 'host', leaseSeconds: 3600 },
+        terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z', clockToleranceSeconds: 60 },
+      });
+      const h = await vs.host(licenseKey, 'rollback');
+      const real = Date.now();
+      let t = new Date(real);
+      const lic = await loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet', clock: () => t });
+      expect((await lic.validate()).valid).toBe(true);
+      // ten minutes on, under the lease: the decision moves the host's high-water mark
+      t = new Date(real + 10 * 60_000);
+      expect((await lic.validate()).valid).toBe(true);
+      await lic.flush();
+      // back 30 s: within the tolerance
+      t = new Date(real + 10 * 60_000 - 30_000);
+      expect((await lic.validate()).valid).toBe(true);
+      // back 5 minutes, during the lease (still after the licence's issue): the high-water mark catches it
+      t = new Date(real + 5 * 60_000);
+      const r = await lic.validate();
+      expect(r).toMatchObject({ valid: false, error: 'clock_tampered' });
+      expect(r.message).toMatch(/behind the latest time this host has seen/);
+      await expect(loadLicense({ stateDir: h.stateDir, hostProbe: h.probe(), model: 'resnet', clock: () => t })).rejects.toMatchObject({ code: 'CLOCK_TAMPERED' });
+      // the server still counts the one lease this host checked out; with the clock put right the handle runs on it
+      const rows = async () => dbRows<{ released_at: number | null }>('sqlite', vs.dataDir, undefined, 'SELECT released_at FROM leases WHERE entitlement_id = $1', [id]);
+      expect(await rows()).toEqual([{ released_at: null }]);
+      t = new Date(real + 10 * 60_000);
+      expect((await lic.validate()).valid).toBe(true);
+      // closing gives it back (signed at the server's own time: a request 10 minutes off would be CLOCK_TAMPERED there)
+      t = new Date();
+      await lic.close();
+      expect((await rows())[0]!.released_at).not.toBeNull();
+    } finally {
+      expect(await stop(vs.s)).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe('floating seats when a process ends without close(), against a real server', () => {
+  it("the library installs no signal handlers: a loadLicense handle gives its lease back when the event loop empties, not on process.exit() or a signal (the signal's default stands); an openBundle handle only on close()", async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { join } = await import('node:path');
+    const { stop } = await import('./process.js');
+    const { vendorServer } = await import('./online.js');
+    const { dbRows } = await import('./databases.js');
+    const { tmp, writeRandom } = await import('../helpers.js');
+    const { pack } = await import('../../src/bundle/pack.js');
+    const EXIT = fileURLToPath(new URL('./fixtures/seat-exit.mjs', import.meta.url));
+    const vs = await vendorServer();
+    try {
+      const { licenseKey, id } = await vs.entitle({ maxHosts: 10, seats: { count: 10, unit: 'host', leaseSeconds: 600 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } });
+      const dir = await tmp();
+      await writeRandom(join(dir, 'w.bin'), 2000, 3);
+      const bundle = join(dir, 'resnet.mlb');
+      await pack({ input: join(dir, 'w.bin'), name: 'resnet', version: '2.0.0', key: vs.vendor, out: bundle });
+      const cases: { how: string; signal?: NodeJS.Signals; bundle?: boolean; released: boolean }[] = [
+        { how: 'end', released: true },
+        { how: 'exit', released: false },
+        { how: 'wait', signal: 'SIGTERM', released: false },
+        { how: 'wait', signal: 'SIGINT', released: false },
+        { how: 'end', bundle: true, released: false },
+      ];
+      for (const [i, c] of cases.entries()) {
+        const h = await vs.host(licenseKey, `exit${i}`);
+        const child = spawn(process.execPath, [EXIT, h.stateDir, JSON.stringify(h.probe()), c.how, ...(c.bundle ? [bundle] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (code, signal) => r([code, signal])));
+        const first = await new Promise<string>((resolve) => {
+          let out = '';
+          child.stdout.on('data', (d) => {
+            out += d;
+            if (out.includes('\n')) resolve(out);
+          });
+        });
+        expect(JSON.parse(first)).toEqual({ held: true });
+        if (c.signal) child.kill(c.signal);
+        // a signal ends the process as it would without the library (no handler keeps it alive)
+        expect(await exited, JSON.stringify(c)).toEqual(c.signal ? [null, c.signal] : [0, null]);
+        const [row] = await dbRows<{ released_at: number | null; issued_at: number; expires_at: number }>(
+          'sqlite',
+          vs.dataDir,
+          undefined,
+          'SELECT l.released_at, l.issued_at, l.expires_at FROM leases l JOIN hosts h ON h.id = l.host_id WHERE l.entitlement_id = $1 AND h.hostname = $2',
+          [id, h.name],
+        );
+        expect(row, JSON.stringify(c)).toBeDefined();
+        // not given back: the seat frees when the lease expires, one lease duration after its last renewal
+        if (c.released) expect(row!.released_at, JSON.stringify(c)).not.toBeNull();
+        else expect([row!.released_at, Number(row!.expires_at) - Number(row!.issued_at)], JSON.stringify(c)).toEqual([null, 600]);
+      }
+    } finally {
+      expect(await stop(vs.s)).toBe(0);
     }
   }, 60_000);
 });

@@ -1,19 +1,23 @@
 /**
- * Floating GPU seats with real processes (issue 10): 40 clients on 10 simulated hosts (their own
- * state directories, host keys and fingerprints with 1 to 4 GPUs) against an entitlement of 8 GPU
- * seats, on SQLite and on PostgreSQL behind two server processes. At no instant do more than 8
+ * Floating GPU seats with real processes (issue 10): 40 clients on 10 simulated hosts (each its
+ * own MLIC_HOME and host key, and a fake machine root with a fake nvidia-smi listing 1 to 4 GPUs,
+ * which the real probe runs) against an entitlement of 8 GPU seats, on SQLite and on PostgreSQL
+ * behind two server processes. At no instant do more than 8
  * GPUs hold leases, by the server's own records and by the clients' logs, and every client gets a
  * seat as others give theirs back.
  */
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFile } from 'node:fs/promises';
 import { createActivationRequest, activateLicense } from '../../src/host/licences.js';
 import { encodeSecretKey, publicKeyFileText } from '../../src/keys/vendor.js';
 import { key, tmp } from '../helpers.js';
-import { fakeHost, type FakeHost } from '../license/hosts.js';
+import { fakeRoot } from '../license/hosts.js';
+import { StateDir } from '../../src/state/home.js';
+import type { ProbeOptions } from '../../src/hardware/probe.js';
 import { startServer, stop, type Running } from './process.js';
 import { KINDS, dbRows, freshServerPlace } from './databases.js';
 
@@ -30,9 +34,24 @@ interface Log {
   message?: string;
 }
 
-function client(h: FakeHost, holdMs: number): Promise<Log> {
+/** A simulated host: its MLIC_HOME, and a machine root whose nvidia-smi lists its GPUs. */
+interface SimHost {
+  home: string;
+  state: StateDir;
+  probe: ProbeOptions;
+  gpus: number;
+}
+
+async function simHost(name: string, gpus: number): Promise<SimHost> {
+  const uuids = Array.from({ length: gpus }, (_, g) => `GPU-${createHash('sha256').update(`${name}/${g}`).digest('hex').slice(0, 8)}-0000-4000-8000-${String(g).padStart(12, '0')}`);
+  const { root, binDir } = await fakeRoot(name, uuids);
+  const home = join(await tmp(`mlic-${name}-`), 'home');
+  return { home, state: new StateDir(home), probe: { root, nvidiaSmi: join(binDir, 'nvidia-smi') }, gpus };
+}
+
+function client(h: SimHost, holdMs: number): Promise<Log> {
   return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [CLIENT, h.stateDir, JSON.stringify(h.probe()), String(holdMs), '90000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(process.execPath, [CLIENT, '-', JSON.stringify(h.probe), String(holdMs), '90000'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MLIC_HOME: h.home } });
     let out = '';
     let err = '';
     c.stdout.on('data', (d) => (out += d));
@@ -71,19 +90,21 @@ describe.each(KINDS)('floating GPU seats with real processes on %s', (kind) => {
         body: JSON.stringify({ customer: 'g', model: 'resnet', maxHosts: HOSTS, seats: { count: SEATS, unit: 'gpu', leaseSeconds: 600 }, terms: { versions: { policy: 'range', range: '^2' }, expires: '2099-01-01T00:00:00Z' } }),
       });
       const ent = (await e.json()) as { licenseKey: string; entitlement: { id: string } };
-      const hosts: FakeHost[] = [];
+      const hosts: SimHost[] = [];
       for (let i = 0; i < HOSTS; i++) {
         const url = servers[i % servers.length]!.url;
-        const h = await fakeHost(`seat${i}`, { gpus: 1 + (i % 4) });
+        const h = await simHost(`seat${i}`, 1 + (i % 4));
         await h.state.trustAdd(publicKeyFileText(vendor));
-        const request = JSON.stringify((await createActivationRequest({ stateDir: h.stateDir, hostProbe: h.probe() })).request);
-        const a = await fetch(`${url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey: ent.licenseKey, request }) });
+        const request = (await createActivationRequest({ stateDir: h.home, probe: h.probe })).request;
+        // the probe found the fake nvidia-smi's GPUs: the server counts them from the licence it issues
+        expect(request.payload.fingerprint.components.filter((c) => c.kind === 'gpu')).toHaveLength(h.gpus);
+        const a = await fetch(`${url}/v1/activations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ licenseKey: ent.licenseKey, request: JSON.stringify(request) }) });
         expect(a.status).toBe(201);
-        await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.stateDir, hostProbe: h.probe() });
+        await activateLicense(((await a.json()) as { license: string }).license, { stateDir: h.home, probe: h.probe });
         await h.state.setServerUrl(url);
         hosts.push(h);
       }
-      const gpus = (h: FakeHost) => h.components.filter((c) => c.kind === 'gpu').length;
+      const gpus = (h: SimHost) => h.gpus;
       expect(hosts.reduce((n, h) => n + gpus(h), 0)).toBeGreaterThan(2 * SEATS); // demand well past the seats
 
       const logs = await Promise.all(hosts.flatMap((h) => Array.from({ length: CLIENTS_PER_HOST }, async () => ({ h, log: await client(h, 400) }))));
