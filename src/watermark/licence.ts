@@ -35,7 +35,7 @@ export async function markImage(
   }
   const { image, format } = await decodeImage(input);
   const marked = embedImageWatermark(image, key, payload, opts);
-  const out = await encodeImage(marked, format, opts);
+  const out = await encodeImage(marked, opts.format ?? format, opts);
   return { image: out, payload: hex, outputHash: sha(out), psnr: psnr(image, marked) };
 }
 

@@ -66,6 +66,11 @@ describe('mlic watermark', () => {
     const audit = await mlic(['audit', 'export', '--json'], { env });
     expect(audit.json.result.records.at(-1)).toMatchObject({ action: 'audit', licenseId, outputHash: e.json.result.outputHash, watermark: `image:${licenseId.slice(0, 16)}` });
     expect((await mlic(['audit', 'verify'], { env })).code).toBe(0);
+    // the output's extension names its format
+    const asJpeg = join(dir, 'out.jpg');
+    const j = await mlic(['watermark', 'embed', input, '-o', asJpeg, '--model', 'gen', '--quality', '90', '--json'], { env });
+    expect(j.code, j.stderr).toBe(0);
+    expect((await sharp(await readFile(asJpeg)).metadata()).format).toBe('jpeg');
     // again, without --force: refused, the first output intact
     const again = await mlic(['watermark', 'embed', input, '-o', out, '--model', 'gen', '--json'], { env });
     expect([again.code, again.json.error.code]).toEqual([2, 'IO_EXISTS']);

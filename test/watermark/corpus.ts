@@ -14,6 +14,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import sharpM from 'sharp';
 import type { RawImage } from '../../src/watermark/image.js';
+import { rng } from './ngram.js';
 
 export const sharp = sharpM as unknown as (i: Uint8Array | string, o?: object) => import('sharp').Sharp;
 
@@ -27,16 +28,7 @@ export const PHOTOS = [...STDLIB, ...readdirSync(BLOCKHASH).filter((f) => f.ends
 export const CLIPART = readdirSync(BLOCKHASH).filter((f) => f.endsWith('.png')).sort().map((f) => BLOCKHASH + f);
 export const FLAGS = readdirSync(`${NM}flag-icons/flags/4x3`).filter((f) => f.endsWith('.svg')).sort().map((f) => `${NM}flag-icons/flags/4x3/${f}`);
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+export { rng };
 
 export async function toRaw(p: import('sharp').Sharp): Promise<RawImage> {
   const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });

@@ -10,7 +10,7 @@ import { keyIdHex } from '../../format/minisign.js';
 import type { LicensePayload } from '../../format/license.js';
 import { loadLicense } from '../../host/handle.js';
 import { VALIDATE_ERRORS } from '../../license/policy.js';
-import { decodeImage } from '../../watermark/codec.js';
+import { decodeImage, formatOfName } from '../../watermark/codec.js';
 import { analyzeImage, DEFAULT_STRENGTH, detectImageWatermark, type ImageDetection } from '../../watermark/image.js';
 import { watermarkCandidates } from '../../watermark/licence.js';
 import { detectTextWatermark, minTokensToName, type TextDetection } from '../../watermark/text.js';
@@ -56,7 +56,9 @@ export async function embed(ctx: Ctx, input: string, o: MeterOpts & { output: st
     if (!r.valid) throw new MlicError(VALIDATE_ERRORS[r.error!], r.message ?? r.error!, { details: { ...r } });
     if (!r.watermark)
       throw new MlicError('USAGE', `licence ${lic.license.licenseId} carries no watermark key`, { hint: 'the vendor issues licences whose outputs are marked with --require-watermark' });
-    const m = await r.watermark.image(bytes, { ...(strength !== undefined ? { strength } : {}), ...(quality !== undefined ? { quality } : {}) });
+    // the output's extension names its format (out.jpg from a PNG is a JPEG); otherwise the input's
+    const format = formatOfName(o.output);
+    const m = await r.watermark.image(bytes, { ...(strength !== undefined ? { strength } : {}), ...(quality !== undefined ? { quality } : {}), ...(format ? { format } : {}) });
     await writeFileAtomic(o.output, { force: o.force ?? false }, async (fh) => {
       await fh.writeFile(m.image);
     });

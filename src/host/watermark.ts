@@ -1,7 +1,7 @@
 /** The library's entry points for marking outputs on a licensed host. */
-import type { LicenceWatermark, MarkedImage } from '../host/handle.js';
-import type { EmbedOptions, RawImage } from './image.js';
-import type { EncodeOptions } from './codec.js';
+import type { LicenceWatermark, MarkedImage } from './handle.js';
+import type { EmbedOptions, RawImage } from '../watermark/image.js';
+import type { EncodeOptions } from '../watermark/codec.js';
 import { MlicError } from '../errors.js';
 
 /**
