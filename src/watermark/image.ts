@@ -214,31 +214,27 @@ export function embedImageWatermark(img: RawImage, key: Uint8Array, payload: Uin
   return { data: out, width: w, height: h, channels: c };
 }
 
-/** Luma (BT.601) as floats. */
-function luma(img: RawImage): Float32Array {
-  const { width: w, height: h, channels: c, data } = img;
-  const y = new Float32Array(w * h);
-  if (c >= 3) for (let i = 0, p = 0; i < w * h; i++, p += c) y[i] = 0.299 * data[p]! + 0.587 * data[p + 1]! + 0.114 * data[p + 2]!;
-  else for (let i = 0, p = 0; i < w * h; i++, p += c) y[i] = data[p]!;
-  return y;
+const BLUR = 31;
+
+/** Row j's luma (BT.601), into `out`. */
+function lumaRow(img: RawImage, j: number, out: Float32Array): void {
+  const { width: w, channels: c, data } = img;
+  let p = j * w * c;
+  if (c >= 3) for (let i = 0; i < w; i++, p += c) out[i] = 0.299 * data[p]! + 0.587 * data[p + 1]! + 0.114 * data[p + 2]!;
+  else for (let i = 0; i < w; i++, p += c) out[i] = data[p]!;
 }
 
-/** A box blur of odd width `size` along rows or columns (edges clamped), by running sums. */
-function boxBlur(src: Float32Array, w: number, h: number, size: number, vertical: boolean): Float32Array {
-  const out = new Float32Array(src.length);
-  const r = size >> 1;
-  const [n, lines, step, lineStep] = vertical ? [h, w, w, 1] : [w, h, 1, w];
-  for (let line = 0; line < lines; line++) {
-    const base = line * lineStep;
-    const at = (i: number) => src[base + Math.min(n - 1, Math.max(0, i)) * step]!;
-    let sum = 0;
-    for (let i = -r; i <= r; i++) sum += at(i);
-    for (let i = 0; i < n; i++) {
-      out[base + i * step] = sum / size;
-      sum += at(i + r + 1) - at(i - r);
-    }
+/** A box blur of odd width BLUR along a row (edges clamped), by a running sum. */
+function blurRow(src: Float32Array, out: Float32Array): void {
+  const n = src.length;
+  const r = BLUR >> 1;
+  const at = (i: number) => src[i < 0 ? 0 : i >= n ? n - 1 : i]!;
+  let sum = 0;
+  for (let i = -r; i <= r; i++) sum += at(i);
+  for (let i = 0; i < n; i++) {
+    out[i] = sum / BLUR;
+    sum += at(i + r + 1) - at(i - r);
   }
-  return out;
 }
 
 /** What the detector keeps of an image: its folded, phase-only spectrum over the band. */
@@ -256,17 +252,45 @@ export function analyzeImage(img: RawImage): ImageAnalysis {
   const { width: w, height: h } = img;
   if (w < MIN_DETECT_SIDE || h < MIN_DETECT_SIDE)
     throw new MlicError('IMAGE_TOO_SMALL', `a ${w}×${h} image is too small to hold a readable watermark (each side needs at least ${MIN_DETECT_SIDE} pixels)`);
-  const y = luma(img);
-  const low = boxBlur(boxBlur(y, w, h, 31, false), w, h, 31, true);
+  // The residual is luma minus its BLUR×BLUR box blur (rows, then columns; edges clamped),
+  // streamed a row at a time: a ring of BLUR + 1 horizontally blurred rows and their column sums,
+  // so memory stays O(BLUR · width) whatever the image's height.
+  const r = BLUR >> 1;
+  const ring = Array.from({ length: BLUR + 1 }, () => new Float32Array(w));
+  const lumaRing = Array.from({ length: r + 1 }, () => new Float32Array(w));
+  const scratch = new Float32Array(w);
+  const clampRow = (k: number) => (k < 0 ? 0 : k >= h ? h - 1 : k);
+  const hrow = (k: number) => ring[k % (BLUR + 1)]!;
+  let made = -1;
+  const make = (upTo: number) => {
+    for (; made < upTo; ) {
+      made++;
+      lumaRow(img, made, scratch);
+      blurRow(scratch, hrow(made));
+      lumaRing[made % (r + 1)]!.set(scratch);
+    }
+  };
+  const col = new Float64Array(w);
+  make(Math.min(h - 1, r));
+  for (let k = -r; k <= r; k++) {
+    const row = hrow(clampRow(k));
+    for (let i = 0; i < w; i++) col[i] = col[i]! + row[i]!;
+  }
   const sum = new Float64Array(TILE * TILE);
   const count = new Float64Array(TILE * TILE);
   for (let j = 0; j < h; j++) {
-    const row = (j % TILE) * TILE;
+    const y = lumaRing[j % (r + 1)]!;
+    const base = (j % TILE) * TILE;
     for (let i = 0; i < w; i++) {
-      const t = row + (i % TILE);
-      sum[t] = sum[t]! + y[j * w + i]! - low[j * w + i]!;
+      const t = base + (i % TILE);
+      sum[t] = sum[t]! + y[i]! - col[i]! / BLUR;
       count[t] = count[t]! + 1;
     }
+    // slide the window: row j + r + 1 comes in, row j − r goes out
+    make(Math.min(h - 1, j + r + 1));
+    const inRow = hrow(clampRow(j + r + 1));
+    const outRow = hrow(clampRow(j - r));
+    for (let i = 0; i < w; i++) col[i] = col[i]! + inRow[i]! - outRow[i]!;
   }
   const re = new Float64Array(TILE * TILE);
   const im = new Float64Array(TILE * TILE);

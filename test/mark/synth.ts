@@ -127,8 +127,8 @@ const varint = (n: number): Buffer => {
   out.push(v);
   return Buffer.from(out);
 };
-const pbInt = (field: number, v: number) => Buffer.concat([varint(field * 8), varint(v)]);
-const pbBytes = (field: number, b: Buffer | string) => {
+export const pbInt = (field: number, v: number) => Buffer.concat([varint(field * 8), varint(v)]);
+export const pbBytes = (field: number, b: Buffer | string) => {
   const buf = typeof b === 'string' ? Buffer.from(b) : b;
   return Buffer.concat([varint(field * 8 + 2), varint(buf.length), buf]);
 };

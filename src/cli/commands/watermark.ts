@@ -17,6 +17,8 @@ import { detectTextWatermark, minTokensToName, type TextDetection } from '../../
 import { loadTokenizer, tokenizerMismatch, type Tokenizer } from '../../watermark/wordlevel.js';
 import { loadOpts, type MeterOpts } from './meter.js';
 import { vendorKey } from '../keys.js';
+import { serverUrl } from '../../host/server-client.js';
+import { serverLicences } from './mark.js';
 import { probeWithSpinner } from '../spinner.js';
 import { printResult, type Ctx } from '../output.js';
 
@@ -35,6 +37,9 @@ async function readInput(path: string, max: number, what: string): Promise<Buffe
     await fh?.close();
   }
 }
+
+/** text: the tokens scored at most */
+const MAX_TOKENS = 100_000;
 
 /** encoded images up to 256 MiB (a 100-megapixel PNG is about 300 MB raw, much less encoded) */
 const MAX_IMAGE_BYTES = 256 * 1024 * 1024;
@@ -75,35 +80,47 @@ async function verifiedLicence(file: string, key: VendorKey): Promise<LicensePay
   return (await verifyLicenseText(text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), file)).payload;
 }
 
-/** The licences in `dir` (recursively) signed by `key` whose outputs are marked; the others counted by why. */
-async function candidateLicences(dir: string, key: VendorKey): Promise<{ licences: LicensePayload[]; skipped: Record<string, number> }> {
-  let names: string[];
-  try {
-    names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.lic')).sort();
-  } catch (e) {
-    throw fromFsError(e, dir);
-  }
-  const licences: LicensePayload[] = [];
-  const skipped: Record<string, number> = {};
-  const seen = new Set<string>();
-  const skip = (why: string) => (skipped[why] = (skipped[why] ?? 0) + 1);
-  for (const n of names) {
+/** The candidate licences: signed by the vendor key, carrying a watermark key, each once; the others counted by why. */
+class Candidates {
+  readonly licences: LicensePayload[] = [];
+  readonly skipped: Record<string, number> = {};
+  private readonly seen = new Set<string>();
+
+  async consider(verify: () => Promise<LicensePayload>): Promise<void> {
+    const skip = (why: string) => (this.skipped[why] = (this.skipped[why] ?? 0) + 1);
     let p: LicensePayload;
     try {
-      p = await verifiedLicence(join(dir, n), key);
+      p = await verify();
     } catch (e) {
       if (!(e instanceof MlicError)) throw e;
       skip(e.code === 'UNTRUSTED_VENDOR' ? 'another vendor key' : 'unreadable or not verified');
-      continue;
+      return;
     }
     if (!p.watermark) skip('no watermark key (not issued with --require-watermark)');
-    else if (seen.has(p.licenseId)) skip('duplicate');
+    else if (this.seen.has(p.licenseId)) skip('duplicate');
     else {
-      seen.add(p.licenseId);
-      licences.push(p);
+      this.seen.add(p.licenseId);
+      this.licences.push(p);
     }
   }
-  return { licences, skipped };
+
+  /** The .lic files in `dir`, recursively. */
+  async fromDir(dir: string, key: VendorKey): Promise<void> {
+    let names: string[];
+    try {
+      names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.lic')).sort();
+    } catch (e) {
+      throw fromFsError(e, dir);
+    }
+    for (const n of names) await this.consider(() => verifiedLicence(join(dir, n), key));
+  }
+
+  /** The licences the licence server issued with a watermark key (its admin API). */
+  async fromServer(server: string, token: string | undefined, key: VendorKey): Promise<void> {
+    const pub = vendorPublicKey(key);
+    for (const l of await serverLicences(server, token, undefined, 'watermark'))
+      await this.consider(async () => (await verifyLicenseText(l.text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), `licence ${l.id} from the server`)).payload);
+  }
 }
 
 type Kind = 'image' | 'tokens' | 'text';
@@ -150,10 +167,15 @@ interface FileResult {
 export async function detect(
   ctx: Ctx,
   files: string[],
-  o: { licenses?: string; key?: string; passphraseFile?: string; tokenizer?: string; top?: string },
+  o: { licenses?: string; server?: string; token?: string; key?: string; passphraseFile?: string; tokenizer?: string; top?: string },
 ): Promise<void> {
   const top = numberOpt(o.top ?? '3', '--top', 1, 1_000_000, true)!;
-  if (o.licenses === undefined) throw new MlicError('USAGE', 'where are the licences you issued? give --licenses DIR (each licence issued with --require-watermark is a candidate)');
+  if (o.licenses === undefined && o.server === undefined)
+    throw new MlicError('USAGE', 'where are the licences you issued? give --licenses DIR, --server URL (the licence server that issued them), or both (each licence issued with --require-watermark is a candidate)');
+  // before the work: a bad URL or a missing token is a usage error
+  if (o.server !== undefined) serverUrl(o.server, 'v1/licenses');
+  const token = o.token ?? process.env.MLIC_ADMIN_TOKEN;
+  if (o.server !== undefined && !token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
   let tokenizer: Tokenizer | undefined;
   if (o.tokenizer !== undefined) {
     const text = await readTextFile(o.tokenizer, { maxBytes: 64 * 1024 * 1024, what: 'tokenizer' });
@@ -166,9 +188,14 @@ export async function detect(
     tokenizer = loadTokenizer(json);
   }
   const key = await vendorKey(ctx, o);
-  const { licences, skipped } = await candidateLicences(o.licenses, key);
+  const c = new Candidates();
+  if (o.licenses !== undefined) await c.fromDir(o.licenses, key);
+  if (o.server !== undefined) await c.fromServer(o.server, token, key);
+  const { licences, skipped } = c;
   const skippedText = Object.entries(skipped).map(([k, v]) => `${v} ${k}`).join(', ');
-  if (licences.length === 0) throw new MlicError('USAGE', `no candidate licences in ${o.licenses}${skippedText ? ` (skipped: ${skippedText})` : ''}`, { hint: 'candidates are the .lic files you issued with --require-watermark, signed by this vendor key' });
+  const where = [o.licenses, o.server !== undefined ? `the licence server at ${serverUrl(o.server, '').origin}` : undefined].filter((x) => x !== undefined).join(' and ');
+  if (licences.length === 0)
+    throw new MlicError('USAGE', `no candidate licences in ${where}${skippedText ? ` (skipped: ${skippedText})` : ''}`, { hint: 'candidates are the licences you issued with --require-watermark, signed by this vendor key' });
   ctx.note(`${licences.length} candidate licence${licences.length === 1 ? '' : 's'}${skippedText ? ` (skipped: ${skippedText})` : ''}`);
   const customer = new Map(licences.map((l) => [l.licenseId, l.customer ?? null]));
   const candidates = watermarkCandidates(
@@ -201,6 +228,11 @@ export async function detect(
             const why = tokenizerMismatch(text, tokenizer);
             if (why) throw new MlicError('TOKENIZER_MISMATCH', `${file}: ${why}`, { hint: 'give the tokenizer.json of the model that wrote the text' });
             ids = tokenizer.encode(text);
+          }
+          if (ids.length > MAX_TOKENS) {
+            // far more than naming needs (200 are plenty), and scoring grows with tokens × candidates
+            ctx.note(`${file}: ${ids.length.toLocaleString('en-US')} tokens; the first ${MAX_TOKENS.toLocaleString('en-US')} are scored`);
+            ids = ids.slice(0, MAX_TOKENS);
           }
           d = detectTextWatermark(ids, candidates);
         }
