@@ -396,6 +396,8 @@ watermark
   .description("name the licence whose watermark an output carries (images; text as token ids or with its tokenizer), or say none does")
   .argument('<file...>', 'images (PNG, JPEG, WebP, TIFF), token ids (a JSON array) or text files')
   .option('--licenses <dir>', 'a directory of the licences you issued (those issued with --require-watermark are the candidates)')
+  .option('--server <url>', 'also the licences this licence server issued with a watermark key (its admin API)')
+  .option('--token <token>', 'with --server: admin token (else MLIC_ADMIN_TOKEN, which keeps it out of the process list)')
   .option('--key <file>', 'vendor secret key (else MLIC_SECRET_KEY)')
   .option('--passphrase-file <file>', 'passphrase for the secret key')
   .option('--tokenizer <file>', "for text: the model's tokenizer.json (Hugging Face WordLevel)")
@@ -403,7 +405,7 @@ watermark
   .addOption(json())
   .addHelpText(
     'after',
-    '\nExit status: 0 every file names a licence (p-value times the number of candidates below 1e-9); 1 one\ndoes not (WATERMARK_NOT_FOUND); 2 bad input (IMAGE_INVALID, IMAGE_TOO_SMALL, TEXT_TOO_SHORT, TOKENIZER_MISMATCH, ...).\n\nExamples:\n  $ mlic watermark detect found-online.jpg --key vendor.key --licenses ./issued\n  $ mlic watermark detect reply.txt --tokenizer tokenizer.json --licenses ./issued --json',
+    '\nThe candidates come from --licenses, --server or both (at least one); each must verify with the vendor key.\n\nExit status: 0 every file names a licence (p-value times the number of candidates below 1e-9); 1 one\ndoes not (WATERMARK_NOT_FOUND); 2 bad input (IMAGE_INVALID, IMAGE_TOO_SMALL, TEXT_TOO_SHORT, TOKENIZER_MISMATCH, ...).\n\nExamples:\n  $ mlic watermark detect found-online.jpg --key vendor.key --licenses ./issued\n  $ mlic watermark detect reply.txt --tokenizer tokenizer.json --licenses ./issued --json',
   )
   .action(async (files, opts, cmd) => act(() => import('./commands/watermark.js'), 'detect')(files, opts, cmd));
 

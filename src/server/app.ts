@@ -211,6 +211,7 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
           properties: {
             model: { type: 'string', minLength: 1, maxLength: 128 },
             marked: { type: 'string', enum: ['true', 'false'], description: "by the licence's own payload: for marked bundles (mlic mark) or not" },
+            watermark: { type: 'string', enum: ['true', 'false'], description: "by the licence's own payload: carries a watermark key (issued with --require-watermark) or not" },
             entitlement: { type: 'string', pattern: '^ent_[0-9a-f]{16}$' },
             ...PAGE_QUERY_PROPERTIES,
             after: LICENSE_CURSOR,
@@ -219,8 +220,8 @@ export async function buildApp(o: AppOptions): Promise<FastifyInstance> {
       },
     },
     async (req) => {
-      const { marked, ...rest } = req.query as { model?: string; marked?: 'true' | 'false'; entitlement?: string; limit?: string; after?: string };
-      return listLicenses(o.db, { ...rest, ...(marked !== undefined ? { marked: marked === 'true' } : {}) });
+      const { marked, watermark, ...rest } = req.query as { model?: string; marked?: 'true' | 'false'; watermark?: 'true' | 'false'; entitlement?: string; limit?: string; after?: string };
+      return listLicenses(o.db, { ...rest, ...(marked !== undefined ? { marked: marked === 'true' } : {}), ...(watermark !== undefined ? { watermark: watermark === 'true' } : {}) });
     },
   );
 

@@ -284,14 +284,23 @@ function isMarked(text: string): boolean {
   }
 }
 
+function carriesWatermark(text: string): boolean {
+  try {
+    return parseLicenseText(text).payload.watermark !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The licences issued, in order of issue, with the entitlement's model and the licence's own
- * `marked` as filters. `marked` is read from each licence's text, after the page is read: a page
- * filtered by it may hold fewer than `limit` licences (follow `next` until it is null).
+ * `marked` and `watermark` (it carries a watermark key: issued with --require-watermark) as
+ * filters. Those two are read from each licence's text, after the page is read: a page filtered
+ * by them may hold fewer than `limit` licences (follow `next` until it is null).
  */
 export async function listLicenses(
   q: Queries,
-  o: { model?: string; marked?: boolean; entitlement?: string; limit?: string; after?: string },
+  o: { model?: string; marked?: boolean; watermark?: boolean; entitlement?: string; limit?: string; after?: string },
 ): Promise<{ licenses: LicenseView[]; next: string | null }> {
   const page = pageOf(o);
   const where = [page.where];
@@ -311,7 +320,7 @@ export async function listLicenses(
   const r = pageResult(rows, page);
   return {
     licenses: r.rows
-      .filter((l) => o.marked === undefined || isMarked(l.text) === o.marked)
+      .filter((l) => (o.marked === undefined || isMarked(l.text) === o.marked) && (o.watermark === undefined || carriesWatermark(l.text) === o.watermark))
       .map((l) => ({
         id: l.id,
         entitlementId: l.entitlement_id,

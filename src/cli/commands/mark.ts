@@ -93,13 +93,16 @@ async function candidatesIn(dir: string, key: VendorKey, model: string | undefin
   for (const n of names) await consider(c, model, () => verifiedLicence(join(dir, n), key));
 }
 
-/** Every licence for marked bundles (of `model`, if known) the licence server lists (GET /v1/licenses, all pages), with the admin token. */
-async function serverLicences(server: string, token: string | undefined, model: string | undefined): Promise<{ id: string; text: string }[]> {
+/**
+ * Every licence the licence server lists (GET /v1/licenses, all pages, with the admin token): for
+ * marked bundles (or, with filter 'watermark', those carrying a watermark key), of `model` if known.
+ */
+export async function serverLicences(server: string, token: string | undefined, model: string | undefined, filter: 'marked' | 'watermark' = 'marked'): Promise<{ id: string; text: string }[]> {
   if (!token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
   const out: { id: string; text: string }[] = [];
   let after: string | null = null;
   do {
-    const q = ['marked=true', 'limit=1000', ...(model !== undefined ? [`model=${encodeURIComponent(model)}`] : []), ...(after ? [`after=${encodeURIComponent(after)}`] : [])];
+    const q = [`${filter}=true`, 'limit=1000', ...(model !== undefined ? [`model=${encodeURIComponent(model)}`] : []), ...(after ? [`after=${encodeURIComponent(after)}`] : [])];
     const path = `v1/licenses?${q.join('&')}`;
     const a = await callServer(server, path, { token, timeoutMs: 30_000 });
     if (a.json === undefined) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered ${a.status} with something that is not JSON`);
