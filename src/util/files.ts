@@ -27,6 +27,11 @@ export interface ReadTextOptions {
  * (FORMAT_INVALID), a directory or device is IO_NOT_REGULAR, a missing file IO_NOT_FOUND.
  */
 export async function readTextFile(path: string, o: ReadTextOptions = {}): Promise<string> {
+  return (await readSmallFile(path, o)).toString('utf8');
+}
+
+/** readTextFile's bytes: a file of at most `maxBytes` bytes, read whole, refused as readTextFile refuses. */
+export async function readSmallFile(path: string, o: ReadTextOptions = {}): Promise<Buffer> {
   const max = o.maxBytes ?? 1 << 20;
   const what = o.what ? `${o.what} ${path}` : path;
   let fh;
@@ -49,7 +54,7 @@ export async function readTextFile(path: string, o: ReadTextOptions = {}): Promi
       if (n === buf.length) break;
     }
     if (n > max) throw new MlicError('FORMAT_INVALID', `${what} is more than the ${max} bytes allowed`);
-    return buf.toString('utf8', 0, n);
+    return buf.subarray(0, n);
   } catch (e) {
     throw fromFsError(e, path);
   } finally {

@@ -1,30 +1,19 @@
 /** mlic mark and mlic trace: the vendor's leak tracing (docs/TRACING.md). */
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { MlicError, fromFsError } from '../../errors.js';
-import { MAX_INPUT, readTextFile } from '../../util/files.js';
-import { verifyLicenseText } from '../../license/sign.js';
-import { vendorPublicKey, type VendorKey } from '../../keys/vendor.js';
-import { keyIdHex } from '../../format/minisign.js';
-import type { LicensePayload } from '../../format/license.js';
 import { sniffBundle } from '../../bundle/reader.js';
 import { decryptOwnBundle, markBundle } from '../../mark/bundle.js';
 import { indexModel } from '../../mark/model.js';
-import { callServer, refusal, serverUrl } from '../../host/server-client.js';
+import { serverUrl } from '../../host/server-client.js';
 import { licenceMarkKey } from '../../mark/pattern.js';
 import { trace, ALPHA, type Candidate } from '../../mark/trace.js';
 import { DEFAULT_STRENGTH } from '../../mark/embed.js';
 import { vendorKey } from '../keys.js';
+import { Candidates, verifiedLicence } from '../candidates.js';
 import { makeProgress } from '../progress.js';
 import { printResult, type Ctx } from '../output.js';
-
-async function verifiedLicence(file: string, key: VendorKey): Promise<LicensePayload> {
-  const text = await readTextFile(file, { maxBytes: MAX_INPUT.licence, what: 'licence' });
-  const pub = vendorPublicKey(key);
-  const l = await verifyLicenseText(text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), file);
-  return l.payload;
-}
 
 function strengthOf(s: string | undefined): number | undefined {
   if (s === undefined) return undefined;
@@ -55,69 +44,6 @@ export async function mark(ctx: Ctx, bundle: string, o: { license: string; key?:
   printResult(ctx, { out: r.out, licenseId: license.licenseId, model: r.manifest.model, bundleId: r.manifest.bundleId, strength: strength ?? DEFAULT_STRENGTH, tensors: rep.tensors, elements: rep.elements, share: rep.share, otherTypes: rep.otherTypes });
 }
 
-/** The candidate licences: signed by `key`, issued for marked bundles, for `model`, each once; the others are counted by why. */
-interface Candidates {
-  licences: LicensePayload[];
-  skipped: Record<string, number>;
-  seen: Set<string>;
-}
-
-/** Adds the licence `verify` yields to the candidates, or counts why it is not one. */
-async function consider(c: Candidates, model: string | undefined, verify: () => Promise<LicensePayload>): Promise<void> {
-  const skip = (why: string) => (c.skipped[why] = (c.skipped[why] ?? 0) + 1);
-  let p: LicensePayload;
-  try {
-    p = await verify();
-  } catch (e) {
-    if (!(e instanceof MlicError)) throw e;
-    skip(e.code === 'UNTRUSTED_VENDOR' ? 'another vendor key' : 'unreadable or not verified');
-    return;
-  }
-  if (!p.marked) skip('not for marked bundles');
-  else if (model !== undefined && p.model !== model) skip('another model');
-  else if (c.seen.has(p.licenseId)) skip('duplicate');
-  else {
-    c.seen.add(p.licenseId);
-    c.licences.push(p);
-  }
-}
-
-/** The licences in `dir` signed by `key` for `model` and issued for marked bundles; the others are counted. */
-async function candidatesIn(dir: string, key: VendorKey, model: string | undefined, c: Candidates): Promise<void> {
-  let names: string[];
-  try {
-    names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.lic')).sort();
-  } catch (e) {
-    throw fromFsError(e, dir);
-  }
-  for (const n of names) await consider(c, model, () => verifiedLicence(join(dir, n), key));
-}
-
-/**
- * Every licence the licence server lists (GET /v1/licenses, all pages, with the admin token): for
- * marked bundles (or, with filter 'watermark', those carrying a watermark key), of `model` if known.
- */
-export async function serverLicences(server: string, token: string | undefined, model: string | undefined, filter: 'marked' | 'watermark' = 'marked'): Promise<{ id: string; text: string }[]> {
-  if (!token) throw new MlicError('USAGE', 'an admin token is needed for --server: set MLIC_ADMIN_TOKEN (or --token)');
-  const out: { id: string; text: string }[] = [];
-  let after: string | null = null;
-  do {
-    const q = [`${filter}=true`, 'limit=1000', ...(model !== undefined ? [`model=${encodeURIComponent(model)}`] : []), ...(after ? [`after=${encodeURIComponent(after)}`] : [])];
-    const path = `v1/licenses?${q.join('&')}`;
-    const a = await callServer(server, path, { token, timeoutMs: 30_000 });
-    if (a.json === undefined) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered ${a.status} with something that is not JSON`);
-    if (!a.ok) throw refusal('licence list', a.status, a.json.error as Parameters<typeof refusal>[2]);
-    const r = a.json as { licenses?: unknown; next?: unknown };
-    if (!Array.isArray(r.licenses) || (r.next !== undefined && r.next !== null && typeof r.next !== 'string'))
-      throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered with no licence list`, { hint: 'is it an mlic licence server new enough to list licences (GET /v1/licenses)?' });
-    for (const l of r.licenses as { id?: unknown; text?: unknown }[]) out.push({ id: String(l?.id), text: typeof l?.text === 'string' ? l.text : '' });
-    // a cursor that does not move would loop for ever
-    if (typeof r.next === 'string' && r.next === after) throw new MlicError('IO_ERROR', `the server at ${serverUrl(server, path).origin} answered the same page twice`);
-    after = typeof r.next === 'string' ? r.next : null;
-  } while (after);
-  return out;
-}
-
 export async function traceCmd(
   ctx: Ctx,
   suspect: string,
@@ -138,13 +64,9 @@ export async function traceCmd(
   const orig = bundle ? await decryptOwnBundle(o.original, key, tmpdir()) : undefined;
   try {
     const model = orig?.manifest.model.name;
-    const c: Candidates = { licences: [], skipped: {}, seen: new Set() };
-    if (o.licenses !== undefined) await candidatesIn(o.licenses, key, model, c);
-    if (o.server !== undefined) {
-      const pub = vendorPublicKey(key);
-      const listed = await serverLicences(o.server, token, model);
-      for (const l of listed) await consider(c, model, async () => (await verifyLicenseText(l.text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), `licence ${l.id} from the server`)).payload);
-    }
+    const c = new Candidates(key, (p) => (!p.marked ? 'not for marked bundles' : model !== undefined && p.model !== model ? 'another model' : undefined));
+    if (o.licenses !== undefined) await c.fromDir(o.licenses);
+    if (o.server !== undefined) await c.fromServer(o.server, token, 'marked', model);
     const { licences, skipped } = c;
     const skippedText = Object.entries(skipped).map(([k, v]) => `${v} ${k}`).join(', ');
     const where = [o.licenses, o.server !== undefined ? `the licence server at ${serverUrl(o.server, '').origin}` : undefined].filter((x) => x !== undefined);

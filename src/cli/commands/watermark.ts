@@ -1,13 +1,7 @@
 /** mlic watermark embed (on a licensed host) and mlic watermark detect (the vendor's side): docs/WATERMARK.md. */
-import { open, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { MlicError, fromFsError } from '../../errors.js';
-import { MAX_INPUT, readTextFile } from '../../util/files.js';
+import { MlicError } from '../../errors.js';
+import { readSmallFile, readTextFile } from '../../util/files.js';
 import { writeFileAtomic } from '../../util/atomic.js';
-import { verifyLicenseText } from '../../license/sign.js';
-import { vendorPublicKey, type VendorKey } from '../../keys/vendor.js';
-import { keyIdHex } from '../../format/minisign.js';
-import type { LicensePayload } from '../../format/license.js';
 import { loadLicense } from '../../host/handle.js';
 import { VALIDATE_ERRORS } from '../../license/policy.js';
 import { decodeImage, formatOfName } from '../../watermark/codec.js';
@@ -18,25 +12,9 @@ import { loadTokenizer, tokenizerMismatch, type Tokenizer } from '../../watermar
 import { loadOpts, type MeterOpts } from './meter.js';
 import { vendorKey } from '../keys.js';
 import { serverUrl } from '../../host/server-client.js';
-import { serverLicences } from './mark.js';
+import { Candidates } from '../candidates.js';
 import { probeWithSpinner } from '../spinner.js';
 import { printResult, type Ctx } from '../output.js';
-
-/** Reads a whole input file, refusing one larger than `max` bytes before reading it. */
-async function readInput(path: string, max: number, what: string): Promise<Buffer> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-    const st = await fh.stat();
-    if (!st.isFile()) throw new MlicError('IO_NOT_REGULAR', `${path}: not a regular file`);
-    if (st.size > max) throw new MlicError('USAGE', `${path}: the ${what} is ${st.size.toLocaleString('en-US')} bytes, more than the ${max.toLocaleString('en-US')} mlic reads`);
-    return await fh.readFile();
-  } catch (e) {
-    throw fromFsError(e, path);
-  } finally {
-    await fh?.close();
-  }
-}
 
 /** text: the tokens scored at most */
 const MAX_TOKENS = 100_000;
@@ -54,7 +32,7 @@ function numberOpt(s: string | undefined, name: string, lo: number, hi: number, 
 export async function embed(ctx: Ctx, input: string, o: MeterOpts & { output: string; strength?: string; quality?: string; force?: boolean }): Promise<void> {
   const strength = numberOpt(o.strength, '--strength', 0.5, 16);
   const quality = numberOpt(o.quality, '--quality', 1, 100, true);
-  const bytes = await readInput(input, MAX_IMAGE_BYTES, 'image');
+  const bytes = await readSmallFile(input, { maxBytes: MAX_IMAGE_BYTES, what: 'image' });
   const lic = await loadLicense(loadOpts(o, await probeWithSpinner(ctx.json)));
   try {
     const r = await lic.validate();
@@ -71,55 +49,6 @@ export async function embed(ctx: Ctx, input: string, o: MeterOpts & { output: st
     printResult(ctx, { output: o.output, licenseId: lic.license.licenseId, payload: m.payload, psnr: Number(m.psnr.toFixed(2)), outputHash: m.outputHash, strength: strength ?? DEFAULT_STRENGTH });
   } finally {
     await lic.close();
-  }
-}
-
-async function verifiedLicence(file: string, key: VendorKey): Promise<LicensePayload> {
-  const text = await readTextFile(file, { maxBytes: MAX_INPUT.licence, what: 'licence' });
-  const pub = vendorPublicKey(key);
-  return (await verifyLicenseText(text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), file)).payload;
-}
-
-/** The candidate licences: signed by the vendor key, carrying a watermark key, each once; the others counted by why. */
-class Candidates {
-  readonly licences: LicensePayload[] = [];
-  readonly skipped: Record<string, number> = {};
-  private readonly seen = new Set<string>();
-
-  async consider(verify: () => Promise<LicensePayload>): Promise<void> {
-    const skip = (why: string) => (this.skipped[why] = (this.skipped[why] ?? 0) + 1);
-    let p: LicensePayload;
-    try {
-      p = await verify();
-    } catch (e) {
-      if (!(e instanceof MlicError)) throw e;
-      skip(e.code === 'UNTRUSTED_VENDOR' ? 'another vendor key' : 'unreadable or not verified');
-      return;
-    }
-    if (!p.watermark) skip('no watermark key (not issued with --require-watermark)');
-    else if (this.seen.has(p.licenseId)) skip('duplicate');
-    else {
-      this.seen.add(p.licenseId);
-      this.licences.push(p);
-    }
-  }
-
-  /** The .lic files in `dir`, recursively. */
-  async fromDir(dir: string, key: VendorKey): Promise<void> {
-    let names: string[];
-    try {
-      names = (await readdir(dir, { recursive: true })).filter((n) => n.endsWith('.lic')).sort();
-    } catch (e) {
-      throw fromFsError(e, dir);
-    }
-    for (const n of names) await this.consider(() => verifiedLicence(join(dir, n), key));
-  }
-
-  /** The licences the licence server issued with a watermark key (its admin API). */
-  async fromServer(server: string, token: string | undefined, key: VendorKey): Promise<void> {
-    const pub = vendorPublicKey(key);
-    for (const l of await serverLicences(server, token, undefined, 'watermark'))
-      await this.consider(async () => (await verifyLicenseText(l.text, async (id) => (id === keyIdHex(key.keyId) ? pub : undefined), `licence ${l.id} from the server`)).payload);
   }
 }
 
@@ -188,9 +117,9 @@ export async function detect(
     tokenizer = loadTokenizer(json);
   }
   const key = await vendorKey(ctx, o);
-  const c = new Candidates();
-  if (o.licenses !== undefined) await c.fromDir(o.licenses, key);
-  if (o.server !== undefined) await c.fromServer(o.server, token, key);
+  const c = new Candidates(key, (p) => (p.watermark ? undefined : 'no watermark key (not issued with --require-watermark)'));
+  if (o.licenses !== undefined) await c.fromDir(o.licenses);
+  if (o.server !== undefined) await c.fromServer(o.server, token, 'watermark');
   const { licences, skipped } = c;
   const skippedText = Object.entries(skipped).map(([k, v]) => `${v} ${k}`).join(', ');
   const where = [o.licenses, o.server !== undefined ? `the licence server at ${serverUrl(o.server, '').origin}` : undefined].filter((x) => x !== undefined).join(' and ');
@@ -207,7 +136,7 @@ export async function detect(
     for (const file of files) {
       let kind: Kind = 'text';
       try {
-        const b = await readInput(file, MAX_IMAGE_BYTES, 'input');
+        const b = await readSmallFile(file, { maxBytes: MAX_IMAGE_BYTES, what: 'input' });
         kind = kindOf(b);
         let d: ImageDetection | TextDetection;
         if (kind === 'image') {
